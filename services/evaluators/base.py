@@ -1,0 +1,138 @@
+"""The evaluator contract and its registry."""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import math
+import pkgutil
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One reply to judge, with the dataset record it answers (gold labels live there)."""
+
+    job_id: str
+    task: str
+    prompt: str
+    response: str
+    record: Mapping[str, Any] = field(default_factory=dict)
+    generation_error: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An evaluator's judgement of one reply.
+
+    ``valid`` is False when the reply could not be turned into a verdict (gibberish, no keyword):
+    such items stay in the results and each metric says how it treats them. ``error`` is set when
+    no judgement could be made at all (generation failed, judge endpoint down).
+    """
+
+    label: str
+    valid: bool = True
+    score: float = math.nan
+    error: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, error: str) -> Verdict:
+        return cls(label="error", valid=False, error=error)
+
+
+@dataclass(frozen=True)
+class EvaluatorSettings:
+    """Settings evaluators may need, read once by the service that hosts them."""
+
+    refusal_backend: str = "phrases"
+    refusal_model: str = "LibrAI/longformer-harmful-ro"
+    batch_size: int = 32
+    device: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+class Evaluator(abc.ABC):
+    """A judge. Subclasses set ``name`` and ``description`` and implement :meth:`evaluate`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    #: True when the evaluator needs no external model or service.
+    offline: ClassVar[bool] = True
+
+    @classmethod
+    def from_settings(cls, settings: EvaluatorSettings) -> Evaluator:
+        return cls()
+
+    @abc.abstractmethod
+    def evaluate(self, items: Sequence[EvalItem]) -> list[Verdict]:
+        """Judge a batch; one verdict per item, in order. Items never carry a generation error."""
+
+
+class UnknownEvaluator(LookupError):
+    pass
+
+
+_REGISTRY: dict[str, type[Evaluator]] = {}
+_loaded = False
+E = TypeVar("E", bound=type[Evaluator])
+
+
+def register(cls: E) -> E:
+    """Class decorator: make an evaluator available by its ``name``."""
+    name = cls.name
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"two evaluators are named {name!r}: {_REGISTRY[name].__module__} and {cls.__module__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+def _load_all() -> None:
+    global _loaded
+    if _loaded:
+        return
+    import trustwatch.evaluators as pkg
+
+    for mod in pkgutil.iter_modules(pkg.__path__):
+        if not mod.name.startswith("_") and mod.name != "base":
+            importlib.import_module(f"{pkg.__name__}.{mod.name}")
+    _loaded = True
+
+
+def known() -> dict[str, type[Evaluator]]:
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def create(name: str, settings: EvaluatorSettings | None = None) -> Evaluator:
+    registry = known()
+    if name not in registry:
+        raise UnknownEvaluator(f"unknown evaluator {name!r}; known evaluators: {', '.join(registry)}")
+    return registry[name].from_settings(settings or EvaluatorSettings())
+
+
+def evaluate_items(evaluator: Evaluator, items: Sequence[EvalItem]) -> list[Verdict]:
+    """Run an evaluator over a batch, so that no item is lost.
+
+    Items whose generation failed get an error verdict without being judged; if the evaluator raises,
+    every item of the batch gets an error verdict naming the exception (and the caller carries on).
+    """
+    out: list[Verdict | None] = [None] * len(items)
+    todo: list[int] = []
+    for i, item in enumerate(items):
+        if item.generation_error:
+            out[i] = Verdict.failed(f"generation failed: {item.generation_error}")
+        else:
+            todo.append(i)
+    if todo:
+        try:
+            verdicts = evaluator.evaluate([items[i] for i in todo])
+            if len(verdicts) != len(todo):
+                raise RuntimeError(f"returned {len(verdicts)} verdicts for {len(todo)} items")
+        except Exception as exc:  # noqa: BLE001 - the batch is reported, never dropped
+            verdicts = [Verdict.failed(f"evaluator {evaluator.name} failed: {type(exc).__name__}: {exc}")] * len(todo)
+        for i, v in zip(todo, verdicts):
+            out[i] = v
+    return [v for v in out if v is not None]

@@ -1,0 +1,54 @@
+"""Every Prometheus metric name trustwatch exports, in one place.
+
+Dashboards (k8s/monitoring) and alert rules are generated from or checked against this module.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- service health (every consuming service; label `service`) ------------------------------------
+# Counter: messages taken from a topic and processed (label `topic`).
+MESSAGES_CONSUMED: Final = "trustwatch_messages_consumed_total"
+# Counter: messages produced (label `topic`).
+MESSAGES_PRODUCED: Final = "trustwatch_messages_produced_total"
+# Counter: messages sent to the dead-letter topic (label `reason_kind`: decode | process).
+DEAD_LETTERS: Final = "trustwatch_dead_letters_total"
+# Histogram: seconds to process one polled batch, from poll to commit.
+BATCH_SECONDS: Final = "trustwatch_batch_seconds"
+# Gauge: messages in the consumed topics not yet committed by the service's group.
+CONSUMER_LAG: Final = "trustwatch_consumer_lag"
+
+# -- generator (labels `target`, `backend`) ---------------------------------------------------------
+# Counter: completions produced (label `status`: ok | error).
+COMPLETIONS: Final = "trustwatch_completions_total"
+# Histogram: seconds per generated reply, as the back-end measured it.
+GENERATION_SECONDS: Final = "trustwatch_generation_seconds"
+# Counter: tokens generated.
+GENERATED_TOKENS: Final = "trustwatch_generated_tokens_total"
+
+# -- judge (label `evaluator`) ----------------------------------------------------------------------
+# Counter: verdicts (label `outcome`: valid | invalid | error).
+VERDICTS: Final = "trustwatch_verdicts_total"
+# Histogram: seconds per Evaluate call (a batch).
+EVALUATE_SECONDS: Final = "trustwatch_evaluate_seconds"
+
+# -- aggregator -------------------------------------------------------------------------------------
+# Counter: judgments stored for the first time (duplicates are not counted).
+JUDGMENTS_STORED: Final = "trustwatch_judgments_stored_total"
+# Counter: judgments received again for an id already stored (at-least-once redelivery).
+JUDGMENTS_DUPLICATE: Final = "trustwatch_judgments_duplicate_total"
+# Gauge: a task metric of the latest run per target (labels `target`, `dimension`, `task`, `metric`).
+TRUST_SCORE: Final = "trustwatch_trust_score"
+# Gauge: the reference-compatible value of the same metric.
+TRUST_SCORE_REFERENCE: Final = "trustwatch_trust_score_reference"
+# Gauge: 95% interval bounds of the same metric (label `bound`: low | high).
+TRUST_SCORE_CI: Final = "trustwatch_trust_score_ci"
+# Gauge: items behind the same metric (label `kind`: total | valid | error).
+TRUST_SCORE_ITEMS: Final = "trustwatch_trust_score_items"
+# Gauge: judgments stored for a run against those it expects (labels `run`, `target`, `kind`).
+RUN_PROGRESS: Final = "trustwatch_run_progress"
+# Gauge: unix time the latest complete run of a target finished (label `target`).
+LAST_RUN_COMPLETED: Final = "trustwatch_last_run_completed_timestamp_seconds"
+
+ALL: Final = tuple(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and v.startswith("trustwatch_"))
