@@ -84,6 +84,12 @@ class Task:
     max_tokens: int = 512
     #: Record fields every record must have (checked at load time, with the record's position).
     required_fields: tuple[str, ...] = ()
+    #: Evaluators for one record, where they differ by record (e.g. a keyword rule for one source and
+    #: an LLM judge for another); None: every record gets ``evaluators``.
+    route: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
+
+    def evaluators_for(self, record: Mapping[str, Any]) -> tuple[str, ...]:
+        return self.route(record) if self.route is not None else self.evaluators
 
     @property
     def dimension(self) -> str:
