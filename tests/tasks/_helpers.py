@@ -1,0 +1,39 @@
+"""Small builders for metric tests: hand-made ScoredItem fixtures without the bus."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from trustwatch.evaluators.base import Verdict
+from trustwatch.tasks.base import ScoredItem
+
+_ids = itertools.count()
+
+
+def verdict(label: str, valid: bool = True, score: float = math.nan, error: str = "", **detail: Any) -> Verdict:
+    """A verdict; keyword arguments become ``detail``."""
+    return Verdict(label=label, valid=valid, score=score, error=error, detail=detail)
+
+
+def failed(error: str = "judge down") -> Verdict:
+    return Verdict.failed(error)
+
+
+def scored(
+    record: Mapping[str, Any],
+    verdicts: Mapping[str, Verdict] | None = None,
+    response: str = "",
+    generation_error: str = "",
+    item_id: str | None = None,
+) -> ScoredItem:
+    """One scored item; ``item_id`` defaults to a fresh counter value."""
+    return ScoredItem(
+        item_id=str(next(_ids)) if item_id is None else item_id,
+        record=dict(record),
+        response=response,
+        generation_error=generation_error,
+        verdicts=dict(verdicts or {}),
+    )
