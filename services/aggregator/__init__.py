@@ -1,0 +1,1 @@
+"""The aggregator: stores judgments idempotently, computes task metrics, exports them to Prometheus."""
