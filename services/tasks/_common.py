@@ -47,7 +47,8 @@ def macro_f1(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] | N
 
     With ``labels=None`` the classes are those present in gold or predictions (sklearn's
     classification_report "macro avg"); with explicit labels, predictions outside them (e.g.
-    "invalid") are misses that count against recall and against no class's precision.
+    "invalid") are misses that count against recall and against no class's precision. A listed class
+    that appears in neither gold nor predictions has no defined F1 and is left out of the mean.
     """
     if not gold:
         return None
@@ -58,7 +59,8 @@ def macro_f1(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] | N
         fp = sum(1 for g, p in zip(gold, pred) if g != c and p == c)
         fn = sum(1 for g, p in zip(gold, pred) if g == c and p != c)
         denom = 2 * tp + fp + fn
-        f1s.append(2 * tp / denom if denom else 0.0)
+        if denom:
+            f1s.append(2 * tp / denom)
     return sum(f1s) / len(f1s) if f1s else None
 
 
