@@ -295,6 +295,59 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_stack(args: argparse.Namespace) -> int:
+    from trustwatch.stack import local
+
+    d = Path(args.dir)
+    if args.action == "up":
+        targets = [t for t in (args.target or [])]
+        for t in targets:
+            _targets([t])  # parse early: a bad target fails before anything starts
+        db = args.db or f"sqlite:///{(d / 'trustwatch.db').resolve()}"
+        state = local.up(d, targets, db, bootstrap=args.bootstrap, metrics_base=args.metrics_base)
+        print(json.dumps({"bootstrap": state.bootstrap, "db": state.db_url, "evaluators": state.evaluator_addr,
+                          "aggregator": state.aggregator_url, "services": state.services}, indent=2))
+    elif args.action == "down":
+        stopped = local.down(d)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    elif args.action == "status":
+        st = local.status(d)
+        if not st:
+            print(f"no stack in {d}")
+            return 1
+        for name, alive in st.items():
+            print(f"{name:<14} {'running' if alive else 'STOPPED'}")
+        return 0 if all(st.values()) else 1
+    elif args.action == "run":
+        from trustwatch.scheduler.core import plan_run
+        from trustwatch.scheduler.service import publish
+        from trustwatch.scheduler.suite import load_suite
+        from trustwatch.bus import kafka_bus
+
+        state = local.load_state(d)
+        if state is None:
+            raise UsageError(f"no stack in {d}; start one with `trustwatch stack up --dir {d} --target ...`")
+        if not args.suite:
+            raise UsageError("stack run needs --suite")
+        suite = load_suite(args.suite)
+        targets = _targets(args.target, suite.targets)
+        plans = [plan_run(suite, t, _data_dir(args.data_dir)) for t in targets]
+        bus = kafka_bus(state.bootstrap)
+        try:
+            for p in plans:
+                publish(p, bus, _topics())
+        finally:
+            bus.close()
+        reports = [local.wait_for_run(state.aggregator_url, p.run_id, args.timeout) for p in plans]
+        payload: Any = reports[0] if len(reports) == 1 else reports
+        text = json.dumps(payload, indent=2, default=str)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text + "\n")
+        print(text)
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -379,6 +432,19 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dest", help="where to store it (default: the cache)")
     common_data(sp)
     sp.set_defaults(func=cmd_datasets)
+
+    sp = sub.add_parser("stack", help="the distributed mode on this machine: Kafka + one process per service")
+    sp.add_argument("action", choices=["up", "down", "status", "run"])
+    sp.add_argument("--dir", default="var/stack", help="state, logs and the SQLite database of the stack")
+    sp.add_argument("--target", action="append", help="up: one generator per target; run: targets to evaluate")
+    sp.add_argument("--db", help="up: results database URL (default: SQLite in --dir)")
+    sp.add_argument("--bootstrap", help="up: use this Kafka instead of starting one")
+    sp.add_argument("--metrics-base", type=int, default=9100, help="up: aggregator port; services use the next ones")
+    sp.add_argument("--suite", help="run: the suite to publish")
+    sp.add_argument("--out", help="run: write the report JSON here")
+    sp.add_argument("--timeout", type=float, default=3600, help="run: seconds to wait for the run")
+    common_data(sp)
+    sp.set_defaults(func=cmd_stack)
     return p
 
 
