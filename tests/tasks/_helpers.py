@@ -37,3 +37,18 @@ def scored(
         generation_error=generation_error,
         verdicts=dict(verdicts or {}),
     )
+
+
+def score_dataset(task: Any, data_dir: Any, verdict_for: Any, response: str = "") -> list[ScoredItem]:
+    """Every item of ``task``'s dataset with verdicts from ``verdict_for(evaluator_name, item)``.
+
+    For whole-file smoke tests of metric functions: the evaluators are the task's route for each
+    record; ``item_id`` is the record's position, as in production.
+    """
+    from trustwatch.tasks import load_items
+
+    out = []
+    for it in load_items(task, data_dir):
+        verdicts = {name: verdict_for(name, it) for name in task.evaluators_for(it.record)}
+        out.append(scored(it.record, verdicts, response=response, item_id=it.item_id))
+    return out
