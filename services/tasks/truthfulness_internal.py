@@ -10,9 +10,9 @@ Judges (routed per record by ``source``):
   (YES/NO: is the answer correct). The judge templates read record fields: squad and hotpot need
   ``record["question"]`` (a string) and ``record["answer"]`` (squad: a list of reference strings,
   inserted in its Python string form as the reference does; hotpot: a string); adv needs the
-  question text, which the record does not hold directly: ``record["question"]`` is a SQuAD article,
-  the question is :func:`trustwatch.evaluators.truthfulness_rules.adv_question_text` (first question
-  of the first paragraph), plus ``record["answer"]`` (a string).
+  question text, which the record does not hold directly: ``record["question"]`` is a SQuAD article
+  and the judge derives the question as the reference does (first question of the first paragraph,
+  ``llm_judge.adversarial_question``), plus ``record["answer"]`` (a string).
 
 value vs reference_value:
 
