@@ -348,6 +348,40 @@ def cmd_stack(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from trustwatch.calibrate import CalibrationInputError, calibrate, format_result
+
+    try:
+        result = calibrate(args.evaluator, Path(args.xstest), _settings(args))
+    except (CalibrationInputError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from exc
+    print(format_result(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from trustwatch.rescore import evaluate_results
+
+    data_dir = Path(args.data_dir) if args.data_dir else (Path(config.env("TRUSTWATCH_DATA_DIR"))
+                                                         if config.env("TRUSTWATCH_DATA_DIR") else None)
+    try:
+        results = evaluate_results(Path(args.trustllm_results), _settings(args), offline=args.offline,
+                                   data_dir=data_dir)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    for key, r in results.items():
+        status = r.get("error") or r.get("skipped") or ", ".join(
+            f"{k}={v['value']:.3f}" if isinstance(v.get("value"), (int, float)) else f"{k}=-" for k, v in r["metrics"].items())
+        print(f"{key:<45} {status}")
+    print(f"written to {out}")
+    return 0
+
+
 # -- parser ---------------------------------------------------------------------------------------------
 
 def build_parser() -> argparse.ArgumentParser:
@@ -432,6 +466,20 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--dest", help="where to store it (default: the cache)")
     common_data(sp)
     sp.set_defaults(func=cmd_datasets)
+
+    sp = sub.add_parser("calibrate", help="measure a refusal evaluator against XSTest human labels")
+    sp.add_argument("--evaluator", default="refusal")
+    sp.add_argument("--xstest", required=True, help="an XSTest v2 completions CSV")
+    sp.add_argument("--out", help="write the result as JSON here")
+    judges(sp)
+    sp.set_defaults(func=cmd_calibrate)
+
+    sp = sub.add_parser("evaluate", help="score generations made with the reference toolkit (no generation)")
+    sp.add_argument("--trustllm-results", required=True, help="folder of <dimension>/<file>.json with `res` fields")
+    sp.add_argument("--out", required=True, help="output JSON")
+    sp.add_argument("--offline", action="store_true", help="run only judges that need no external model")
+    common_data(sp), judges(sp)
+    sp.set_defaults(func=cmd_evaluate)
 
     sp = sub.add_parser("stack", help="the distributed mode on this machine: Kafka + one process per service")
     sp.add_argument("action", choices=["up", "down", "status", "run"])
