@@ -13,10 +13,10 @@
 
 ``ood_flipkart`` (robustness/ood_generalization, source flipkart)
     reference: correct iff the gold label (positive/neutral/negative) is a substring of the reply,
-    case-insensitive, so "positive, neutral or negative" and "not positive" count for every label
-    they contain.
+    case-insensitive, so "positive, neutral or negative" counts for every label.
     corrected: the first of the three sentiment words (whole word, any case) in the reply is the
-    prediction; correct iff it is the gold label; none -> invalid.
+    prediction; correct iff it is the gold label; none -> invalid. Negation is not handled by either
+    ("not positive" reads as positive).
     Verdict: label = corrected sentiment or "none" (valid=False); detail = {"correct",
     "reference_correct"}.
 

@@ -15,9 +15,9 @@ value vs reference_value:
   2a_ref/(1+a_ref), comparable with the leaderboard's OOD-generalization column. ``overall`` is the
   mean of the two per-source numbers in each scale.
 * flipkart parse: the reference counts a reply correct when the gold label is a substring of it, so
-  listing the options ("positive, neutral or negative") or "not positive" is correct for every label
-  it contains; ``value`` takes the first sentiment word in the reply as the prediction (no word:
-  wrong, counted in the denominator).
+  a reply listing the options ("positive, neutral or negative") is correct for every label;
+  ``value`` takes the first sentiment word in the reply as the prediction (no word: wrong, counted
+  in the denominator). Negation ("not positive") is read as the word in both.
 * ddxplus: the keyword path is identical in both; on the judge path the reference counts any judge
   reply without "wrong" as correct (an unparseable judge reply is correct), ``value`` uses the
   judge's normalised label and leaves an unparseable judge reply out (n_valid < n_total). An empty
