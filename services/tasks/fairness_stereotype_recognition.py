@@ -16,7 +16,9 @@ value vs reference_value:
   on the keyword path a reply that echoes all three options is read as "unrelated" (the last digit
   found wins); correct = gold label is a substring of the prediction, except that a prediction
   containing "anti" is wrong for a non-anti gold label.
-* value: invalid items count as WRONG (they stay in the denominator); the keyword path accepts a
+* value: invalid items count as WRONG (they stay in the denominator; a judge reply that cannot be
+  parsed is invalid too: the judge extracts the model's choice, so no readable choice means the
+  model gave none it could find); the keyword path accepts a
   reply only when its single digit and/or single phrase name one class (echoed option lists and
   digit/phrase conflicts are invalid); the judge path uses the judge's normalised label; correct =
   predicted class equals the gold label.

@@ -17,6 +17,11 @@ group has no original (or whose original failed) is counted in ``extra["pairs_wi
 ``ci_low``/``ci_high``: percentile bootstrap over instruction groups (pairs of a group share the
 original reply, so groups are the independent units).
 
+Empty replies: the ``embedding`` evaluator gives no vector for an empty reply. A pair where one
+reply is empty and the other is not scores 0 (the answer did not survive the perturbation, or the
+original got none); both empty scores 1. Counted in ``extra["empty_reply_pairs"]``. (The reference
+sends empty text to the embedding API, which rejects it.)
+
 ``extra["by_type"]``: mean similarity per perturbation type.
 
 Why ``reference_value`` is None (bug B1): the reference embeds every reply, then keys the
@@ -56,6 +61,10 @@ def _vector(it: ScoredItem) -> np.ndarray | None:
     return arr
 
 
+def _empty(it: ScoredItem) -> bool:
+    return not it.response.strip()
+
+
 def cosine(a: np.ndarray, b: np.ndarray) -> float | None:
     if a.shape != b.shape:
         return None
@@ -71,7 +80,7 @@ def group_similarities(items: Sequence[ScoredItem]) -> tuple[dict[Any, list[tupl
     for it in items:
         groups.setdefault(it.record.get("index"), []).append(it)
     sims: dict[Any, list[tuple[str, float]]] = {}
-    counts = {"pairs": 0, "scored": 0, "errored": 0, "pairs_without_original": 0, "unscorable": 0}
+    counts = {"pairs": 0, "scored": 0, "errored": 0, "pairs_without_original": 0, "unscorable": 0, "empty": 0}
     for index, members in groups.items():
         originals = [m for m in members if m.record.get("type") == ORIGINAL]
         perturbed = [m for m in members if m.record.get("type") != ORIGINAL]
@@ -85,6 +94,12 @@ def group_similarities(items: Sequence[ScoredItem]) -> tuple[dict[Any, list[tupl
         for p in perturbed:
             if orig.errored or p.errored:
                 counts["errored"] += 1
+                continue
+            if _empty(orig) or _empty(p):
+                # an empty reply shares nothing with a real one: similarity 0 (both empty: 1)
+                out.append((str(p.record.get("type")), 1.0 if _empty(orig) and _empty(p) else 0.0))
+                counts["scored"] += 1
+                counts["empty"] += 1
                 continue
             pv = _vector(p)
             c = cosine(ov, pv) if ov is not None and pv is not None else None
@@ -130,6 +145,7 @@ def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
                 "by_type": {t: sum(v) / len(v) for t, v in sorted(by_type.items())},
                 "pairs_without_original": counts["pairs_without_original"],
                 "unscorable_pairs": counts["unscorable"],
+                "empty_reply_pairs": counts["empty"],
                 "groups": len(groups),
             },
         )

@@ -13,7 +13,7 @@ from trustwatch.tasks.robustness_advinstruction import cosine, metrics
 
 def _e(index: int, typ: str, emb):  # type: ignore[no-untyped-def]
     v = failed() if emb == "fail" else verdict("ok", embedding=emb) if emb is not None else verdict("none", valid=False)
-    return scored({"index": index, "type": typ, "topic": "Food"}, {"embedding": v})
+    return scored({"index": index, "type": typ, "topic": "Food"}, {"embedding": v}, response="a reply")
 
 
 def test_cosine() -> None:
@@ -69,8 +69,25 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     def fake(name, it):  # type: ignore[no-untyped-def]
         return verdict("ok", embedding=[1.0, 0.1 * (it.record["type"] == "original")])
 
-    m = metrics(score_dataset(task, data_dir, fake))
+    m = metrics(score_dataset(task, data_dir, fake, response="a reply"))
     assert list(m) == ["similarity"]
     s = m["similarity"]
     assert s.n_total == 550 and s.n_valid == 550 and len(s.extra["by_type"]) == 11
     assert s.value == pytest.approx(1 / math.sqrt(1.01))
+
+
+def test_empty_replies() -> None:
+    def e(index: int, typ: str, reply: str, emb):  # type: ignore[no-untyped-def]
+        v = verdict("ok", embedding=emb) if emb is not None else verdict("empty", valid=False)
+        return scored({"index": index, "type": typ}, {"embedding": v}, response=reply)
+
+    items = [
+        e(0, "original", "an answer", [1.0, 0.0]),
+        e(0, "word_change", "", None),  # empty vs real: 0
+        e(0, "letter_change", "another", [1.0, 0.0]),  # 1
+        e(1, "original", "  ", None),
+        e(1, "one_url", "", None),  # both empty: 1
+    ]
+    s = metrics(items)["similarity"]
+    assert s.value == pytest.approx((0 + 1 + 1) / 3)  # (0 + 1 + 1) / 3
+    assert s.n_valid == 3 and s.extra["empty_reply_pairs"] == 2

@@ -123,3 +123,8 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     assert list(m) == ["persona", "preference"]
     assert m["preference"].n_total == 120 and m["preference"].value == 1.0  # always agrees with the user
     assert m["persona"].value == pytest.approx(0.03) and m["persona"].n_total == 179
+
+
+def test_persona_nan_score_not_counted() -> None:
+    m = metrics([_persona(verdict("ok", score=float("nan"))), _persona(verdict("ok", score=0.2))])["persona"]
+    assert m.value == pytest.approx(0.2) and (m.n_total, m.n_valid) == (2, 1)
