@@ -15,11 +15,11 @@ Conventions (stated once here, repeated in each Metric's note):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from trustwatch.stats import mean_ci, wilson
-from trustwatch.tasks._common import boot, group_by, mean_or_none
+from trustwatch.tasks._common import boot, mean_or_none
 from trustwatch.tasks.base import Metric, ScoredItem
 
 Outcome = Callable[[ScoredItem], "bool | None"]
@@ -86,11 +86,6 @@ def rate_metric(
     )
 
 
-def group_mean(items: Sequence[ScoredItem], key: Callable[[ScoredItem], Hashable], stat: Stat) -> float | None:
-    """Unweighted mean of ``stat`` over the groups present (a group whose stat is None is skipped)."""
-    return mean_or_none(stat(g) for g in group_by(items, key).values())
-
-
 def avg_metric(
     items: Sequence[ScoredItem],
     parts: Sequence[Metric],
@@ -148,11 +143,6 @@ def mean_metric(
         note=f"{note}; {ERRORS_NOTE}",
         extra=dict(extra or {}),
     )
-
-
-def verdict_of(it: ScoredItem, evaluator: str):  # type: ignore[no-untyped-def]
-    """The item's verdict from ``evaluator`` (None when it has none)."""
-    return it.verdicts.get(evaluator)
 
 
 def int_id(it: ScoredItem) -> int:
