@@ -56,6 +56,10 @@ class HybridEvaluator(Evaluator):
     def from_judge(judged: Verdict, item: EvalItem) -> Verdict:
         """This evaluator's verdict for an item the LLM judge decided (``judged`` has no error)."""
 
+    def use_judge(self, judge: Evaluator) -> None:
+        """Use this evaluator for the items the rule hands over (e.g. a stand-in in offline mode)."""
+        self._judge = judge
+
     def judge(self) -> Evaluator:
         if self._judge is None:
             self._judge = create(self.judge_name, self.settings)
