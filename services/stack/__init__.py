@@ -1,0 +1,1 @@
+"""Starting the real parts (Kafka broker, ...) of the distributed stack on one machine."""
