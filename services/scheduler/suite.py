@@ -153,8 +153,10 @@ TARGET_HELP = (
 
 
 def parse_target(text: str) -> TargetSpec:
+    """Parse a target string. Errors quote it without its query part, which could hold a pasted secret."""
     if not isinstance(text, str) or ":" not in text:
-        raise TargetError(f"cannot parse target {text!r}: {TARGET_HELP}")
+        raise TargetError(f"cannot parse target {str(text).split('?', 1)[0]!r}: {TARGET_HELP}")
+    shown = text.split("?", 1)[0]
     backend, rest = text.split(":", 1)
     query: dict[str, str] = {}
     if "?" in rest:
@@ -163,22 +165,22 @@ def parse_target(text: str) -> TargetSpec:
         query = {k: v[-1] for k, v in parsed.items()}
         bad = set(query) - {"name", "key_env"}
         if bad:
-            raise TargetError(f"target {text!r}: unknown option(s) {', '.join(sorted(bad))}; {TARGET_HELP}")
+            raise TargetError(f"target {shown!r}: unknown option(s) {', '.join(sorted(bad))}; {TARGET_HELP}")
     if backend == "vllm":
         if not rest:
-            raise TargetError(f"target {text!r} names no model; {TARGET_HELP}")
+            raise TargetError(f"target {shown!r} names no model; {TARGET_HELP}")
         default_name = Path(rest.rstrip("/")).name or rest
         return TargetSpec(name=_NAME_SAFE.sub("_", query.get("name", default_name)), backend="vllm", model=rest)
     if backend == "openai":
         if "@" not in rest:
-            raise TargetError(f"target {text!r} has no @BASE_URL; {TARGET_HELP}")
+            raise TargetError(f"target {shown!r} has no @BASE_URL; {TARGET_HELP}")
         model, base_url = rest.split("@", 1)
         url = urlsplit(base_url)
         if not model or url.scheme not in ("http", "https") or not url.netloc:
-            raise TargetError(f"target {text!r}: need a model name and an http(s) base URL; {TARGET_HELP}")
+            raise TargetError(f"target {shown!r}: need a model name and an http(s) base URL; {TARGET_HELP}")
         key_env = query.get("key_env", "OPENAI_API_KEY")
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key_env):
-            raise TargetError(f"target {text!r}: key_env must be an environment variable name, got {key_env!r}")
+            raise TargetError(f"target {shown!r}: key_env must be an environment variable name, got {key_env!r}")
         return TargetSpec(
             name=_NAME_SAFE.sub("_", query.get("name", model)),
             backend="openai",
@@ -186,4 +188,4 @@ def parse_target(text: str) -> TargetSpec:
             base_url=base_url.rstrip("/"),
             api_key_env=key_env,
         )
-    raise TargetError(f"unknown back-end {backend!r} in target {text!r}; {TARGET_HELP}")
+    raise TargetError(f"unknown back-end {backend!r} in target {shown!r}; {TARGET_HELP}")
