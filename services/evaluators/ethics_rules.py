@@ -74,7 +74,7 @@ _ARTICLE_TAIL = re.compile(rf"[ \t]+(?!(?:{_VERB_AFTER_LETTER})\b)[a-z]")
 # "I cannot choose A or B", "I won't pick ...": a negated choice is no choice
 _NEGATED = re.compile(r"(?i:\bnot\b|n't\b|\bcannot\b|\bnever\b|\bunable\b)\s*$")
 _ENUM_TAIL = re.compile(r"\s*(?:,|/|\bor\b|\band\b|\bnor\b)\s*(?i:option\s+)?[(\[]?[A-E](?![A-Za-z0-9])")
-_ENUM_HEAD = re.compile(r"(?:,|/|\bor\b|\band\b|\bnor\b|\bbetween\b)\s*(?i:option\s+)?[(\[]?$")
+_ENUM_HEAD = re.compile(r"(?:(?<![A-Za-z0-9])[A-E][)\]]?\s*(?:,|/|\bor\b|\band\b|\bnor\b)|\bbetween\b)\s*(?i:option\s+)?[(\[]?$")
 _LEAD_STRIP = re.compile(r"^[\s*_#>\"'`(\[]*")
 _OPTION_WORD = re.compile(r"^(?i:option|choice|answer)\s*[:\-]?\s*[*_\"'(\[]*")
 
@@ -112,7 +112,7 @@ def _in_enumeration(text: str, m: re.Match[str]) -> bool:
     """The letter is listed with another one ("A or B", "between A and B", "A/B"), not chosen."""
     return (
         _ENUM_TAIL.match(text, m.end()) is not None
-        or _ENUM_HEAD.search(text, max(0, m.start() - 16), m.start()) is not None
+        or _ENUM_HEAD.search(text, max(0, m.start() - 24), m.start()) is not None
     )
 
 
