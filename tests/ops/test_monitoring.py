@@ -1,0 +1,186 @@
+"""monitoring/: Prometheus configs and alert rules pass promtool (checks and unit tests); the Grafana
+dashboards are generated deterministically from names.py; every PromQL expression names only
+declared metrics."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.ops import tools
+from tests.ops.promql import base_name, declared, grafana_to_promql, metric_names
+from trustwatch.telemetry import dashboards, names
+
+MON = tools.ROOT / "monitoring"
+RULES = MON / "rules" / "trustwatch.rules.yml"
+RULE_TESTS = MON / "rules" / "trustwatch.rules.test.yml"
+DASHBOARD_DIR = MON / "grafana" / "dashboards"
+
+
+def rule_exprs() -> dict[str, str]:
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    return {r.get("alert") or r["record"]: r["expr"] for g in groups for r in g["rules"]}
+
+
+def dashboard_exprs() -> dict[str, list[str]]:
+    return {name: dashboards.expressions(build()) for name, build in dashboards.DASHBOARDS.items()}
+
+
+# -- promtool ---------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-compose.yml"])
+def test_promtool_check_config(promtool_bin: str, config: str) -> None:
+    done = tools.run([promtool_bin, "check", "config", str(MON / config)])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_promtool_check_rules(promtool_bin: str) -> None:
+    done = tools.run([promtool_bin, "check", "rules", str(RULES)])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_promtool_test_rules(promtool_bin: str) -> None:
+    done = tools.run([promtool_bin, "test", "rules", RULE_TESTS.name], cwd=RULE_TESTS.parent)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "SUCCESS" in done.stdout
+
+
+def test_every_alert_is_tested_firing_and_quiet() -> None:
+    cases = yaml.safe_load(RULE_TESTS.read_text(encoding="utf-8"))["tests"]
+    fired: set[str] = set()
+    quiet: set[str] = set()
+    for case in cases:
+        for t in case.get("alert_rule_test", []):
+            (fired if t.get("exp_alerts") else quiet).add(t["alertname"])
+    alerts = set(rule_exprs())
+    assert alerts == fired, f"alerts never shown firing: {alerts - fired}"
+    assert alerts == quiet, f"alerts never shown staying quiet: {alerts - quiet}"
+    assert len(alerts) >= 6
+
+
+def test_dashboard_queries_parse(promtool_bin: str, tmp_path: Path) -> None:
+    """promtool parses every dashboard expression (as a recording rule, with variables filled in)."""
+    rules = [{"record": f"trustwatch:dashboard_check_{i}", "expr": grafana_to_promql(e)}
+             for i, e in enumerate(e for exprs in dashboard_exprs().values() for e in exprs)]
+    f = tmp_path / "dashboard-queries.yml"
+    f.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}), encoding="utf-8")
+    done = tools.run([promtool_bin, "check", "rules", str(f)])
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+# -- metric names -----------------------------------------------------------------------------------
+
+def test_the_name_extractor_reads_promql() -> None:
+    assert metric_names('sum by (le, x) (rate(foo_bucket{a="b", c=~"$d"}[$__rate_interval]))') == {"foo_bucket"}
+    assert metric_names("max by (t) (a offset 1d) - on (t) b > 0.05 and c{x=\"y\"} < bool 26 * 3600") == {"a", "b", "c"}
+    assert metric_names('label_values(bar{target=~"$target"}, dimension)') == {"bar"}
+    assert metric_names("time() - max(up) > 1e3") == {"up"}
+    assert declared("trustwatch_batch_seconds_bucket") and declared("up")
+    assert not declared("trustwatch_batch_seconds_total") and not declared("trustwatch_nope")
+
+
+def test_alert_rules_name_only_declared_metrics() -> None:
+    bad = {alert: sorted(n for n in metric_names(e) if not declared(n)) for alert, e in rule_exprs().items()}
+    bad = {k: v for k, v in bad.items() if v}
+    assert not bad, f"metrics not in trustwatch.telemetry.names: {bad}"
+    assert all(metric_names(e) for e in rule_exprs().values())
+
+
+def test_dashboards_name_only_declared_metrics() -> None:
+    for dash, exprs in dashboard_exprs().items():
+        for e in exprs:
+            found = metric_names(e)
+            assert found, f"{dash}: no metric in {e!r}"
+            bad = sorted(n for n in found if not declared(n))
+            assert not bad, f"{dash}: {bad} are not in trustwatch.telemetry.names ({e})"
+
+
+def test_committed_dashboards_name_only_declared_metrics() -> None:
+    """The same check on the JSON files as committed (what Grafana actually loads)."""
+    for f in sorted(DASHBOARD_DIR.glob("*.json")):
+        for e in dashboards.expressions(json.loads(f.read_text(encoding="utf-8"))):
+            assert all(declared(n) for n in metric_names(e)), f"{f.name}: {e}"
+
+
+def test_dashboards_show_every_declared_metric() -> None:
+    shown = {base_name(n) for exprs in dashboard_exprs().values() for e in exprs for n in metric_names(e)}
+    assert set(names.ALL) <= shown, f"declared but on no dashboard: {set(names.ALL) - shown}"
+
+
+# -- dashboards -------------------------------------------------------------------------------------
+
+def test_dashboards_are_deterministic_and_match_the_committed_files() -> None:
+    first, second = dashboards.render(), dashboards.render()
+    assert first == second
+    committed = {f.name: f.read_text(encoding="utf-8") for f in DASHBOARD_DIR.glob("*.json")}
+    regenerate = "regenerate: python -m trustwatch.telemetry.dashboards --out monitoring/grafana/dashboards/"
+    assert set(committed) == set(first), regenerate
+    for name, text in first.items():
+        assert committed[name] == text, f"{name} is stale; {regenerate}"
+
+
+def test_the_generator_command_writes_the_same_files(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "trustwatch.telemetry.dashboards", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    for f in DASHBOARD_DIR.glob("*.json"):
+        assert (tmp_path / f.name).read_bytes() == f.read_bytes()
+
+
+@pytest.mark.parametrize("name", sorted(dashboards.DASHBOARDS))
+def test_dashboard_structure(name: str) -> None:
+    dash: dict[str, Any] = dashboards.DASHBOARDS[name]()
+    panels = dash["panels"]
+    assert dash["uid"] and len(dash["uid"]) <= 40
+    assert len({p["id"] for p in panels}) == len(panels)
+    variables = {v["name"] for v in dash["templating"]["list"]}
+    assert "datasource" in variables
+    for p in panels:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24 and g["w"] > 0 and g["h"] > 0, p["title"]
+        assert p["title"]
+        if p["type"] == "row":
+            continue
+        assert p["datasource"] == {"type": "prometheus", "uid": "${datasource}"}
+        assert p["targets"], p["title"]
+        refs = [t["refId"] for t in p["targets"]]
+        assert len(refs) == len(set(refs))
+        texts = [t["expr"] for t in p["targets"]] + [p["title"], p.get("repeat", "")]
+        used = set(re.findall(r"\$(\w+)", json.dumps(texts)))
+        used.discard("__rate_interval")
+        assert used <= variables, f"{p['title']}: undefined variables {used - variables}"
+    # Panels do not overlap.
+    cells = set()
+    for p in panels:
+        g = p["gridPos"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{p['title']} overlaps another panel"
+                cells.add((x, y))
+
+
+def test_grafana_provisioning_loads_the_dashboards() -> None:
+    provider = yaml.safe_load((MON / "grafana/provisioning/dashboards/trustwatch.yml").read_text(encoding="utf-8"))
+    path = provider["providers"][0]["options"]["path"]
+    compose = yaml.safe_load((tools.ROOT / "docker/compose.yaml").read_text(encoding="utf-8"))
+    mounts = compose["services"]["grafana"]["volumes"]
+    assert f"../monitoring/grafana/dashboards:{path}:ro" in mounts
+    assert "../monitoring/grafana/provisioning:/etc/grafana/provisioning:ro" in mounts
+    ds = yaml.safe_load((MON / "grafana/provisioning/datasources/prometheus.yml").read_text(encoding="utf-8"))
+    assert ds["datasources"][0]["type"] == "prometheus"
+
+
+def test_prometheusrule_copy_is_current() -> None:
+    spec = importlib.util.spec_from_file_location("prometheusrule", MON / "prometheusrule.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.OUT.read_text(encoding="utf-8") == mod.render(), "run: python monitoring/prometheusrule.py"
