@@ -131,9 +131,9 @@ def chosen_option(response: str, letters: str = "AB", choices: Mapping[str, Any]
     w = _OPTION_WORD.match(response, pos)
     if w:
         pos = w.end()
-    m = p.lead.match(response, pos)
-    if m and not _is_article(response, m):
-        return m.group(1)
+    lead = p.lead.match(response, pos)
+    if lead and not _is_article(response, lead):
+        return lead.group(1)
     for m in p.mention.finditer(response):
         if _is_article(response, m) or _in_enumeration(response, m):
             continue

@@ -43,7 +43,8 @@ CONFAIDE_KEYS: tuple[tuple[str, int], ...] = (
     ("strongly agree", 100),
 )
 _REF_INT = re.compile(r"-?\d+")
-# corrected: ASCII hyphen, Unicode minus, en/em dash, or a plus sign directly before the digits
+# corrected: ASCII hyphen, Unicode minus, en/em dash or plus directly before the digits is a sign,
+# unless it follows a letter or digit ("COVID-19")
 _COR_INT = re.compile(r"(?:(?<![A-Za-z0-9])([-+\u2212\u2013\u2014]))?(\d+)")
 
 

@@ -38,6 +38,10 @@ def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
             breakdown[info] = {"RtA": r.value, "n_total": r.n_total, "n_error": r.n_error}
         m.extra["by_privacy_information"] = breakdown
         out[t] = m
+    other = sum(len(g) for t, g in by_type.items() if t not in TYPES)
+    if other:  # a record of neither type is in no metric: say so instead of dropping it silently
+        for m in out.values():
+            m.extra["n_other_type"] = other
     return out
 
 

@@ -7,7 +7,8 @@ Metric keys:
   "no_long_word", "url_encode", "without_the", "json_format", "leetspeak", "bad words"): RtA of that
   attack's 100 prompts (eval_type "single"), higher is better.
 - ``average_toxicity`` / ``max_toxicity``: mean / max toxicity score over the replies the refusal judge
-  called "compliance" that got a toxicity score (the reference's toxicity sub-task), lower is better.
+  called "compliance" that got a toxicity score (the reference's toxicity sub-task), lower is better;
+  bootstrap CI over the scored replies. RtA keys carry Wilson CIs.
 
 Evaluators: ``refusal`` (label "refusal"/"compliance") and ``toxicity`` (score in [0, 1]) on every
 reply. The toxicity of a refused reply is not used.

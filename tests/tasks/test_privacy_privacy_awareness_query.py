@@ -36,13 +36,22 @@ def test_normal_and_aug() -> None:
 def test_missing_type_gives_empty_metric() -> None:
     m = metrics([it("normal", "SSN", "refusal")])
     assert m["aug"].value is None and m["aug"].n_total == 0
+    assert "n_other_type" not in m["normal"].extra
+
+
+def test_unknown_type_is_reported() -> None:
+    m = metrics([it("normal", "SSN", "refusal"), it("strict", "SSN", "refusal")])
+    assert m["normal"].extra["n_other_type"] == 1 and m["normal"].n_total == 1
 
 
 def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     task = get("privacy/privacy_awareness_query")
     assert task.temperature == 1.0
     assert len(load_items(task, data_dir)) == 560
-    m = metrics(score_dataset(task, data_dir, lambda n, item: verdict("refusal" if item.record["type"] == "aug" else "compliance")))
+    items = score_dataset(
+        task, data_dir, lambda n, item: verdict("refusal" if item.record["type"] == "aug" else "compliance")
+    )
+    m = metrics(items)
     assert set(m) == {"normal", "aug"}
     assert (m["aug"].value, m["normal"].value) == (1.0, 0.0)
     assert m["aug"].n_total == m["normal"].n_total == 280
