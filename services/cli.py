@@ -100,8 +100,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     targets = _targets(args.target, suite.targets)
     db = args.db or config.env("TRUSTWATCH_DB_URL")
+    client = None
+    if args.offline:
+        from trustwatch.rescore import OfflineEvaluators
+
+        client = OfflineEvaluators(_settings(args))
     reports = run_embedded(suite, targets, _data_dir(args.data_dir), db, lambda t: backend_for(t, args),
-                           _settings(args), run_id=args.run_id)
+                           _settings(args), run_id=args.run_id, evaluators=client)
     for r in reports:
         print(format_table(r))
         print()
@@ -412,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL, default sqlite:///trustwatch.db)")
     sp.add_argument("--out", help="write the report as JSON to this file")
     sp.add_argument("--run-id", help="explicit run id (default: derived from suite and target, so re-running resumes)")
+    sp.add_argument("--offline", action="store_true",
+                    help="only judges that need no external model; the other items are counted as not judged")
     common_data(sp), judges(sp), gen(sp)
     sp.set_defaults(func=cmd_run)
 

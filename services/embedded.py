@@ -17,7 +17,7 @@ from trustwatch.bus import MemoryBus, Topics
 from trustwatch.evaluators.base import EvaluatorSettings
 from trustwatch.generator.backends.base import Backend
 from trustwatch.generator.service import generator_worker
-from trustwatch.judge.client import LocalEvaluators
+from trustwatch.judge.client import EvaluatorClient, LocalEvaluators
 from trustwatch.judge.dispatcher import dispatcher_worker
 from trustwatch.runtime import Worker
 from trustwatch.scheduler.core import plan_run
@@ -42,6 +42,7 @@ def run_embedded(
     settings: EvaluatorSettings | None = None,
     run_id: str | None = None,
     progress: Callable[[str], Any] = _stderr_progress,
+    evaluators: EvaluatorClient | None = None,
 ) -> list[Report]:
     """Run a suite against targets to completion and return one report per target.
 
@@ -66,8 +67,7 @@ def run_embedded(
                 backend = backend_factory(p.target)
                 backends.append(backend)
                 workers.append(generator_worker(bus, topics, p.target.name, p.target.backend, backend, metrics))
-        evaluators = LocalEvaluators(settings)
-        workers.append(dispatcher_worker(bus, topics, evaluators, metrics))
+        workers.append(dispatcher_worker(bus, topics, evaluators or LocalEvaluators(settings), metrics))
         workers.extend(aggregator_workers(bus, topics, agg, metrics))
         expected = sum(p.expected_judgments for p in plans)
         started, last = time.monotonic(), 0.0
