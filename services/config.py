@@ -28,6 +28,8 @@ VARIABLES: dict[str, Var] = {
         Var("TRUSTWATCH_CACHE_DIR", "~/.cache/trustwatch", "Cache for downloaded datasets and built test models."),
         Var("TRUSTWATCH_DATASET_URL", "", "Override the URL `trustwatch datasets download` fetches."),
         Var("TRUSTWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092", "Kafka bootstrap servers (distributed mode)."),
+        Var("KAFKA_HOME", "~/.cache/trustwatch/kafka", "Where `make kafka-jars` puts the Kafka broker jars (libs/) "
+            "that `trustwatch stack up` and the tests run."),
         Var("TRUSTWATCH_TOPIC_PREFIX", "trustwatch", "Prefix of every Kafka topic name."),
         Var("TRUSTWATCH_DB_URL", "sqlite:///trustwatch.db", "SQLAlchemy URL of the results database "
             "(postgresql+psycopg://... when deployed)."),
