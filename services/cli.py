@@ -30,11 +30,25 @@ def _data_dir(arg: str | None) -> Path:
 
 
 def _settings(args: argparse.Namespace) -> Any:
+    """Evaluator settings: each field from its TRUSTWATCH_<FIELD> variable, flags win over variables."""
+    import dataclasses
+
     from trustwatch.evaluators.base import EvaluatorSettings
 
-    backend = getattr(args, "refusal_backend", None) or config.env("TRUSTWATCH_REFUSAL_BACKEND")
-    model = getattr(args, "refusal_model", None) or config.env("TRUSTWATCH_REFUSAL_MODEL")
-    return EvaluatorSettings(refusal_backend=backend, refusal_model=model)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(EvaluatorSettings):
+        var = f"TRUSTWATCH_{f.name.upper()}"
+        if var in config.VARIABLES and f.name != "extra":
+            raw = config.env(var)
+            kind = type(f.default)
+            try:
+                values[f.name] = kind(raw) if kind in (int, float) else raw
+            except ValueError:
+                raise UsageError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+    for name in ("refusal_backend", "refusal_model"):
+        if getattr(args, name, None):
+            values[name] = getattr(args, name)
+    return EvaluatorSettings(**values)
 
 
 def _targets(texts: list[str] | None, suite_targets: tuple[str, ...] = ()) -> list[Any]:

@@ -49,3 +49,18 @@ def test_report_of_unknown_run(tmp_path, capsys):
 def test_datasets_verify(data_dir, capsys, tmp_path):
     assert main(["datasets", "verify", "--data-dir", str(data_dir)]) == 0
     assert main(["datasets", "verify", "--data-dir", str(tmp_path)]) == 1
+
+
+def test_evaluator_settings_come_from_declared_variables_and_flags(monkeypatch):
+    import argparse
+
+    from trustwatch.cli import UsageError, _settings
+
+    monkeypatch.setenv("TRUSTWATCH_JUDGE_CONCURRENCY", "7")
+    monkeypatch.setenv("TRUSTWATCH_JUDGE_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.setenv("TRUSTWATCH_REFUSAL_BACKEND", "hf")
+    s = _settings(argparse.Namespace(refusal_backend="phrases", refusal_model=None))
+    assert (s.judge_concurrency, s.judge_base_url, s.refusal_backend) == (7, "http://127.0.0.1:9/v1", "phrases")
+    monkeypatch.setenv("TRUSTWATCH_JUDGE_TIMEOUT_S", "soon")
+    with pytest.raises(UsageError, match="TRUSTWATCH_JUDGE_TIMEOUT_S='soon' is not a valid float"):
+        _settings(argparse.Namespace())
