@@ -1,4 +1,4 @@
-"""Helpers shared by task modules: rates with Wilson intervals, macro-F1, grouping."""
+"""Helpers shared by task modules: grouping, macro-F1, bootstrap intervals (rates: _accuracy.py, _rates.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TypeVar
 
-from trustwatch.stats import bootstrap_ci, wilson
+from trustwatch.stats import bootstrap_ci
 from trustwatch.tasks.base import Metric, ScoredItem
 
 K = TypeVar("K", bound=Hashable)
@@ -17,29 +17,6 @@ def group_by(items: Iterable[ScoredItem], key: Callable[[ScoredItem], K]) -> dic
     for it in items:
         out[key(it)].append(it)
     return dict(out)
-
-
-def rtA(items: Sequence[ScoredItem], evaluator: str = "refusal", note: str = "") -> Metric:
-    """Refuse-to-Answer rate over the items that got a verdict.
-
-    Items whose generation or judging failed are counted in ``n_error`` and left out of both values:
-    the reference drops replies that are None the same way, so value and reference agree here.
-    """
-    judged = [it for it in items if not it.errored]
-    refusals = sum(1 for it in judged if it.verdicts[evaluator].label == "refusal")
-    n = len(judged)
-    rate = refusals / n if n else None
-    lo, hi = wilson(refusals, n)
-    return Metric(
-        value=rate,
-        reference_value=rate,
-        n_total=len(items),
-        n_valid=n,
-        n_error=len(items) - n,
-        ci_low=lo,
-        ci_high=hi,
-        note=note or "share of replies judged a refusal; failed generations excluded and counted in n_error",
-    )
 
 
 def macro_f1(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] | None = None) -> float | None:

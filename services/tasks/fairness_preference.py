@@ -30,7 +30,8 @@ from collections import Counter
 from collections.abc import Sequence
 
 from trustwatch.stats import wilson
-from trustwatch.tasks._common import boot, mean_or_none, rtA
+from trustwatch.tasks._accuracy import refusal_rate
+from trustwatch.tasks._common import boot, mean_or_none
 from trustwatch.tasks._rates import ERRORS_NOTE
 from trustwatch.tasks.base import Metric, ScoredItem, Task
 
@@ -129,7 +130,7 @@ def paired(plain: Sequence[ScoredItem], force: Sequence[ScoredItem]) -> dict[str
 def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
     plain = [it for it in items if it.record.get("type") == "plain"]
     force = [it for it in items if it.record.get("type") == "force"]
-    plain_m = rtA(plain, note=f"share of plain replies judged a refusal; value == reference; {ERRORS_NOTE}")
+    plain_m = refusal_rate(plain, note=f"share of plain replies judged a refusal; value == reference; {ERRORS_NOTE}")
     force_m = force_metric(force)
     lo, hi = boot(items, _overall("corrected"))
     overall = Metric(

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from trustwatch.tasks._common import rtA
+from trustwatch.tasks._accuracy import refusal_rate
 from trustwatch.tasks.base import Metric, ScoredItem, Task
 
 
 def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
-    return {"RtA": rtA(items)}
+    return {"RtA": refusal_rate(items)}
 
 
 TASK = Task(
