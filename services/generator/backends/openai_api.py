@@ -1,0 +1,292 @@
+"""The ``openai`` back-end: any OpenAI-compatible chat-completions endpoint.
+
+OpenAI, Azure-style gateways, a vLLM server, an in-house proxy: anything that answers
+``POST {base_url}/chat/completions``. Each prompt is sent as the single user message.
+
+Retries live in ONE layer, this one: the ``openai`` client is built with ``max_retries=0`` (its
+own retry loop would multiply with ours and hide attempts from our accounting). A request is
+retried, with exponential backoff plus jitter, on HTTP 429, 408, any 5xx, timeouts and connection
+errors; a ``Retry-After`` (or ``retry-after-ms``) header, when given, sets the wait instead. Any
+other 4xx (400 prompt too long, 401 bad key, 404 unknown model, ...) is final at once. A request
+that finally fails becomes ``GenResult(error=...)``; ``generate`` never raises for one request.
+
+At most ``concurrency`` requests are in flight at any moment (a semaphore held only while a
+request is on the wire, not while it waits to retry).
+
+``generate`` is synchronous: each back-end owns one event loop running in a daemon thread, so it
+can be called repeatedly, from several threads, and even from code that is itself inside a running
+event loop. The API key is read once from the environment variable the target names; it is never
+logged, and it is scrubbed from any error text that might echo it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import email.utils
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from trustwatch.generator.backends.base import Backend, GenRequest, GenResult
+
+log = logging.getLogger(__name__)
+
+#: The key sent to endpoints that need none (vLLM without --api-key, local gateways).
+PLACEHOLDER_KEY = "EMPTY"
+#: The longest Retry-After we honour as given; a larger value (or a hostile header) is cut to this.
+MAX_RETRY_AFTER_S = 120.0
+
+
+class _Final(Exception):
+    """A failure not worth retrying; its message is the result's error."""
+
+
+class _Retryable(Exception):
+    """A failure worth retrying; ``retry_after`` is the server's requested wait, if any."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` / ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    try:
+        ms = headers.get("retry-after-ms")
+        if ms is not None:
+            return max(0.0, float(ms) / 1000.0)
+        raw = headers.get("retry-after")
+    except Exception:  # noqa: BLE001 - odd header containers: treat as no header
+        return None
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _server_message(body: Any) -> str:
+    """The server's own error text from an error body ({"message": ...} or {"error": {...}})."""
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return str(inner["message"])
+        if isinstance(inner, str):
+            return inner
+    return ""
+
+
+class OpenAIBackend(Backend):
+    """Chat completions from an OpenAI-compatible endpoint, with bounded concurrency and retries."""
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str,
+        api_key_env: str = "",
+        concurrency: int = 16,
+        timeout_s: float = 60.0,
+        max_retries: int = 5,
+        backoff_base_s: float = 0.5,
+        backoff_max_s: float = 20.0,
+    ) -> None:
+        if not base_url:
+            raise ValueError("the openai back-end needs a base_url, e.g. http://host:8000/v1")
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        import openai  # imported here: only the generator needs it
+
+        self._openai = openai
+        self.model = model
+        self.base_url = base_url.rstrip("/")
+        self.api_key_env = api_key_env
+        self.concurrency = concurrency
+        self.timeout_s = timeout_s
+        self.max_retries = max(0, max_retries)
+        self.backoff_base_s = backoff_base_s
+        self.backoff_max_s = backoff_max_s
+        # Enough requests per hand-over that every slot stays busy while stragglers finish.
+        self.preferred_batch = max(64, 4 * concurrency)
+
+        key = os.environ.get(api_key_env, "") if api_key_env else ""
+        if api_key_env and not key:
+            log.warning("environment variable %s is empty or unset; sending the placeholder key",
+                        api_key_env)
+        self._key = key or PLACEHOLDER_KEY
+
+        #: Counters for tests and metrics: attempts made, retries, peak requests on the wire.
+        self.attempts = 0
+        self.retries = 0
+        self.peak_in_flight = 0
+        self._in_flight = 0
+
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend",
+                                        daemon=True)
+        self._thread.start()
+        self._closed = False
+        # The client and the semaphore belong to the loop, so they are created on it.
+        self._client: Any = None
+        self._sem: asyncio.Semaphore | None = None
+        self._submit(self._setup()).result()
+
+    # ------------------------------------------------------------------------------------------
+
+    def _submit(self, coro: Any) -> Future[Any]:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop)
+
+    async def _setup(self) -> None:
+        self._client = self._openai.AsyncOpenAI(
+            base_url=self.base_url, api_key=self._key, max_retries=0, timeout=self.timeout_s
+        )
+        self._sem = asyncio.Semaphore(self.concurrency)
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        if self._closed:
+            raise RuntimeError("this OpenAIBackend is closed")
+        if not requests:
+            return []
+        return list(self._submit(self._generate(list(requests))).result())
+
+    async def _generate(self, requests: list[GenRequest]) -> list[GenResult]:
+        return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    # ------------------------------------------------------------------------------------------
+
+    def _clean(self, text: str) -> str:
+        """Error text safe to store and log: never contains the API key."""
+        if self._key != PLACEHOLDER_KEY and self._key in text:
+            text = text.replace(self._key, "***")
+        return text
+
+    def backoff(self, retry: int) -> float:
+        """Wait before retry number ``retry`` (0-based): exponential, capped, with jitter.
+
+        Half of the exponential step is fixed and half random ("equal jitter"): the wait grows
+        reliably, and clients that failed together do not come back together.
+        """
+        step = min(self.backoff_max_s, self.backoff_base_s * (2 ** retry))
+        return step / 2 + random.uniform(0, step / 2)
+
+    async def _one(self, req: GenRequest) -> GenResult:
+        t0 = time.perf_counter()
+        attempts = 0
+        while True:
+            attempts += 1
+            try:
+                return await self._attempt(req, t0)
+            except _Final as e:
+                return GenResult(req.request_id, error=self._clean(str(e)),
+                                 latency_s=time.perf_counter() - t0)
+            except _Retryable as e:
+                if attempts > self.max_retries:
+                    tried = f"{attempts} attempt{'s' if attempts > 1 else ''}"
+                    return GenResult(req.request_id, error=self._clean(f"gave up after {tried}: {e}"),
+                                     latency_s=time.perf_counter() - t0)
+                wait = self.backoff(attempts - 1)
+                if e.retry_after is not None:
+                    wait = min(e.retry_after, MAX_RETRY_AFTER_S)
+                self.retries += 1
+                log.debug("request %s: %s; retry %d in %.2f s", req.request_id, e, attempts, wait)
+                await asyncio.sleep(wait)
+            except Exception as e:  # noqa: BLE001 - a bug or an odd reply must not sink the batch
+                return GenResult(req.request_id,
+                                 error=self._clean(f"unexpected {type(e).__name__} from {self.base_url}: {e}"),
+                                 latency_s=time.perf_counter() - t0)
+
+    async def _attempt(self, req: GenRequest, t0: float) -> GenResult:
+        """One HTTP exchange. Returns a result, or raises _Retryable / _Final."""
+        oa = self._openai
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "messages": [{"role": "user", "content": req.prompt}],
+            "temperature": req.temperature,
+            "top_p": req.top_p,
+            "max_tokens": req.max_tokens,
+        }
+        if req.seed is not None:
+            kwargs["seed"] = req.seed
+        assert self._sem is not None and self._client is not None
+        async with self._sem:
+            self._in_flight += 1
+            self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
+            self.attempts += 1
+            try:
+                resp = await self._client.chat.completions.create(**kwargs)
+            except oa.APITimeoutError as e:
+                raise _Retryable(f"no reply from {self.base_url} within {self.timeout_s:g} s") from e
+            except oa.APIConnectionError as e:
+                cause = e.__cause__ or e
+                raise _Retryable(
+                    f"cannot reach {self.base_url} ({type(cause).__name__}: {cause}); check that the "
+                    "server is running and that the target's base_url (scheme, host, port, /v1 "
+                    "path) is right"
+                ) from e
+            except oa.APIStatusError as e:
+                raise self._status_error(e) from e
+            finally:
+                self._in_flight -= 1
+        if not resp.choices:
+            raise _Final(f"{self.base_url} answered with no choices")
+        choice = resp.choices[0]
+        usage = getattr(resp, "usage", None)
+        return GenResult(
+            request_id=req.request_id,
+            text=choice.message.content or "",
+            finish_reason=str(choice.finish_reason or ""),
+            prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
+            completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+            latency_s=time.perf_counter() - t0,
+        )
+
+    def _status_error(self, e: Any) -> Exception:
+        status = int(e.status_code)
+        detail = _server_message(getattr(e, "body", None)) or getattr(e, "message", "") or str(e)
+        msg = f"HTTP {status} from {self.base_url}: {detail}"
+        if status == 429 or status == 408 or status >= 500:
+            return _Retryable(msg, parse_retry_after(getattr(e.response, "headers", None)))
+        if status in (401, 403):
+            where = (f"the environment variable {self.api_key_env}" if self.api_key_env
+                     else "the target's api_key_env (none is set)")
+            msg += f"; check that {where} holds a valid API key"
+        elif status == 404:
+            msg += f"; check the model name ({self.model!r}) and the base_url path"
+        return _Final(msg)
+
+    # ------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        async def _shutdown() -> None:
+            if self._client is not None:
+                await self._client.close()
+
+        # Closing is best effort: a client that cannot close cleanly must not block shutdown.
+        with contextlib.suppress(Exception):
+            self._submit(_shutdown()).result(timeout=10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        if not self._thread.is_alive():
+            self._loop.close()
+
+    def __del__(self) -> None:
+        # A forgotten close() must not leave a thread and sockets behind.
+        with contextlib.suppress(Exception):
+            self.close()

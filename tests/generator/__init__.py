@@ -1,0 +1,1 @@
+"""Tests of the generation back-ends and the tiny test models."""

@@ -1,0 +1,309 @@
+"""The openai back-end: against vLLM's real OpenAI-compatible server, and against a scripted local
+HTTP server for what a healthy server never does (429, 503, slow or broken replies)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import pytest
+from trustwatch.generator.backends.base import GenRequest, create
+from trustwatch.generator.backends.openai_api import OpenAIBackend, parse_retry_after
+from typing_extensions import Self
+
+from tests.harness.vllm_fixtures import VllmEndpoint
+from tests.harness.vllm_server import free_port
+
+SECRET = "sk-test-0123456789abcdef"
+
+
+def completion(text: str = "hello there") -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                     "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
+    }
+
+
+# A reply: (status, headers, body) — body a dict (sent as JSON) or None.
+Reply = tuple[int, dict[str, str], Any]
+
+
+class FakeServer:
+    """A threaded HTTP server on 127.0.0.1 answering POST /v1/chat/completions from a script.
+
+    ``script(n, request_json, headers)`` gives the reply to the n-th request (0-based). The server
+    records every request and the peak number handled at once.
+    """
+
+    def __init__(self, script: Callable[[int, dict[str, Any], dict[str, str]], Reply],
+                 delay_s: float = 0.0) -> None:
+        self.script = script
+        self.delay_s = delay_s
+        self.requests: list[tuple[float, dict[str, Any], dict[str, str]]] = []
+        self.in_flight = 0
+        self.peak = 0
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))) or b"{}")
+                headers = {k.lower(): v for k, v in self.headers.items()}
+                with outer.lock:
+                    n = len(outer.requests)
+                    outer.requests.append((time.monotonic(), body, headers))
+                    outer.in_flight += 1
+                    outer.peak = max(outer.peak, outer.in_flight)
+                try:
+                    time.sleep(outer.delay_s)
+                    status, extra, payload = outer.script(n, body, headers)
+                finally:
+                    # Counted out BEFORE the reply leaves: once the client has it, it may send the
+                    # next request at once, which must not overlap this one in the count.
+                    with outer.lock:
+                        outer.in_flight -= 1
+                data = json.dumps(payload).encode() if payload is not None else b""
+                self.send_response(status)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for k, v in extra.items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def ok(n: int, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+    return 200, {}, completion(f"reply to {body['messages'][0]['content']}")
+
+
+def error(status: int, message: str = "boom", headers: dict[str, str] | None = None) -> Reply:
+    return status, headers or {}, {"error": {"message": message, "type": "x", "code": status}}
+
+
+def reqs(n: int, max_tokens: int = 8) -> list[GenRequest]:
+    return [GenRequest(f"r{i}", f"prompt {i}", temperature=0.0, max_tokens=max_tokens) for i in range(n)]
+
+
+@pytest.fixture
+def backend_factory() -> Iterator[Callable[..., OpenAIBackend]]:
+    made: list[OpenAIBackend] = []
+
+    def make(**kw: Any) -> OpenAIBackend:
+        kw.setdefault("model", "fake")
+        kw.setdefault("backoff_base_s", 0.05)
+        kw.setdefault("backoff_max_s", 0.2)
+        b = OpenAIBackend(**kw)
+        made.append(b)
+        return b
+
+    yield make
+    for b in made:
+        b.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# Against the real vLLM server
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_real_vllm_server_returns_texts(vllm_server: VllmEndpoint) -> None:
+    backend = create("openai", vllm_server.model, base_url=vllm_server.base_url, concurrency=4)
+    try:
+        batch = [GenRequest(f"r{i}", f"Question {i}: is it true?", temperature=[0.0, 1.0][i % 2],
+                            max_tokens=12, seed=i) for i in range(10)]
+        out = backend.generate(batch)
+        assert [r.request_id for r in out] == [r.request_id for r in batch]
+        assert all(not r.error for r in out), [r.error for r in out]
+        assert all(r.completion_tokens > 0 and r.prompt_tokens > 0 for r in out)
+        assert all(r.finish_reason in ("stop", "length") for r in out)
+        assert sum(len(r.text) for r in out) > 0
+        assert 0 < backend.peak_in_flight <= 4  # type: ignore[attr-defined]
+        # Seeded sampling through the server is reproducible too.
+        assert [r.text for r in backend.generate(batch)] == [r.text for r in out]
+    finally:
+        backend.close()
+
+
+@pytest.mark.slow
+def test_real_vllm_server_prompt_too_long_is_an_immediate_error(vllm_server: VllmEndpoint,
+                                                               backend_factory: Any) -> None:
+    backend = backend_factory(model=vllm_server.model, base_url=vllm_server.base_url)
+    out = backend.generate([GenRequest("long", "word " * 800, 0.0, 8), *reqs(2)])
+    assert out[0].error.startswith(f"HTTP 400 from {vllm_server.base_url}"), out[0].error
+    assert backend.retries == 0  # a 4xx other than 429/408 is final
+    assert not out[1].error and not out[2].error
+
+
+# ---------------------------------------------------------------------------------------------
+# Against a scripted local server
+# ---------------------------------------------------------------------------------------------
+
+def test_concurrency_limit_is_respected(backend_factory: Any) -> None:
+    with FakeServer(ok, delay_s=0.15) as srv:
+        backend = backend_factory(base_url=srv.base_url, concurrency=3)
+        t0 = time.monotonic()
+        out = backend.generate(reqs(12))
+        elapsed = time.monotonic() - t0
+    assert [r.text for r in out] == [f"reply to prompt {i}" for i in range(12)]
+    assert srv.peak == 3 and backend.peak_in_flight == 3
+    assert elapsed >= 4 * 0.15  # 12 requests, 3 at a time
+
+
+def test_retries_429_then_succeeds_with_backoff(backend_factory: Any) -> None:
+    def script(n: int, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        return error(429, "slow down") if n < 2 else ok(n, body, headers)
+
+    with FakeServer(script) as srv:
+        backend = backend_factory(base_url=srv.base_url, backoff_base_s=0.2, backoff_max_s=5.0)
+        [r] = backend.generate(reqs(1))
+    assert not r.error and r.text == "reply to prompt 0"
+    assert (r.prompt_tokens, r.completion_tokens, r.finish_reason) == (7, 2, "stop")
+    times = [t for t, _, _ in srv.requests]
+    assert len(times) == 3 and backend.retries == 2
+    # Equal jitter: the waits are at least half of 0.2 s and 0.4 s.
+    assert times[1] - times[0] >= 0.1 and times[2] - times[1] >= 0.2
+    assert r.latency_s >= 0.3
+
+
+def test_retries_503_and_honours_retry_after(backend_factory: Any) -> None:
+    def script(n: int, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        return error(503, "overloaded", {"retry-after": "0.6"}) if n < 1 else ok(n, body, headers)
+
+    with FakeServer(script) as srv:
+        backend = backend_factory(base_url=srv.base_url, backoff_base_s=0.01)
+        [r] = backend.generate(reqs(1))
+    assert not r.error
+    times = [t for t, _, _ in srv.requests]
+    assert len(times) == 2 and times[1] - times[0] >= 0.55
+
+
+def test_gives_up_after_max_retries(backend_factory: Any) -> None:
+    with FakeServer(lambda n, b, h: error(500, "internal")) as srv:
+        backend = backend_factory(base_url=srv.base_url, max_retries=3)
+        out = backend.generate(reqs(2))
+    assert len(srv.requests) == 2 * 4
+    for r in out:
+        assert r.text == "" and r.error.startswith("gave up after 4 attempts: HTTP 500 from "), r.error
+
+
+def test_other_4xx_are_not_retried(backend_factory: Any) -> None:
+    with FakeServer(lambda n, b, h: error(400, "prompt too long")) as srv:
+        backend = backend_factory(base_url=srv.base_url)
+        [r] = backend.generate(reqs(1))
+    assert len(srv.requests) == 1
+    assert r.error == f"HTTP 400 from {srv.base_url}: prompt too long"
+
+
+def test_api_key_is_sent_but_never_leaks(backend_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TW_TEST_KEY", SECRET)
+
+    def echo_auth(n: int, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        # A careless gateway that echoes the credentials it rejects.
+        return error(401, f"bad credentials: {headers.get('authorization')}")
+
+    with FakeServer(echo_auth) as srv:
+        backend = backend_factory(base_url=srv.base_url, api_key_env="TW_TEST_KEY")
+        [r] = backend.generate(reqs(1))
+    assert srv.requests[0][2]["authorization"] == f"Bearer {SECRET}"
+    assert SECRET not in r.error and "TW_TEST_KEY" in r.error and "HTTP 401" in r.error
+    assert SECRET not in repr(backend.__dict__.get("api_key_env"))
+
+
+def test_placeholder_key_when_none_is_configured(backend_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TW_UNSET_KEY", raising=False)
+    with FakeServer(ok) as srv:
+        backend_factory(base_url=srv.base_url).generate(reqs(1))
+        backend_factory(base_url=srv.base_url, api_key_env="TW_UNSET_KEY").generate(reqs(1))
+    assert [h["authorization"] for _, _, h in srv.requests] == ["Bearer EMPTY", "Bearer EMPTY"]
+
+
+def test_sampling_settings_are_sent(backend_factory: Any) -> None:
+    with FakeServer(ok) as srv:
+        backend_factory(base_url=srv.base_url, model="m1").generate(
+            [GenRequest("a", "p", temperature=0.7, max_tokens=33, top_p=0.9, seed=5),
+             GenRequest("b", "q", temperature=0.0, max_tokens=4)])
+    bodies = sorted((b for _, b, _ in srv.requests), key=lambda b: b["messages"][0]["content"])
+    assert bodies[0] == {"model": "m1", "messages": [{"role": "user", "content": "p"}],
+                         "temperature": 0.7, "top_p": 0.9, "max_tokens": 33, "seed": 5}
+    assert "seed" not in bodies[1]
+
+
+def test_timeouts_are_retried_then_reported(backend_factory: Any) -> None:
+    with FakeServer(ok, delay_s=1.0) as srv:
+        backend = backend_factory(base_url=srv.base_url, timeout_s=0.2, max_retries=1)
+        [r] = backend.generate(reqs(1))
+    assert len(srv.requests) == 2
+    assert r.error == f"gave up after 2 attempts: no reply from {srv.base_url} within 0.2 s"
+
+
+def test_unreachable_endpoint_gives_clear_per_request_errors_quickly(backend_factory: Any) -> None:
+    base_url = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens there
+    backend = backend_factory(base_url=base_url, max_retries=2)
+    t0 = time.monotonic()
+    out = backend.generate(reqs(5))
+    assert time.monotonic() - t0 < 5
+    for r in out:
+        assert r.text == "" and f"cannot reach {base_url}" in r.error and "base_url" in r.error, r.error
+        assert r.error.startswith("gave up after 3 attempts")
+
+
+def test_malformed_reply_is_an_error_not_an_exception(backend_factory: Any) -> None:
+    with FakeServer(lambda n, b, h: (200, {}, {"unexpected": True})) as srv:
+        out = backend_factory(base_url=srv.base_url, max_retries=0).generate(reqs(2))
+    assert all(r.error and not r.text for r in out), out
+
+
+def test_generate_is_reusable_and_works_inside_a_running_loop(backend_factory: Any) -> None:
+    with FakeServer(ok) as srv:
+        backend = backend_factory(base_url=srv.base_url)
+        assert len(backend.generate(reqs(3))) == 3
+        assert backend.generate([]) == []
+
+        async def from_async_code() -> int:
+            return len(backend.generate(reqs(2)))
+
+        assert asyncio.run(from_async_code()) == 2
+        threads = [threading.Thread(target=backend.generate, args=(reqs(4),)) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert len(srv.requests) == 3 + 2 + 12
+    backend.close()
+    with pytest.raises(RuntimeError):
+        backend.generate(reqs(1))
+
+
+def test_parse_retry_after() -> None:
+    assert parse_retry_after({"retry-after": "3"}) == 3.0
+    assert parse_retry_after({"retry-after-ms": "250", "retry-after": "9"}) == 0.25
+    assert parse_retry_after({}) is None
+    assert parse_retry_after({"retry-after": "soon"}) is None
+    future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
+    assert 25 <= (parse_retry_after({"retry-after": future}) or 0) <= 31
