@@ -98,7 +98,7 @@ class VllmBackend(Backend):
     def __init__(
         self,
         model: str,
-        max_model_len: int = 512,
+        max_model_len: int | None = None,
         dtype: str = "auto",
         seed: int = 0,
         in_process: bool | None = None,
