@@ -51,6 +51,7 @@ import logging
 import os
 import time
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from trustwatch.generator.backends.base import Backend, GenRequest, GenResult
@@ -82,6 +83,17 @@ def _token_ids(encoded: Any) -> list[int]:
     if isinstance(encoded, dict) or hasattr(encoded, "keys"):
         encoded = encoded["input_ids"]
     return [int(t) for t in encoded]
+
+
+def _configured_window(model_path: str) -> int | None:
+    """The context window a local checkpoint declares (config.json), if it is a local folder."""
+    import json
+
+    cfg = Path(model_path) / "config.json"
+    try:
+        return int(json.loads(cfg.read_text())["max_position_embeddings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 class VllmBackend(Backend):
@@ -120,6 +132,12 @@ class VllmBackend(Backend):
             if dtype == "auto":
                 dtype = "float32"
             engine_kwargs.setdefault("enforce_eager", True)
+            # The CPU sampler cannot rewind a seeded request's random generator, which vLLM does when
+            # chunked prefill cuts a prompt across scheduler steps ("CPU Generator does not use
+            # offset", the whole batch fails). Schedule whole prompts: no chunking, and a token
+            # budget per step that fits the longest prompt the window allows.
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
+            engine_kwargs.setdefault("max_num_batched_tokens", max_model_len or _configured_window(model_path) or 8192)
 
             if in_process is None and _MP_VAR not in os.environ:
                 # Measured here (see the module docstring): in-process starts in seconds instead
