@@ -73,6 +73,10 @@ class VllmServer:
             "--dtype", "float32",
             "--max-model-len", str(self.max_model_len),
             "--enforce-eager",
+            # Seeded requests crash the CPU sampler when chunked prefill splits a prompt (see
+            # VllmBackend): schedule whole prompts.
+            "--no-enable-chunked-prefill",
+            "--max-num-batched-tokens", str(max(self.max_model_len, 2048)),
             *self.extra_args,
         ]
 
