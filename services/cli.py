@@ -258,6 +258,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from trustwatch.aggregator.service import Aggregator
     from trustwatch.aggregator.store import Store
+    from trustwatch.reports import to_html, to_markdown
     from trustwatch.scoring import format_table
     from trustwatch.telemetry.metrics import ServiceMetrics
 
@@ -268,15 +269,25 @@ def cmd_report(args: argparse.Namespace) -> int:
                 print(f"{r.run_id}\t{r.target}\tjudgments expected {r.expected_judgments}\t"
                       f"{'complete' if r.completed_unix_ms else 'incomplete'}")
             return 0
-        report = Aggregator(store, ServiceMetrics(CollectorRegistry())).report(args.run_id)
-        if report is None:
-            raise UsageError(f"no run {args.run_id!r} in {store.url}; `trustwatch report` lists the runs")
-        if args.json:
-            print(json.dumps(report.to_json(), indent=2, default=str))
-        else:
-            print(format_table(report))
+        agg = Aggregator(store, ServiceMetrics(CollectorRegistry()))
+        reports = []
+        for run_id in args.run_id:
+            report = agg.report(run_id)
+            if report is None:
+                raise UsageError(f"no run {run_id!r} in {store.url}; `trustwatch report` lists the runs")
+            reports.append(report)
     finally:
         store.close()
+    for path, render in ((args.md, to_markdown), (args.html, to_html)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(render(reports), encoding="utf-8")
+            print(f"written {path}", file=sys.stderr)
+    if args.json:
+        payload = [r.to_json() for r in reports]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
+    elif not (args.md or args.html):
+        print("\n\n".join(format_table(r) for r in reports))
     return 0
 
 
@@ -471,10 +482,12 @@ def build_parser() -> argparse.ArgumentParser:
     kafka(sp), metrics(sp)
     sp.set_defaults(func=cmd_aggregator)
 
-    sp = sub.add_parser("report", help="print a stored run's report (no run id: list runs)")
-    sp.add_argument("run_id", nargs="?")
+    sp = sub.add_parser("report", help="a stored run's report; several runs side by side (no run id: list runs)")
+    sp.add_argument("run_id", nargs="*")
     sp.add_argument("--db")
-    sp.add_argument("--json", action="store_true")
+    sp.add_argument("--json", action="store_true", help="print the report JSON")
+    sp.add_argument("--md", help="write a Markdown report here")
+    sp.add_argument("--html", help="write a self-contained HTML report (tables and plots) here")
     sp.set_defaults(func=cmd_report)
 
     sub.add_parser("tasks", help="list tasks").set_defaults(func=cmd_tasks)

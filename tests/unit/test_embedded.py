@@ -49,3 +49,20 @@ def test_rerunning_resumes_without_generating_again(tmp_path, data_dir):
     assert second.calls == [] and any("50 already done" in m for m in messages)
     assert r2.to_json()["tasks"] == r1.to_json()["tasks"]
     assert Store(db).judgment_count(r1.run_id) == 50
+
+
+def test_report_command_renders_stored_runs(tmp_path, data_dir, capsys):
+    from trustwatch.cli import main
+
+    db = f"sqlite:///{tmp_path}/r.db"
+    (report,) = run_embedded(parse_suite(SUITE), [parse_target("vllm:fake")], data_dir, db,
+                             lambda t: ScriptedBackend(), progress=lambda s: None)
+    assert main(["report", "--db", db]) == 0
+    assert report.run_id in capsys.readouterr().out
+    md, html = tmp_path / "r.md", tmp_path / "r.html"
+    assert main(["report", report.run_id, "--db", db, "--md", str(md), "--html", str(html)]) == 0
+    assert "safety/misuse" in md.read_text() or "misuse" in md.read_text()
+    page = html.read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<svg" in page and "misuse" in page
+    assert main(["report", report.run_id, "--db", db, "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["run_id"] == report.run_id
