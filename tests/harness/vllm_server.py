@@ -96,7 +96,7 @@ class VllmServer:
             return "(no log)"
         return "\n".join(text.splitlines()[-lines:])
 
-    def start(self) -> VllmServer:
+    def start(self) -> Self:
         t0 = time.monotonic()
         with open(self.log_path, "wb") as log:
             # A new session, so stop() can end the server together with the engine processes it
