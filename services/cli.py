@@ -130,7 +130,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         payload: Any = reports[0].to_json() if len(reports) == 1 else [r.to_json() for r in reports]
         out.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
         print(f"report written to {out}")
+    _write_rendered(reports, args.md, args.html)
     return 0
+
+
+def _write_rendered(reports: list[Any], md: str | None, html: str | None) -> None:
+    from trustwatch.reports import to_html, to_markdown
+
+    for path, render in ((md, to_markdown), (html, to_html)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(render(reports), encoding="utf-8")
+            print(f"written {path}", file=sys.stderr)
 
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
@@ -258,7 +269,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from trustwatch.aggregator.service import Aggregator
     from trustwatch.aggregator.store import Store
-    from trustwatch.reports import to_html, to_markdown
     from trustwatch.scoring import format_table
     from trustwatch.telemetry.metrics import ServiceMetrics
 
@@ -278,11 +288,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             reports.append(report)
     finally:
         store.close()
-    for path, render in ((args.md, to_markdown), (args.html, to_html)):
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(render(reports), encoding="utf-8")
-            print(f"written {path}", file=sys.stderr)
+    _write_rendered(reports, args.md, args.html)
     if args.json:
         payload = [r.to_json() for r in reports]
         print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
@@ -441,6 +447,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--target", action="append", help="vllm:PATH_OR_MODEL_ID or openai:MODEL@BASE_URL (repeatable)")
     sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL, default sqlite:///trustwatch.db)")
     sp.add_argument("--out", help="write the report as JSON to this file")
+    sp.add_argument("--md", help="also write a Markdown report here")
+    sp.add_argument("--html", help="also write a self-contained HTML report (tables and plots) here")
     sp.add_argument("--run-id", help="explicit run id (default: derived from suite and target, so re-running resumes)")
     sp.add_argument("--offline", action="store_true",
                     help="only judges that need no external model; the other items are counted as not judged")
