@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -11,7 +10,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trustwatch import tasks as task_registry
-from trustwatch.evaluators.base import Verdict
 from trustwatch.messages import loads_record, verdict_of
 from trustwatch.tasks.base import Metric, ScoredItem
 
@@ -106,11 +104,6 @@ def summary(report: Report) -> dict[str, Any]:
     return dims
 
 
-def verdict_from_json(d: Mapping[str, Any]) -> Verdict:
-    return Verdict(label=d["label"], valid=d["valid"], score=d.get("score", math.nan), error=d.get("error", ""),
-                   detail=d.get("detail", {}))
-
-
 def format_table(report: Report) -> str:
     """A plain-text table of every metric, for the terminal."""
     lines = [f"run {report.run_id}  target {report.target}", ""]
@@ -128,7 +121,3 @@ def format_table(report: Report) -> str:
             lines.append(f"{name:<40} {key[:22]:<22} {f(m.value):>8} {f(m.reference_value):>8} {ci:>17} "
                          f"{m.n_total:>6} {m.n_valid:>6} {m.n_error:>5}")
     return "\n".join(lines)
-
-
-def dumps_report(report: Report) -> str:
-    return json.dumps(report.to_json(), indent=2, sort_keys=False, default=str)
