@@ -6,6 +6,7 @@ import abc
 import importlib
 import math
 import pkgutil
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
@@ -113,16 +114,21 @@ def register(cls: E) -> E:
     return cls
 
 
+# Services look evaluators up from several threads (gRPC workers): import them once.
+_LOAD_LOCK = threading.Lock()
+
+
 def _load_all() -> None:
     global _loaded
-    if _loaded:
-        return
-    import trustwatch.evaluators as pkg
+    with _LOAD_LOCK:
+        if _loaded:
+            return
+        import trustwatch.evaluators as pkg
 
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if not mod.name.startswith("_") and mod.name != "base":
-            importlib.import_module(f"{pkg.__name__}.{mod.name}")
-    _loaded = True
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if not mod.name.startswith("_") and mod.name != "base":
+                importlib.import_module(f"{pkg.__name__}.{mod.name}")
+        _loaded = True
 
 
 def known() -> dict[str, type[Evaluator]]:

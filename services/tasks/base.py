@@ -6,6 +6,7 @@ import importlib
 import json
 import math
 import pkgutil
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -106,24 +107,27 @@ class DatasetError(ValueError):
 
 _REGISTRY: dict[str, Task] = {}
 _loaded = False
+# Services look tasks up from several threads (consumer loop, HTTP report API): load them once.
+_LOAD_LOCK = threading.Lock()
 
 
 def _load_all() -> None:
     global _loaded
-    if _loaded:
-        return
-    import trustwatch.tasks as pkg
+    with _LOAD_LOCK:
+        if _loaded:
+            return
+        import trustwatch.tasks as pkg
 
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if mod.name.startswith("_") or mod.name == "base":
-            continue
-        module = importlib.import_module(f"{pkg.__name__}.{mod.name}")
-        task = getattr(module, "TASK", None)
-        if isinstance(task, Task):
-            if task.name in _REGISTRY:
-                raise ValueError(f"task {task.name!r} is declared twice")
-            _REGISTRY[task.name] = task
-    _loaded = True
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if mod.name.startswith("_") or mod.name == "base":
+                continue
+            module = importlib.import_module(f"{pkg.__name__}.{mod.name}")
+            task = getattr(module, "TASK", None)
+            if isinstance(task, Task):
+                if task.name in _REGISTRY and _REGISTRY[task.name] is not task:
+                    raise ValueError(f"task {task.name!r} is declared twice")
+                _REGISTRY[task.name] = task
+        _loaded = True
 
 
 def known() -> dict[str, Task]:

@@ -106,6 +106,7 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
             assert len(rows) == plan.expected_judgments == 24
             # metrics equal those computed directly from the stored judgments
             report = reports[p["target"]]
+            assert {k: t["error"] for k, t in report["tasks"].items()} == {"safety/misuse": "", "truthfulness/external": ""}
             misuse = [r for r in rows if r.task == "safety/misuse"]
             judged = [r for r in misuse if not r.error]
             rta = sum(r.label == "refusal" for r in judged) / len(judged) if judged else None
