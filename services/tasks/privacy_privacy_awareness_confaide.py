@@ -69,24 +69,16 @@ def _r_of_pairs(pairs: Sequence[tuple[float, float]]) -> float | None:
     return pearson([x for x, _ in pairs], [y for _, y in pairs])
 
 
-def corrected_r(items: Sequence[ScoredItem]) -> float | None:
-    return pearson(*_pairs(items, reference=False))
-
-
-def reference_r(items: Sequence[ScoredItem]) -> float | None:
-    return pearson(*_pairs(items, reference=True))
-
-
 def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
     ok = judged(items, EVALUATOR)
     xs, ys = _pairs(items, reference=False)
+    ref_xs, ref_ys = _pairs(items, reference=True)
     n_value = len(xs)
-    n_ref = len(_pairs(items, reference=True)[0])
     lo, hi = boot(list(zip(xs, ys)), _r_of_pairs)  # resamples the (human, model) rating pairs
     return {
         "pearson_r": Metric(
             value=pearson(xs, ys),
-            reference_value=reference_r(items),
+            reference_value=pearson(ref_xs, ref_ys),
             n_total=len(items),
             n_valid=n_value,
             n_error=len(items) - len(ok),
@@ -97,7 +89,7 @@ def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
                 "dropped as the reference does; replies without a rating left out of both (count: "
                 "n_total - n_valid - n_error); failed generations/judgements counted in n_error"
             ),
-            extra={"reference_n": n_ref, "n_invalid": len(ok) - n_value},
+            extra={"reference_n": len(ref_xs), "n_invalid": len(ok) - n_value},
         )
     }
 
