@@ -23,8 +23,13 @@ class Plan:
     target: TargetSpec
     manifest: dict[str, Any]
     jobs: list[pb.PromptJob]
-    #: judgments the run will have when complete (one per job and evaluator)
-    expected_judgments: int
+    #: evaluators that will judge each job (job id -> count)
+    evaluators_per_job: dict[str, int]
+
+    @property
+    def expected_judgments(self) -> int:
+        """Judgments the run will have when complete (one per job and evaluator)."""
+        return sum(self.evaluators_per_job.values())
 
 
 def sha256_file(path: Path) -> str:
@@ -66,7 +71,7 @@ def plan_run(suite: Suite, target: TargetSpec, data_dir: Path, run_id: str | Non
     jobs: list[pb.PromptJob] = []
     checksums: dict[str, str] = {}
     counts: dict[str, int] = {}
-    expected_judgments = 0
+    per_job: dict[str, int] = {}
     for spec in suite.tasks:
         task = task_registry.get(spec.task)
         items = task_registry.load_items(task, data_dir, spec.limit)
@@ -98,7 +103,7 @@ def plan_run(suite: Suite, target: TargetSpec, data_dir: Path, run_id: str | Non
                         created_unix_ms=created,
                     )
                 )
-                expected_judgments += n_eval
+                per_job[jid] = n_eval
     manifest = {
         "run_id": run_id,
         "suite": suite.canonical(),
@@ -106,11 +111,11 @@ def plan_run(suite: Suite, target: TargetSpec, data_dir: Path, run_id: str | Non
         "dataset_sha256": checksums,
         "jobs_per_task": counts,
         "expected_jobs": len(jobs),
-        "expected_judgments": expected_judgments,
+        "expected_judgments": sum(per_job.values()),
         "code_version": code_version(),
         "created_unix_ms": created,
     }
-    return Plan(run_id=run_id, target=target, manifest=manifest, jobs=jobs, expected_judgments=expected_judgments)
+    return Plan(run_id=run_id, target=target, manifest=manifest, jobs=jobs, evaluators_per_job=per_job)
 
 
 def run_event(plan: Plan, kind: int) -> pb.RunEvent:

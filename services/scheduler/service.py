@@ -5,9 +5,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
-from trustwatch import tasks as task_registry
 from trustwatch.bus.base import Bus, Topics
-from trustwatch.messages import loads_record
 from trustwatch.scheduler.core import Plan, pending_jobs, run_event
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -26,8 +24,7 @@ def publish(plan: Plan, bus: Bus, topics: Topics, store: Store | None = None, pa
     jobs = plan.jobs
     if store is not None:
         store.record_run(plan.run_id, plan.target.name, plan.manifest, len(plan.jobs), plan.expected_judgments)
-        per_job = {j.job_id: len(task_registry.get(j.task).evaluators_for(loads_record(j.record_json))) for j in jobs}
-        jobs = pending_jobs(plan, store.done_job_ids(plan.run_id, per_job))
+        jobs = pending_jobs(plan, store.done_job_ids(plan.run_id, plan.evaluators_per_job))
     topic = topics.jobs(plan.target.name)
     bus.create_topics([topic, topics.completions, topics.judgments, topics.runs, topics.dlq], partitions)
     producer = bus.producer()

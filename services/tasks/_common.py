@@ -7,7 +7,7 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import TypeVar
 
 from trustwatch.stats import bootstrap_ci
-from trustwatch.tasks.base import Metric, ScoredItem
+from trustwatch.tasks.base import ScoredItem
 
 K = TypeVar("K", bound=Hashable)
 
