@@ -20,6 +20,44 @@ from trustwatch.v1 import messages_pb2 as pb
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+# gRPC status codes (by name, so this module does not import grpc) that mean "try again later".
+_TRANSIENT_GRPC_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"})
+
+
+class TransientError(Exception):
+    """Raised by logic to say: a dependency is down; retry the batch later, blame no message."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether an error (or one it was raised from) is a dependency's fault rather than a message's.
+
+    Transient: :class:`TransientError`, ``ConnectionError``, ``TimeoutError``, SQLAlchemy's
+    operational and connection errors (server gone, database locked), gRPC UNAVAILABLE,
+    DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED and ABORTED, and Kafka errors marked retriable.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (TransientError, ConnectionError, TimeoutError)):
+            return True
+        module = type(e).__module__ or ""
+        name = type(e).__name__
+        if module.startswith("sqlalchemy") and name in ("OperationalError", "InterfaceError",
+                                                        "DisconnectionError", "TimeoutError"):
+            return True
+        if getattr(e, "retriable", False) is True:  # kafka-python's KafkaError subclasses
+            return True
+        code = getattr(e, "code", None)
+        if callable(code) and module.startswith("grpc"):
+            try:
+                if getattr(code(), "name", "") in _TRANSIENT_GRPC_CODES:
+                    return True
+            except Exception:  # noqa: BLE001 - not a real RpcError
+                pass
+        e = e.__cause__ or e.__context__
+    return False
+
 
 @dataclass
 class Out:
@@ -42,8 +80,12 @@ Handler = Callable[[Sequence[T]], Sequence[Result]]
 class Worker(Generic[T]):
     """One consuming service. ``handler`` gets decoded inputs and returns one Result per input.
 
-    If the handler raises, the batch is not committed: the consumer is re-created so the batch is
-    delivered again (a transient fault such as a database restart loses nothing).
+    Failures fall in two classes. A transient fault (database, broker, judge or endpoint down; see
+    :func:`is_transient`) fails the batch: nothing is committed, the consumer is re-created and the
+    batch is delivered again, so nothing is lost. Any other error raised by the handler is taken to
+    be caused by a message (poison: a value the database rejects, a record the logic cannot read):
+    the batch is retried in halves until the message that fails alone is found, which goes to the
+    dead-letter topic with its reason while the rest of the batch is processed.
     """
 
     def __init__(
@@ -57,6 +99,7 @@ class Worker(Generic[T]):
         metrics: ServiceMetrics,
         topic_names: Topics,
         max_batch: int = 256,
+        poison_attempts: int = 2,
     ) -> None:
         self.service = service
         self.bus = bus
@@ -67,6 +110,7 @@ class Worker(Generic[T]):
         self.metrics = metrics
         self.topic_names = topic_names
         self.max_batch = max_batch
+        self.poison_attempts = max(1, poison_attempts)
         self.producer: Producer = bus.producer()
         self.consumer: Consumer = bus.consumer(topics, group_id)
         self._stop = threading.Event()
@@ -79,23 +123,25 @@ class Worker(Generic[T]):
         self.metrics.dead_letters.labels(self.service, kind).inc()
 
     def run_once(self, timeout: float = 1.0) -> int:
-        """Process at most one batch; returns how many messages it took (0: nothing to do)."""
+        """Process at most one batch; returns how many messages it took (0: nothing to do).
+
+        Raises when the batch could not be finished (a transient fault, or a dead-letter or output
+        produce that failed); then nothing of it is committed and it is delivered again.
+        """
         messages = self.consumer.poll(timeout, self.max_batch)
         if not messages:
             self.metrics.lag.labels(self.service).set(self.consumer.lag())
             return 0
         started = time.perf_counter()
-        decoded: list[tuple[Message, T]] = []
-        for m in messages:
-            try:
-                decoded.append((m, self.decode(m.value)))
-            except Exception as exc:  # noqa: BLE001 - any decode failure is the message's fault
-                self._dead_letter(m, f"undecodable message on {m.topic}: {type(exc).__name__}: {exc}", "decode")
         try:
-            results = self.handler([d for _, d in decoded]) if decoded else []
-            if len(results) != len(decoded):
-                raise RuntimeError(f"handler returned {len(results)} results for {len(decoded)} inputs")
-            for (m, _), r in zip(decoded, results):
+            decoded: list[tuple[Message, T]] = []
+            for m in messages:
+                try:
+                    decoded.append((m, self.decode(m.value)))
+                except Exception as exc:  # noqa: BLE001 - any decode failure is the message's fault
+                    self._dead_letter(m, f"undecodable message on {m.topic}: {type(exc).__name__}: {exc}",
+                                      "decode")
+            for m, r in self._process(decoded):
                 if r.failed:
                     self._dead_letter(m, r.failed, "process")
                 for o in r.outputs:
@@ -111,6 +157,37 @@ class Worker(Generic[T]):
             self.metrics.consumed.labels(self.service, m.topic).inc()
         self.metrics.batch_seconds.labels(self.service).observe(time.perf_counter() - started)
         return len(messages)
+
+    def _process(self, items: list[tuple[Message, T]]) -> list[tuple[Message, Result]]:
+        """Run the handler; when it raises a non-transient error, find the poison by halves.
+
+        A message whose handling still fails when it is alone, ``poison_attempts`` times, gets a
+        failed Result (so it is dead-lettered with the reason) and the rest of the batch goes on.
+        A transient fault (see :func:`is_transient`) propagates: the whole batch is retried later and
+        nothing is turned into a dead letter.
+        """
+        if not items:
+            return []
+        attempts = self.poison_attempts if len(items) == 1 else 1
+        for attempt in range(attempts):
+            try:
+                results = self.handler([d for _, d in items])
+                if len(results) != len(items):
+                    raise RuntimeError(f"handler returned {len(results)} results for {len(items)} inputs")
+                return [(m, r) for (m, _), r in zip(items, results)]
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                if len(items) == 1 and attempt == attempts - 1:
+                    m = items[0][0]
+                    log.warning("%s: %s[%d]@%d fails alone: %s: %s", self.service, m.topic, m.partition,
+                                m.offset, type(exc).__name__, exc)
+                    return [(m, Result(failed=f"cannot be processed: {type(exc).__name__}: {exc}"))]
+                if len(items) > 1:
+                    log.warning("%s: batch of %d failed (%s: %s); retrying it in halves to find the poison",
+                                self.service, len(items), type(exc).__name__, exc)
+        mid = len(items) // 2
+        return self._process(items[:mid]) + self._process(items[mid:])
 
     def _restart_consumer(self) -> None:
         try:

@@ -67,6 +67,38 @@ class RunRow:
     completed_unix_ms: int | None
 
 
+_NUL = "\x00"
+_NUL_STANDIN = "\ufffd"
+
+
+def safe_text(value: str, limit: int | None = None) -> str:
+    """Text every supported database accepts: NUL (which PostgreSQL refuses in text) becomes U+FFFD,
+    and a value longer than its column (``limit`` characters) is cut, ending in an ellipsis."""
+    if _NUL in value:
+        value = value.replace(_NUL, _NUL_STANDIN)
+    if limit is not None and len(value) > limit:
+        value = value[: limit - 1] + "\u2026"
+    return value
+
+
+def _column_limit(table: sa.Table, name: str) -> int | None:
+    length = getattr(table.c[name].type, "length", None)
+    return int(length) if length else None
+
+
+def _safe_row(table: sa.Table, row: dict[str, Any]) -> dict[str, Any]:
+    """A row made safe for ``table``: every string through :func:`safe_text` with its column's length.
+
+    Ids are cut too: a cut id stays deterministic, so redelivery still finds the stored row.
+    """
+    return {k: safe_text(v, _column_limit(table, k)) if isinstance(v, str) else v for k, v in row.items()}
+
+
+def _run_key(run_id: str) -> str:
+    """A run id as it is stored (see :func:`_safe_row`), for queries."""
+    return safe_text(run_id, _column_limit(runs, "run_id"))
+
+
 def _sqlite_path(url: str) -> Path | None:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         return Path(url[len("sqlite:///"):])
@@ -101,11 +133,11 @@ class Store:
     # -- writes -----------------------------------------------------------------------------------
     def record_run(self, run_id: str, target: str, manifest: dict[str, Any], expected_jobs: int,
                    expected_judgments: int) -> None:
-        stmt = self._insert(runs).values(
+        stmt = self._insert(runs).values(**_safe_row(runs, dict(
             run_id=run_id, target=target, manifest_json=json.dumps(manifest, sort_keys=True),
             expected_jobs=expected_jobs, expected_judgments=expected_judgments,
             created_unix_ms=int(manifest.get("created_unix_ms") or now_ms()), completed_unix_ms=None,
-        ).on_conflict_do_nothing(index_elements=["run_id"])
+        ))).on_conflict_do_nothing(index_elements=["run_id"])
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
@@ -113,15 +145,16 @@ class Store:
         """Insert judgments not stored yet; returns how many were new."""
         if not items:
             return 0
-        rows = {}
+        rows: dict[str, dict[str, Any]] = {}
         for j in items:
-            jid = judgment_id(j.job_id, j.evaluator)
-            rows[jid] = dict(
-                judgment_id=jid, job_id=j.job_id, run_id=j.run_id, task=j.task, item_id=j.item_id,
-                sample=j.sample, target=j.target, evaluator=j.evaluator, label=j.label, valid=j.valid,
-                score=None if math.isnan(j.score) else j.score, error=j.error, detail_json=j.detail_json,
-                response=j.response, record_json=j.record_json, created_unix_ms=j.created_unix_ms or now_ms(),
-            )
+            row = _safe_row(judgments, dict(
+                judgment_id=judgment_id(j.job_id, j.evaluator), job_id=j.job_id, run_id=j.run_id, task=j.task,
+                item_id=j.item_id, sample=j.sample, target=j.target, evaluator=j.evaluator, label=j.label,
+                valid=j.valid, score=None if math.isnan(j.score) else j.score, error=j.error,
+                detail_json=j.detail_json, response=j.response, record_json=j.record_json,
+                created_unix_ms=j.created_unix_ms or now_ms(),
+            ))
+            rows[row["judgment_id"]] = row
         with self.engine.begin() as conn:
             before = conn.execute(
                 sa.select(sa.func.count()).select_from(judgments).where(judgments.c.judgment_id.in_(list(rows)))
@@ -130,6 +163,7 @@ class Store:
         return len(rows) - int(before)
 
     def mark_completed(self, run_id: str, when_ms: int | None = None) -> None:
+        run_id = _run_key(run_id)
         with self.engine.begin() as conn:
             conn.execute(
                 runs.update().where(runs.c.run_id == run_id, runs.c.completed_unix_ms.is_(None))
@@ -138,6 +172,7 @@ class Store:
 
     # -- reads ------------------------------------------------------------------------------------
     def run(self, run_id: str) -> RunRow | None:
+        run_id = _run_key(run_id)
         with self.engine.connect() as conn:
             r = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
         return _run_row(r) if r else None
@@ -150,12 +185,14 @@ class Store:
             return [_run_row(r) for r in conn.execute(q).mappings()]
 
     def judgment_count(self, run_id: str) -> int:
+        run_id = _run_key(run_id)
         with self.engine.connect() as conn:
             return int(conn.execute(
                 sa.select(sa.func.count()).select_from(judgments).where(judgments.c.run_id == run_id)
             ).scalar_one())
 
     def judgments(self, run_id: str, task: str | None = None) -> list[Any]:
+        run_id = _run_key(run_id)
         q = sa.select(judgments).where(judgments.c.run_id == run_id)
         if task:
             q = q.where(judgments.c.task == task)
@@ -164,6 +201,7 @@ class Store:
 
     def done_job_ids(self, run_id: str, evaluators_per_job: dict[str, int]) -> list[str]:
         """Jobs of a run that have all their judgments stored."""
+        run_id = _run_key(run_id)
         with self.engine.connect() as conn:
             counts = conn.execute(
                 sa.select(judgments.c.job_id, sa.func.count()).where(judgments.c.run_id == run_id)

@@ -3,7 +3,7 @@ from prometheus_client import CollectorRegistry
 
 from trustwatch.bus import MemoryBus, Topics
 from trustwatch.messages import decode_job
-from trustwatch.runtime import Out, Result, Worker
+from trustwatch.runtime import Out, Result, TransientError, Worker, is_transient
 from trustwatch.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -80,3 +80,104 @@ def test_per_item_failure_goes_to_dlq_and_the_rest_is_produced():
     assert len(bus.messages("out")) == 2
     (dl,) = [pb.DeadLetter.FromString(m.value) for m in bus.messages("tw.dlq")]
     assert dl.reason == "cannot process" and dl.service == "svc" and dl.offset == 1
+
+
+def _fill(bus, n):
+    p = bus.producer()
+    for i in range(n):
+        p.produce("in", _job(i))
+    p.flush()
+
+
+def test_a_poison_message_is_found_by_halves_and_dead_lettered_while_the_rest_goes_on():
+    """A handler error that is not transient (e.g. the database refuses one value) must not stall the
+    partition: the message that fails alone goes to the DLQ with the reason, every other one is processed."""
+    bus, reg = MemoryBus(), CollectorRegistry()
+    _fill(bus, 10)
+    calls = []
+
+    def handler(jobs):
+        calls.append(len(jobs))
+        if any(j.job_id == "r/t/6/0" for j in jobs):
+            raise ValueError("text fields cannot contain NUL (0x00) bytes")
+        return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+
+    w = _worker(bus, handler, reg)
+    assert w.run_once(0) == 10
+    assert sorted(m.value for m in bus.messages("out")) == sorted(f"r/t/{i}/0".encode() for i in range(10) if i != 6)
+    (dead,) = [pb.DeadLetter.FromString(m.value) for m in bus.messages("tw.dlq")]
+    assert pb.PromptJob.FromString(dead.payload).job_id == "r/t/6/0"
+    assert "ValueError: text fields cannot contain NUL" in dead.reason
+    assert reg.get_sample_value("trustwatch_dead_letters_total", {"service": "svc", "reason_kind": "process"}) == 1
+    assert calls[0] == 10 and calls.count(1) >= 2  # bisected; the poison was tried alone twice
+    assert len(calls) <= 2 * 10  # bounded
+    assert w.consumer.lag() == 0 and w.run_once(0) == 0
+
+
+@pytest.mark.parametrize("exc", [ConnectionError("refused"), TimeoutError(), TransientError("judge down")])
+def test_a_transient_fault_dead_letters_nothing_and_the_batch_comes_back(exc):
+    bus, reg = MemoryBus(), CollectorRegistry()
+    _fill(bus, 4)
+    state = {"down": True}
+
+    def handler(jobs):
+        if state["down"]:
+            raise exc
+        return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+
+    w = _worker(bus, handler, reg)
+    with pytest.raises(type(exc)):
+        w.run_once(0)
+    assert bus.messages("tw.dlq") == [] and bus.messages("out") == []
+    state["down"] = False
+    assert w.run_once(0) == 4 and len(bus.messages("out")) == 4
+
+
+def test_is_transient_reads_the_cause_chain_and_library_errors():
+    import sqlalchemy.exc as sa_exc
+    from kafka.errors import KafkaTimeoutError, MessageSizeTooLargeError
+
+    try:
+        try:
+            raise ConnectionRefusedError("db down")
+        except ConnectionRefusedError as inner:
+            raise RuntimeError("store failed") from inner
+    except RuntimeError as outer:
+        assert is_transient(outer)
+    assert is_transient(sa_exc.OperationalError("SELECT 1", {}, Exception("server closed the connection")))
+    assert not is_transient(sa_exc.DataError("INSERT", {}, Exception("NUL")))
+    assert is_transient(KafkaTimeoutError())
+    assert not is_transient(MessageSizeTooLargeError())
+    assert not is_transient(ValueError("bad record"))
+
+
+def test_a_failing_dead_letter_produce_in_the_decode_path_commits_nothing():
+    """If the DLQ produce raises, the batch must be delivered again, not skipped by the next commit."""
+    bus, reg = MemoryBus(), CollectorRegistry()
+    p = bus.producer()
+    p.produce("in", _job(1))
+    p.produce("in", b"\xff\xfe not a protobuf")
+    p.produce("in", _job(2))
+    p.flush()
+    seen = []
+
+    def handler(jobs):
+        seen.extend(j.job_id for j in jobs)
+        return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+
+    w = _worker(bus, handler, reg)
+    real = w.producer.produce
+    broken = {"on": True}
+
+    def produce(topic, value, key=None):
+        if topic == "tw.dlq" and broken["on"]:
+            raise ConnectionError("broker gone")
+        return real(topic, value, key)
+
+    w.producer.produce = produce
+    with pytest.raises(ConnectionError):
+        w.run_once(0)
+    broken["on"] = False
+    assert w.run_once(0) == 3
+    assert sorted(m.value for m in bus.messages("out")) == [b"r/t/1/0", b"r/t/2/0"]
+    assert len(bus.messages("tw.dlq")) == 1 and w.consumer.lag() == 0

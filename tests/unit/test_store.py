@@ -32,6 +32,26 @@ def _exercise(store: Store) -> None:
     store.mark_completed("r1", 456)
     assert store.run("r1").completed_unix_ms == 123
     assert [r.run_id for r in store.runs("m")] == ["r1"] and store.runs("other") == []
+    _odd_text(store)
+
+
+def _odd_text(store: Store) -> None:
+    """A reply with NUL bytes (PostgreSQL refuses them in text) and values longer than their columns
+    are stored, not retried forever: NUL becomes U+FFFD, an over-long value is cut to its column."""
+    odd = _j(7, run="r2", label="x" * 500)
+    odd.response = "before\x00after"
+    odd.error = "err\x00"
+    odd.detail_json = '{"raw": "a\x00b"}'
+    odd.task = "safety/misuse\x00" + "t" * 200
+    assert store.store_judgments([odd]) == 1
+    assert store.store_judgments([odd]) == 0  # redelivery of the same odd judgment finds it
+    (row,) = store.judgments("r2")
+    assert row.response == "before\ufffdafter" and row.error == "err\ufffd"
+    assert row.detail_json == '{"raw": "a\ufffdb"}'
+    assert len(row.label) == 200 and row.label.endswith("\u2026")
+    assert len(row.task) == 100 and row.task.startswith("safety/misuse\ufffd")
+    store.record_run("r\x003", "m\x00", {"created_unix_ms": 1}, expected_jobs=1, expected_judgments=1)
+    assert store.run("r\x003").target == "m\ufffd"
 
 
 def test_sqlite(tmp_path):
