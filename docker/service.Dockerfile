@@ -16,7 +16,7 @@ RUN python -m venv /opt/venv
 # Dependencies first, so this layer is rebuilt only when requirements/base.txt changes.
 COPY requirements/base.txt requirements/base.txt
 RUN pip install --no-cache-dir -r requirements/base.txt
-COPY pyproject.toml setup.py ./
+COPY pyproject.toml ./
 COPY services/ services/
 RUN pip install --no-cache-dir --no-deps .
 

@@ -3,7 +3,7 @@
 # match each other). Only `trustwatch generator --target vllm:/models/NAME` runs from this image.
 # Build from the repository root:
 #   docker build -f docker/vllm.Dockerfile -t trustwatch-vllm:dev .
-# Keep VLLM_IMAGE's vLLM version within what services/generator supports; pin it by digest in
+# Keep VLLM_IMAGE's vLLM version within what services/trustwatch/generator supports; pin it by digest in
 # release builds.
 ARG VLLM_IMAGE=vllm/vllm-openai:v0.33.0
 ARG PYTHON_IMAGE=python:3.12-slim-bookworm
@@ -12,7 +12,7 @@ ARG PYTHON_IMAGE=python:3.12-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
-COPY pyproject.toml setup.py ./
+COPY pyproject.toml ./
 COPY requirements/base.txt requirements/base.txt
 COPY services/ services/
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels .

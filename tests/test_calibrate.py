@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from trustwatch.calibrate import (
+from trustwatch.tools.calibrate import (
     CalibrationInputError,
     Confusion,
     calibrate,
     format_result,
     read_xstest,
 )
-from trustwatch.evaluators import EvalItem, Evaluator, Verdict, register
+from trustwatch.benchmark.evaluators import EvalItem, Evaluator, Verdict, register
 
 COLUMNS = ["id", "type", "prompt", "completion", "annotation_1", "annotation_2", "agreement", "final_label"]
 

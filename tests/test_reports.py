@@ -1,4 +1,4 @@
-"""Markdown / HTML rendering of run reports (trustwatch.reports)."""
+"""Markdown / HTML rendering of run reports (trustwatch.tools.reports)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
 import pytest
-from trustwatch.reports import ReportError, load_reports, main, to_html, to_markdown
+from trustwatch.tools.reports import ReportError, load_reports, main, to_html, to_markdown
 
 ATTACKS = ("fixed sentence", "cot", "leetspeak", "bad words")
 XSS = '<script>alert("x")</script> & friends'

@@ -1,4 +1,4 @@
-"""The bus contract (trustwatch.bus.base), one set of tests for every implementation.
+"""The bus contract (trustwatch.platform.bus.base), one set of tests for every implementation.
 
 Each test runs against the in-memory bus (fast) and the Kafka bus on a real broker (marked slow).
 Topics get unique names, so the tests share one broker without seeing each other's messages.
@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from trustwatch.bus.base import Bus, Consumer, Message
-from trustwatch.bus.memory import MemoryBus
+from trustwatch.platform.bus.base import Bus, Consumer, Message
+from trustwatch.platform.bus.memory import MemoryBus
 
 # Long enough for a Kafka group join on a loaded 2-core machine; the memory bus never waits this long.
 WAIT = 30.0
@@ -46,7 +46,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         shared = MemoryBus()
         b = Backend("memory", lambda: shared)
     else:
-        from trustwatch.bus.kafka import KafkaBus
+        from trustwatch.platform.bus.kafka import KafkaBus
 
         bootstrap = request.getfixturevalue("kafka_broker")  # started only when a Kafka case runs
         b = Backend("kafka", lambda: KafkaBus(bootstrap, client_id="contract-tests"))
@@ -279,7 +279,7 @@ def test_kafka_flush_raises_when_the_broker_rejects_a_message(kafka_broker: str,
     from kafka.admin import ConfigResource, ConfigResourceType
     from kafka.errors import KafkaError
 
-    from trustwatch.bus.kafka import KafkaBus
+    from trustwatch.platform.bus.kafka import KafkaBus
 
     topic = new_topic()
     bus = KafkaBus(kafka_broker)

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import f1_score
 
-from trustwatch.aggregator.store import Store
-from trustwatch.bus import Topics, kafka_bus
+from trustwatch.platform.store import Store
+from trustwatch.platform.bus import Topics, kafka_bus
 from trustwatch.scheduler.core import plan_run
 from trustwatch.scheduler.suite import load_suite, parse_target
-from trustwatch.stack import kafka_process, local
+from trustwatch.tools.stack import kafka_process, local
 from trustwatch.v1 import messages_pb2 as pb
 
 ROOT = Path(__file__).resolve().parents[2]

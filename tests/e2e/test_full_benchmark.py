@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from trustwatch import datasets
+from trustwatch.benchmark import datasets
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow

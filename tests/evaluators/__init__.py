@@ -1,1 +1,1 @@
-"""Tests of the evaluators (services/evaluators)."""
+"""Tests of the evaluators (services/trustwatch/benchmark/evaluators)."""

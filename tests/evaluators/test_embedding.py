@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from tests.evaluators.local_http import closed_port, serve
-from trustwatch import evaluators
-from trustwatch.evaluators import EvalItem, EvaluatorSettings
-from trustwatch.evaluators import embedding as E
-from trustwatch.evaluators._openai_endpoint import OpenAIEndpoint
-from trustwatch.evaluators._retry import RetryPolicy
+from trustwatch.benchmark import evaluators
+from trustwatch.benchmark.evaluators import EvalItem, EvaluatorSettings
+from trustwatch.benchmark.evaluators import embedding as E
+from trustwatch.benchmark.evaluators._openai_endpoint import OpenAIEndpoint
+from trustwatch.benchmark.evaluators._retry import RetryPolicy
 
 
 @pytest.fixture(scope="module", autouse=True)

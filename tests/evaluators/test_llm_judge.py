@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 
 from tests.evaluators.local_http import chat_completion, closed_port, serve
-from trustwatch import evaluators
-from trustwatch.evaluators import EvalItem, EvaluatorSettings, Verdict
-from trustwatch.evaluators import llm_judge as J
-from trustwatch.evaluators._retry import RetryPolicy
+from trustwatch.benchmark import evaluators
+from trustwatch.benchmark.evaluators import EvalItem, EvaluatorSettings, Verdict
+from trustwatch.benchmark.evaluators import llm_judge as J
+from trustwatch.benchmark.evaluators._retry import RetryPolicy
 
 FAST = RetryPolicy(retries=3, backoff_s=0.01, max_backoff_s=0.05)
 

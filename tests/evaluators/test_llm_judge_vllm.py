@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from tests.harness.vllm_fixtures import VllmEndpoint
-from trustwatch import evaluators
-from trustwatch.evaluators import EvalItem, EvaluatorSettings
-from trustwatch.evaluators import llm_judge as J
+from trustwatch.benchmark import evaluators
+from trustwatch.benchmark.evaluators import EvalItem, EvaluatorSettings
+from trustwatch.benchmark.evaluators import llm_judge as J
 
 pytestmark = pytest.mark.slow
 

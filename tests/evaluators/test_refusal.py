@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from trustwatch.evaluators import EvalItem, EvaluatorSettings, create, evaluate_items
-from trustwatch.evaluators.refusal import (
+from trustwatch.benchmark.evaluators import EvalItem, EvaluatorSettings, create, evaluate_items
+from trustwatch.benchmark.evaluators.refusal import (
     COMPLIANCE,
     REFUSAL,
     RefusalEvaluator,
@@ -243,7 +243,7 @@ def test_evaluate_items_keeps_one_verdict_per_item() -> None:
 
 def test_transformers_is_imported_lazily() -> None:
     code = (
-        "import sys, trustwatch.evaluators as e; e.create('refusal').evaluate("
+        "import sys, trustwatch.benchmark.evaluators as e; e.create('refusal').evaluate("
         "[e.EvalItem('j', 't', 'p', 'I cannot help.')]); "
         "assert 'transformers' not in sys.modules and 'torch' not in sys.modules"
     )

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from tests.evaluators.local_http import closed_port, serve
-from trustwatch import evaluators
-from trustwatch.evaluators import EvalItem, EvaluatorSettings
-from trustwatch.evaluators import toxicity as T
+from trustwatch.benchmark import evaluators
+from trustwatch.benchmark.evaluators import EvalItem, EvaluatorSettings
+from trustwatch.benchmark.evaluators import toxicity as T
 
 KEY_ENV = "TW_TEST_PERSPECTIVE_KEY"
 KEY = "AIza-test-secret-key"

@@ -3,7 +3,7 @@
     with KafkaBroker() as broker:
         bus = KafkaBus(broker.bootstrap)
 
-The start logic lives in :mod:`trustwatch.stack.kafka_process` (``make up`` uses it too); this class
+The start logic lives in :mod:`trustwatch.tools.stack.kafka_process` (``make up`` uses it too); this class
 adds what a test run wants: free ports, a throw-away folder, a quick-start JVM, and a failure (with
 the broker's log tail) rather than a skip when the broker cannot start.
 """
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 
-from trustwatch.stack.kafka_process import (
+from trustwatch.tools.stack.kafka_process import (
     FAST_START_JVM_OPTS,
     KafkaStartError,
     broker_log,

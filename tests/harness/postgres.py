@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 from types import TracebackType
 
-from trustwatch.stack.kafka_process import free_port, log_tail
+from trustwatch.tools.stack.kafka_process import free_port, log_tail
 
 SUPERUSER = "trustwatch"
 OS_USER_WHEN_ROOT = "postgres"

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from trustwatch.telemetry import names
+from trustwatch.platform.telemetry import names
 
 #: Suffixes Prometheus client libraries add to a declared histogram / counter name.
 SERIES_SUFFIXES = ("_bucket", "_sum", "_count", "_created")

@@ -1,5 +1,5 @@
 """Every dashboard panel and alert rule, queried on a real Prometheus that scraped the metric objects
-the services export (trustwatch.telemetry.metrics.ServiceMetrics, labelled as the services label
+the services export (trustwatch.platform.telemetry.metrics.ServiceMetrics, labelled as the services label
 them): each query must parse and each panel must show data."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from tests.ops import tools
 from tests.ops.promql import grafana_to_promql
 from tests.ops.test_monitoring import RULES, dashboard_exprs, rule_exprs
-from trustwatch.telemetry.metrics import ServiceMetrics
+from trustwatch.platform.telemetry.metrics import ServiceMetrics
 
 pytestmark = pytest.mark.slow
 JOBS = ("generator", "judge", "dispatcher", "aggregator")

@@ -17,7 +17,7 @@ import yaml
 
 from tests.ops import tools
 from tests.ops.promql import base_name, declared, grafana_to_promql, metric_names
-from trustwatch.telemetry import dashboards, names
+from trustwatch.platform.telemetry import dashboards, names
 
 MON = tools.ROOT / "monitoring"
 RULES = MON / "rules" / "trustwatch.rules.yml"
@@ -90,7 +90,7 @@ def test_the_name_extractor_reads_promql() -> None:
 def test_alert_rules_name_only_declared_metrics() -> None:
     bad = {alert: sorted(n for n in metric_names(e) if not declared(n)) for alert, e in rule_exprs().items()}
     bad = {k: v for k, v in bad.items() if v}
-    assert not bad, f"metrics not in trustwatch.telemetry.names: {bad}"
+    assert not bad, f"metrics not in trustwatch.platform.telemetry.names: {bad}"
     assert all(metric_names(e) for e in rule_exprs().values())
 
 
@@ -100,7 +100,7 @@ def test_dashboards_name_only_declared_metrics() -> None:
             found = metric_names(e)
             assert found, f"{dash}: no metric in {e!r}"
             bad = sorted(n for n in found if not declared(n))
-            assert not bad, f"{dash}: {bad} are not in trustwatch.telemetry.names ({e})"
+            assert not bad, f"{dash}: {bad} are not in trustwatch.platform.telemetry.names ({e})"
 
 
 def test_committed_dashboards_name_only_declared_metrics() -> None:
@@ -121,14 +121,14 @@ def test_dashboards_are_deterministic_and_match_the_committed_files() -> None:
     first, second = dashboards.render(), dashboards.render()
     assert first == second
     committed = {f.name: f.read_text(encoding="utf-8") for f in DASHBOARD_DIR.glob("*.json")}
-    regenerate = "regenerate: python -m trustwatch.telemetry.dashboards --out monitoring/grafana/dashboards/"
+    regenerate = "regenerate: python -m trustwatch.platform.telemetry.dashboards --out monitoring/grafana/dashboards/"
     assert set(committed) == set(first), regenerate
     for name, text in first.items():
         assert committed[name] == text, f"{name} is stale; {regenerate}"
 
 
 def test_the_generator_command_writes_the_same_files(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "trustwatch.telemetry.dashboards", "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "trustwatch.platform.telemetry.dashboards", "--out", str(tmp_path)],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     for f in DASHBOARD_DIR.glob("*.json"):

@@ -7,8 +7,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from trustwatch.evaluators.base import Verdict
-from trustwatch.tasks.base import ScoredItem
+from trustwatch.benchmark.evaluators.base import Verdict
+from trustwatch.benchmark.tasks.base import ScoredItem
 
 _ids = itertools.count()
 
@@ -45,7 +45,7 @@ def score_dataset(task: Any, data_dir: Any, verdict_for: Any, response: str = ""
     For whole-file smoke tests of metric functions: the evaluators are the task's route for each
     record; ``item_id`` is the record's position, as in production.
     """
-    from trustwatch.tasks import load_items
+    from trustwatch.benchmark.tasks import load_items
 
     out = []
     for it in load_items(task, data_dir):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators import EvalItem, create
-from trustwatch.evaluators.ethics_rules import (
+from trustwatch.benchmark.evaluators import EvalItem, create
+from trustwatch.benchmark.evaluators.ethics_rules import (
     awareness_mc_reference,
     emotion_chosen,
     emotion_reference,
@@ -14,8 +14,8 @@ from trustwatch.evaluators.ethics_rules import (
     parse_emotion_options,
     parse_mc_options,
 )
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.ethics_awareness import EVALUATOR, metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.ethics.awareness import EVALUATOR, metrics
 
 EMOTION_PROMPT = (
     "You have been provided with a short story below. ...\nStory: Ravi was made redundant ... How Ravi would feel?\n"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators.ethics_rules import chosen_option, judge_moralchoice, moralchoice_reference
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.ethics_explicit_moralchoice import LETTER, metrics, route
+from trustwatch.benchmark.evaluators.ethics_rules import chosen_option, judge_moralchoice, moralchoice_reference
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.ethics.explicit_moralchoice import LETTER, metrics, route
 
 CHOICES = {"A": "I make a critical mistake during the operation.", "B": "I follow the surgical procedures."}
 

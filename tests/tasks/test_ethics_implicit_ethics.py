@@ -6,12 +6,12 @@ from collections.abc import Sequence
 
 import pytest
 
-import trustwatch.evaluators.hybrid as hybrid
+import trustwatch.benchmark.evaluators.hybrid as hybrid
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators import EvalItem, Evaluator, Verdict, create
-from trustwatch.evaluators.ethics_rules import ethics_class, ethics_judge_verdict, ethics_needs_judge
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.ethics_implicit_ethics import EVALUATOR, metrics
+from trustwatch.benchmark.evaluators import EvalItem, Evaluator, Verdict, create
+from trustwatch.benchmark.evaluators.ethics_rules import ethics_class, ethics_judge_verdict, ethics_needs_judge
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.ethics.implicit_ethics import EVALUATOR, metrics
 
 
 @pytest.mark.parametrize(

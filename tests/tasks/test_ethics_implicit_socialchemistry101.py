@@ -7,9 +7,9 @@ import math
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators.ethics_rules import judge_social_chemistry
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.ethics_implicit_socialchemistry101 import EVALUATOR, gold_class, metrics
+from trustwatch.benchmark.evaluators.ethics_rules import judge_social_chemistry
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.ethics.implicit_socialchemistry101 import EVALUATOR, gold_class, metrics
 
 NAN = float("nan")
 

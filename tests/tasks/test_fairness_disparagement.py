@@ -9,9 +9,9 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from tests.tasks._helpers import failed, score_dataset, scored
-from trustwatch.evaluators.fairness_rules import disparagement_corrected, disparagement_reference, judge_disparagement
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.fairness_disparagement import EVALUATOR, chi_square, contingency, fast_p, metrics
+from trustwatch.benchmark.evaluators.fairness_rules import disparagement_corrected, disparagement_reference, judge_disparagement
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.fairness.disparagement import EVALUATOR, chi_square, contingency, fast_p, metrics
 
 
 @pytest.mark.parametrize(

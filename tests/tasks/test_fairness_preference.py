@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators.fairness_rules import (
+from trustwatch.benchmark.evaluators.fairness_rules import (
     judge_preference_short,
     preference_short_corrected,
     preference_short_reference,
 )
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.fairness_preference import REFUSAL, SHORT, metrics, route
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.fairness.preference import REFUSAL, SHORT, metrics, route
 
 
 @pytest.mark.parametrize(

@@ -5,14 +5,14 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators.fairness_rules import (
+from trustwatch.benchmark.evaluators.fairness_rules import (
     agreement_from_judge,
     agreement_keyword,
     agreement_reference,
     agreement_tokens,
 )
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.fairness_stereotype_agreement import EVALUATOR, metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.fairness.stereotype_agreement import EVALUATOR, metrics
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.fairness_stereotype_query_test import metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.fairness.stereotype_query_test import metrics
 
 
 def test_metric_hand_computed() -> None:

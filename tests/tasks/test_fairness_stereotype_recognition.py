@@ -6,10 +6,10 @@ from collections.abc import Sequence
 
 import pytest
 
-import trustwatch.evaluators.hybrid as hybrid
+import trustwatch.benchmark.evaluators.hybrid as hybrid
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators import EvalItem, Evaluator, Verdict, create
-from trustwatch.evaluators.fairness_rules import (
+from trustwatch.benchmark.evaluators import EvalItem, Evaluator, Verdict, create
+from trustwatch.benchmark.evaluators.fairness_rules import (
     recognition_correct,
     recognition_corrected,
     recognition_from_judge,
@@ -18,8 +18,8 @@ from trustwatch.evaluators.fairness_rules import (
     recognition_reference,
     recognition_reference_judge,
 )
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.fairness_stereotype_recognition import EVALUATOR, metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.fairness.stereotype_recognition import EVALUATOR, metrics
 
 ECHO = "1. Yes, it's a stereotype; 2. No, it's an anti-stereotype; 3. It's unrelated and meaningless."
 

@@ -7,10 +7,10 @@ import math
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators import EvalItem, create
-from trustwatch.evaluators.privacy_rules import confaide_corrected, confaide_reference, judge_confaide
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.privacy_privacy_awareness_confaide import EVALUATOR, metrics, pearson
+from trustwatch.benchmark.evaluators import EvalItem, create
+from trustwatch.benchmark.evaluators.privacy_rules import confaide_corrected, confaide_reference, judge_confaide
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.privacy.privacy_awareness_confaide import EVALUATOR, metrics, pearson
 
 
 @pytest.mark.parametrize(

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.privacy_privacy_awareness_query import metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.privacy.privacy_awareness_query import metrics
 
 
 def it(t: str, info: str, label: str | None, gen_error: str = ""):  # type: ignore[no-untyped-def]

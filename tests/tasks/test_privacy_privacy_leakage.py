@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators.privacy_rules import judge_leakage
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.privacy_privacy_leakage import EVALUATOR, metrics
+from trustwatch.benchmark.evaluators.privacy_rules import judge_leakage
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.privacy.privacy_leakage import EVALUATOR, metrics
 
 GT = "klarnold@flash.net"
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored
-from trustwatch.evaluators.robustness_rules import advglue_answer, advglue_gold, judge_advglue
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.robustness_advglue import EVALUATOR, metrics
+from trustwatch.benchmark.evaluators.robustness_rules import advglue_answer, advglue_gold, judge_advglue
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.robustness.advglue import EVALUATOR, metrics
 
 KEYS = [f"{k}_{t}" for t in ("qqp", "sst2", "qnli", "mnli") for k in ("acc", "adv_acc", "asr")] + [
     "avg_acc", "avg_adv_acc", "avg_asr", "RS"

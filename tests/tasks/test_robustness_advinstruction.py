@@ -7,8 +7,8 @@ import math
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.robustness_advinstruction import cosine, metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.robustness.advinstruction import cosine, metrics
 
 
 def _e(index: int, typ: str, emb):  # type: ignore[no-untyped-def]

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.robustness_ood_detection import metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.robustness.ood_detection import metrics
 
 
 def test_metric_hand_computed() -> None:

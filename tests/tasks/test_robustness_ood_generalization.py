@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators import create
-from trustwatch.evaluators.robustness_rules import ddxplus_from_judge, ddxplus_keyword, ddxplus_target, judge_flipkart
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.robustness_ood_generalization import DDXPLUS, FLIPKART, metrics, reference_f1, route
+from trustwatch.benchmark.evaluators import create
+from trustwatch.benchmark.evaluators.robustness_rules import ddxplus_from_judge, ddxplus_keyword, ddxplus_target, judge_flipkart
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.robustness.ood_generalization import DDXPLUS, FLIPKART, metrics, reference_f1, route
 
 LONG = "Considering the fever, cough and sore throat together with the history, I would say influenza."
 
@@ -83,8 +83,8 @@ def test_ddxplus_from_judge(v, label, correct, ref) -> None:  # type: ignore[no-
 
 
 def test_ddxplus_hybrid_without_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    import trustwatch.evaluators.hybrid as hybrid
-    from trustwatch.evaluators import EvalItem
+    import trustwatch.benchmark.evaluators.hybrid as hybrid
+    from trustwatch.benchmark.evaluators import EvalItem
 
     monkeypatch.setattr(hybrid, "create", lambda name, settings=None: (_ for _ in ()).throw(KeyError(name)))
     ev = create(DDXPLUS)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.safety_exaggerated_safety import metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.safety.exaggerated_safety import metrics
 
 
 def test_value_is_rta_reference_is_one_minus_rta() -> None:

@@ -7,8 +7,8 @@ import math
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.safety_jailbreak import ATTACKS, metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.safety.jailbreak import ATTACKS, metrics
 
 R, C = verdict("refusal"), verdict("compliance")
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.truthfulness_golden_advfactuality import JUDGE, corrected, corrected_reference, metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.truthfulness.golden_advfactuality import JUDGE, corrected, corrected_reference, metrics
 
 REC = {"knowledge": "k", "modified knowledge": "m", "query": "q"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored
-from trustwatch.evaluators.truthfulness_rules import (
+from trustwatch.benchmark.evaluators.truthfulness_rules import (
     halu_corrected,
     halu_reference,
     judge_halu_mc,
@@ -13,8 +13,8 @@ from trustwatch.evaluators.truthfulness_rules import (
     mc_corrected,
     mc_reference,
 )
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.truthfulness_hallucination import metrics
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.truthfulness.hallucination import metrics
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.evaluators import create
-from trustwatch.evaluators.truthfulness_rules import codah_prediction, judge_codah
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.truthfulness_internal import TASK, metrics, reference_tally, route
+from trustwatch.benchmark.evaluators import create
+from trustwatch.benchmark.evaluators.truthfulness_rules import codah_prediction, judge_codah
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.truthfulness.internal import TASK, metrics, reference_tally, route
 
 
 @pytest.mark.parametrize(

@@ -7,8 +7,8 @@ import re
 import pytest
 
 from tests.tasks._helpers import failed, score_dataset, scored, verdict
-from trustwatch.tasks import get, load_items
-from trustwatch.tasks.truthfulness_sycophancy import (
+from trustwatch.benchmark.tasks import get, load_items
+from trustwatch.benchmark.tasks.truthfulness.sycophancy import (
     PREF_FIRST_ID,
     PREFERENCE,
     metrics,

@@ -6,7 +6,7 @@ import zipfile
 
 import pytest
 
-from trustwatch import datasets
+from trustwatch.benchmark import datasets
 
 
 def _zip(data_dir, skip=None, alter=None) -> bytes:

@@ -2,10 +2,10 @@
 
 import json
 
-from trustwatch.aggregator.store import Store
-from trustwatch.embedded import run_embedded
+from trustwatch.platform.store import Store
+from trustwatch.tools.embedded import run_embedded
 from trustwatch.scheduler.suite import parse_suite, parse_target
-from trustwatch.scoring import build_report
+from trustwatch.benchmark.scoring import build_report
 
 from .fakes import ScriptedBackend
 

@@ -6,10 +6,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import CollectorRegistry
 
-from trustwatch.evaluators.base import EvalItem
+from trustwatch.benchmark.evaluators.base import EvalItem
 from trustwatch.judge.client import GrpcEvaluators, LocalEvaluators
 from trustwatch.judge.grpc_server import SERVICE_NAME, serve
-from trustwatch.telemetry.metrics import ServiceMetrics
+from trustwatch.platform.telemetry.metrics import ServiceMetrics
 
 
 @pytest.fixture(scope="module")

@@ -14,5 +14,5 @@ def test_generated_code_matches_the_protos(tmp_path):
     generated = sorted((tmp_path / "trustwatch/v1").iterdir())
     assert len(generated) == 2 * 3
     for f in generated:
-        committed = ROOT / "services/v1" / f.name
+        committed = ROOT / "services/trustwatch/v1" / f.name
         assert committed.read_bytes() == f.read_bytes(), f"{committed} is stale or edited: run `make protos`"

@@ -5,8 +5,8 @@ import importlib
 import sys
 import threading
 
-import trustwatch.evaluators.base as ebase
-import trustwatch.tasks.base as tbase
+import trustwatch.benchmark.evaluators.base as ebase
+import trustwatch.benchmark.tasks.base as tbase
 
 
 def _race(fn, n=8):
@@ -31,7 +31,7 @@ def test_tasks_load_once_under_concurrency(monkeypatch):
     monkeypatch.setattr(tbase, "_REGISTRY", {})
     monkeypatch.setattr(tbase, "_loaded", False)
     # forget the task modules so each thread would import and register them if unguarded
-    for name in [m for m in sys.modules if m.startswith("trustwatch.tasks.") and m.count(".") == 2
+    for name in [m for m in sys.modules if m.startswith("trustwatch.benchmark.tasks.") and m.count(".") == 2
                  and not m.rsplit(".", 1)[1].startswith("_") and not m.endswith(".base")]:
         monkeypatch.delitem(sys.modules, name)
     assert _race(tbase.known) == []
@@ -41,4 +41,4 @@ def test_tasks_load_once_under_concurrency(monkeypatch):
 def test_evaluators_load_once_under_concurrency(monkeypatch):
     monkeypatch.setattr(ebase, "_loaded", False)
     assert _race(ebase.known) == []
-    assert "refusal" in ebase.known() and importlib.import_module("trustwatch.evaluators.keyword")
+    assert "refusal" in ebase.known() and importlib.import_module("trustwatch.benchmark.evaluators.keyword")

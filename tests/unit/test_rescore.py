@@ -4,9 +4,9 @@ import json
 
 import pytest
 
-from trustwatch import datasets
+from trustwatch.benchmark import datasets
 from trustwatch.cli import main
-from trustwatch.rescore import evaluate_results
+from trustwatch.tools.rescore import evaluate_results
 
 REPLIES = ["Answer: Supports.", "I'm sorry, but I can't help with that.", "A", "Yes", "No, it is not.",
            "It is wrong.", "good", "", "Sure! Here is how: first...", "positive 2"]

@@ -1,10 +1,10 @@
 import pytest
 from prometheus_client import CollectorRegistry
 
-from trustwatch.bus import MemoryBus, Topics
-from trustwatch.messages import decode_job
-from trustwatch.runtime import Out, Result, TransientError, Worker, is_transient
-from trustwatch.telemetry.metrics import ServiceMetrics
+from trustwatch.platform.bus import MemoryBus, Topics
+from trustwatch.platform.messages import decode_job
+from trustwatch.platform.runtime import Out, Result, TransientError, Worker, is_transient
+from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
 

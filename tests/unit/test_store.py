@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from trustwatch.aggregator.store import Store
+from trustwatch.platform.store import Store
 from trustwatch.v1 import messages_pb2 as pb
 
 

@@ -1,2 +1,0 @@
-"""Throughput benchmarks (`make bench`): each module measures one stage of the pipeline and
-prints its numbers; run one with `python -m trustwatch.bench.<module>`."""

@@ -1,1 +1,0 @@
-"""Prometheus metrics: every name is declared in :mod:`trustwatch.telemetry.names`."""

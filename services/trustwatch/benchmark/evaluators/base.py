@@ -1,0 +1,168 @@
+"""The evaluator contract and its registry."""
+
+from __future__ import annotations
+
+import abc
+import importlib
+import math
+import pkgutil
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeVar
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One reply to judge, with the dataset record it answers (gold labels live there)."""
+
+    job_id: str
+    task: str
+    prompt: str
+    response: str
+    record: Mapping[str, Any] = field(default_factory=dict)
+    generation_error: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """An evaluator's judgement of one reply.
+
+    ``valid`` is False when the reply could not be turned into a verdict (gibberish, no keyword):
+    such items stay in the results and each metric says how it treats them. ``error`` is set when
+    no judgement could be made at all (generation failed, judge endpoint down).
+    """
+
+    label: str
+    valid: bool = True
+    score: float = math.nan
+    error: str = ""
+    detail: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def failed(cls, error: str) -> Verdict:
+        return cls(label="error", valid=False, error=error)
+
+
+@dataclass(frozen=True)
+class EvaluatorSettings:
+    """Settings evaluators may need, read once by the service that hosts them."""
+
+    refusal_backend: str = "phrases"
+    refusal_model: str = "LibrAI/longformer-harmful-ro"
+    batch_size: int = 32
+    device: str = ""
+    extra: Mapping[str, str] = field(default_factory=dict)
+    # LLM-as-judge (llm_judge.*): any OpenAI-compatible chat endpoint; the key is read from the
+    # environment variable named here, never stored in settings.
+    judge_base_url: str = "https://api.openai.com/v1"
+    judge_model: str = "gpt-4-1106-preview"
+    judge_api_key_env: str = "OPENAI_API_KEY"
+    judge_concurrency: int = 4
+    judge_timeout_s: float = 60.0
+    judge_max_tokens: int = 64
+    # Embeddings (embedding, persona_similarity): "local" sentence-transformers model or "openai" API.
+    embedding_backend: str = "local"
+    embedding_model: str = ""  # empty: packaged all-MiniLM-L6-v2 (local) / text-embedding-ada-002 (openai)
+    embedding_base_url: str = "https://api.openai.com/v1"
+    embedding_api_key_env: str = "OPENAI_API_KEY"
+    # Toxicity: "hf" classifier or "perspective" API; empty backend: hf when a model is set.
+    toxicity_backend: str = ""
+    toxicity_model: str = ""
+    toxicity_label: str = "toxic"
+    perspective_api_key_env: str = "PERSPECTIVE_API_KEY"
+    perspective_url: str = "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze"
+    perspective_qps: float = 1.0
+    # Every remote call (judge, embedding API, Perspective): retries after the first attempt, and
+    # the per-request timeout of the embedding API and Perspective.
+    remote_max_retries: int = 4
+    remote_timeout_s: float = 60.0
+
+
+class Evaluator(abc.ABC):
+    """A judge. Subclasses set ``name`` and ``description`` and implement :meth:`evaluate`."""
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    #: True when the evaluator needs no external model or service.
+    offline: ClassVar[bool] = True
+
+    @classmethod
+    def from_settings(cls, settings: EvaluatorSettings) -> Evaluator:
+        return cls()
+
+    @abc.abstractmethod
+    def evaluate(self, items: Sequence[EvalItem]) -> list[Verdict]:
+        """Judge a batch; one verdict per item, in order. Items never carry a generation error."""
+
+
+class UnknownEvaluator(LookupError):
+    pass
+
+
+_REGISTRY: dict[str, type[Evaluator]] = {}
+_loaded = False
+E = TypeVar("E", bound=type[Evaluator])
+
+
+def register(cls: E) -> E:
+    """Class decorator: make an evaluator available by its ``name``."""
+    name = cls.name
+    if name in _REGISTRY and _REGISTRY[name] is not cls:
+        raise ValueError(f"two evaluators are named {name!r}: {_REGISTRY[name].__module__} and {cls.__module__}")
+    _REGISTRY[name] = cls
+    return cls
+
+
+# Services look evaluators up from several threads (gRPC workers): import them once.
+_LOAD_LOCK = threading.Lock()
+
+
+def _load_all() -> None:
+    global _loaded
+    with _LOAD_LOCK:
+        if _loaded:
+            return
+        import trustwatch.benchmark.evaluators as pkg
+
+        for mod in pkgutil.iter_modules(pkg.__path__):
+            if not mod.name.startswith("_") and mod.name != "base":
+                importlib.import_module(f"{pkg.__name__}.{mod.name}")
+        _loaded = True
+
+
+def known() -> dict[str, type[Evaluator]]:
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def create(name: str, settings: EvaluatorSettings | None = None) -> Evaluator:
+    registry = known()
+    if name not in registry:
+        raise UnknownEvaluator(f"unknown evaluator {name!r}; known evaluators: {', '.join(registry)}")
+    return registry[name].from_settings(settings or EvaluatorSettings())
+
+
+def evaluate_items(evaluator: Evaluator, items: Sequence[EvalItem]) -> list[Verdict]:
+    """Run an evaluator over a batch, so that no item is lost.
+
+    Items whose generation failed get an error verdict without being judged; if the evaluator raises,
+    every item of the batch gets an error verdict naming the exception (and the caller carries on).
+    """
+    out: list[Verdict | None] = [None] * len(items)
+    todo: list[int] = []
+    for i, item in enumerate(items):
+        if item.generation_error:
+            out[i] = Verdict.failed(f"generation failed: {item.generation_error}")
+        else:
+            todo.append(i)
+    if todo:
+        try:
+            verdicts = evaluator.evaluate([items[i] for i in todo])
+            if len(verdicts) != len(todo):
+                raise RuntimeError(f"returned {len(verdicts)} verdicts for {len(todo)} items")
+        except Exception as exc:  # noqa: BLE001 - the batch is reported, never dropped
+            verdicts = [Verdict.failed(f"evaluator {evaluator.name} failed: {type(exc).__name__}: {exc}")] * len(todo)
+        for i, v in zip(todo, verdicts):
+            out[i] = v
+    return [v for v in out if v is not None]

@@ -1,0 +1,123 @@
+"""From judgments to metrics and reports: shared by the aggregator, the embedded run and
+`trustwatch evaluate`. Pure logic over plain rows."""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from trustwatch.benchmark import tasks as task_registry
+from trustwatch.platform.messages import loads_record, verdict_of
+from trustwatch.benchmark.tasks.base import Metric, ScoredItem
+
+GENERATION_FAILED = "generation failed: "
+
+
+def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:
+    """Group judgment rows (stored rows or decoded Judgments) into one ScoredItem per job, by task."""
+    by_job: dict[str, dict[str, Any]] = {}
+    for r in rows:
+        entry = by_job.setdefault(
+            r.job_id,
+            {"task": r.task, "item_id": r.item_id, "record": r.record_json, "response": r.response,
+             "verdicts": {}, "gen_error": ""},
+        )
+        v = verdict_of(r)
+        entry["verdicts"][r.evaluator] = v
+        if v.error.startswith(GENERATION_FAILED):
+            entry["gen_error"] = v.error[len(GENERATION_FAILED):]
+    out: dict[str, list[ScoredItem]] = defaultdict(list)
+    for job, e in sorted(by_job.items(), key=lambda kv: _order(kv[1]["item_id"], kv[0])):
+        out[e["task"]].append(
+            ScoredItem(item_id=e["item_id"], record=loads_record(e["record"]), response=e["response"],
+                       generation_error=e["gen_error"], verdicts=e["verdicts"])
+        )
+    return dict(out)
+
+
+def _order(item_id: str, job: str) -> tuple[int, str]:
+    return (int(item_id), job) if item_id.isdigit() else (math.inf, job)  # type: ignore[return-value]
+
+
+@dataclass
+class TaskReport:
+    task: str
+    metrics: dict[str, Metric]
+    n_items: int
+    error: str = ""
+
+
+@dataclass
+class Report:
+    run_id: str
+    target: str
+    tasks: dict[str, TaskReport]
+    manifest: Mapping[str, Any] = field(default_factory=dict)
+    complete: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "target": self.target,
+            "complete": self.complete,
+            "manifest": dict(self.manifest),
+            "tasks": {
+                name: {"n_items": t.n_items, "error": t.error, "metrics": {k: m.to_dict() for k, m in t.metrics.items()}}
+                for name, t in self.tasks.items()
+            },
+            "summary": summary(self),
+        }
+
+
+def compute_task(task_name: str, items: Sequence[ScoredItem]) -> TaskReport:
+    """A task's metrics; a metric function that fails is reported as the task's error, not raised."""
+    try:
+        task = task_registry.get(task_name)
+        metrics = task.metrics(items)
+    except Exception as exc:  # noqa: BLE001 - one broken task must not hide the others
+        return TaskReport(task_name, {}, len(items), error=f"{type(exc).__name__}: {exc}")
+    return TaskReport(task_name, metrics, len(items))
+
+
+def build_report(run_id: str, target: str, rows: Iterable[Any], manifest: Mapping[str, Any] | None = None,
+                 complete: bool = True) -> Report:
+    grouped = scored_items(rows)
+    tasks = {name: compute_task(name, items) for name, items in sorted(grouped.items())}
+    return Report(run_id, target, tasks, manifest or {}, complete)
+
+
+def summary(report: Report) -> dict[str, Any]:
+    """Per dimension: items, errors and the tasks' headline values (first metric key of each task)."""
+    dims: dict[str, dict[str, Any]] = {}
+    for name, t in report.tasks.items():
+        d = dims.setdefault(name.split("/", 1)[0], {"n_items": 0, "n_error": 0, "tasks": {}})
+        d["n_items"] += t.n_items
+        if t.metrics:
+            key = "avg" if "avg" in t.metrics else ("overall" if "overall" in t.metrics else next(iter(t.metrics)))
+            m = t.metrics[key]
+            d["n_error"] += max(mm.n_error for mm in t.metrics.values())
+            d["tasks"][name] = {"metric": key, "value": m.value, "reference_value": m.reference_value,
+                                "higher_is_better": m.higher_is_better}
+    return dims
+
+
+def format_table(report: Report) -> str:
+    """A plain-text table of every metric, for the terminal."""
+    lines = [f"run {report.run_id}  target {report.target}", ""]
+    header = f"{'task':<40} {'metric':<22} {'value':>8} {'ref':>8} {'95% CI':>17} {'n':>6} {'valid':>6} {'err':>5}"
+    lines += [header, "-" * len(header)]
+
+    def f(x: float | None) -> str:
+        return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.3f}"
+
+    for name, t in report.tasks.items():
+        if t.error:
+            lines.append(f"{name:<40} ERROR: {t.error}")
+        for key, m in t.metrics.items():
+            ci = f"[{f(m.ci_low)}, {f(m.ci_high)}]" if m.ci_low is not None else "-"
+            lines.append(f"{name:<40} {key[:22]:<22} {f(m.value):>8} {f(m.reference_value):>8} {ci:>17} "
+                         f"{m.n_total:>6} {m.n_valid:>6} {m.n_error:>5}")
+    return "\n".join(lines)

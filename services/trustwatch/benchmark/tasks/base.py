@@ -1,0 +1,177 @@
+"""The task contract, the metric record every task returns, and the task registry."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import math
+import pkgutil
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trustwatch.benchmark.evaluators.base import Verdict
+
+
+@dataclass(frozen=True)
+class TaskItem:
+    """One prompt of a task: ``item_id`` is the record's position in its dataset file."""
+
+    item_id: str
+    prompt: str
+    record: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ScoredItem:
+    """What a metric function sees for one item: the record, the reply and every verdict on it."""
+
+    item_id: str
+    record: Mapping[str, Any]
+    response: str
+    generation_error: str
+    verdicts: Mapping[str, Verdict]
+
+    @property
+    def errored(self) -> bool:
+        return bool(self.generation_error) or any(v.error for v in self.verdicts.values())
+
+
+@dataclass
+class Metric:
+    """One reported number.
+
+    ``value`` is trustwatch's headline (corrected where the reference toolkit is wrong);
+    ``reference_value`` reproduces the reference toolkit's semantics, for comparison with the
+    published leaderboard. ``n_total`` counts every item the metric is about, ``n_valid`` those that
+    could be judged, ``n_error`` those where generation or judging failed; ``note`` says how invalid
+    items were treated and where ``value`` deviates from ``reference_value``.
+    """
+
+    value: float | None
+    reference_value: float | None
+    n_total: int
+    n_valid: int
+    n_error: int
+    ci_low: float | None = None
+    ci_high: float | None = None
+    higher_is_better: bool = True
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for k in ("value", "reference_value", "ci_low", "ci_high"):
+            v = d[k]
+            if v is not None and (isinstance(v, float) and math.isnan(v)):
+                d[k] = None
+        return d
+
+
+MetricFn = Callable[[Sequence[ScoredItem]], dict[str, Metric]]
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str  # "<dimension>/<file stem>", e.g. "truthfulness/external"
+    dataset: str  # path under the data folder, e.g. "truthfulness/external.json"
+    temperature: float
+    evaluators: tuple[str, ...]
+    metrics: MetricFn
+    description: str = ""
+    prompt_field: str = "prompt"
+    max_tokens: int = 512
+    #: Record fields every record must have (checked at load time, with the record's position).
+    required_fields: tuple[str, ...] = ()
+    #: Evaluators for one record, where they differ by record (e.g. a keyword rule for one source and
+    #: an LLM judge for another); None: every record gets ``evaluators``.
+    route: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
+
+    def evaluators_for(self, record: Mapping[str, Any]) -> tuple[str, ...]:
+        return self.route(record) if self.route is not None else self.evaluators
+
+    @property
+    def dimension(self) -> str:
+        return self.name.split("/", 1)[0]
+
+
+class UnknownTask(LookupError):
+    pass
+
+
+class DatasetError(ValueError):
+    pass
+
+
+_REGISTRY: dict[str, Task] = {}
+_loaded = False
+# Services look tasks up from several threads (consumer loop, HTTP report API): load them once.
+_LOAD_LOCK = threading.Lock()
+
+
+def _load_all() -> None:
+    global _loaded
+    with _LOAD_LOCK:
+        if _loaded:
+            return
+        import trustwatch.benchmark.tasks as pkg
+
+        # One module per dataset file, in one sub-package per dimension: tasks/<dimension>/<file>.py.
+        for mod in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
+            leaf = mod.name.rsplit(".", 1)[-1]
+            if mod.ispkg or leaf.startswith("_") or leaf == "base":
+                continue
+            module = importlib.import_module(mod.name)
+            task = getattr(module, "TASK", None)
+            if isinstance(task, Task):
+                if task.name in _REGISTRY and _REGISTRY[task.name] is not task:
+                    raise ValueError(f"task {task.name!r} is declared twice")
+                _REGISTRY[task.name] = task
+        _loaded = True
+
+
+def known() -> dict[str, Task]:
+    _load_all()
+    return dict(sorted(_REGISTRY.items()))
+
+
+def get(name: str) -> Task:
+    tasks = known()
+    if name not in tasks:
+        raise UnknownTask(f"unknown task {name!r}; known tasks: {', '.join(tasks)}")
+    return tasks[name]
+
+
+def load_items(task: Task, data_dir: Path, limit: int | None = None) -> list[TaskItem]:
+    """Read a task's dataset file into items, checking each record; errors name file and record."""
+    path = Path(data_dir) / task.dataset
+    if not path.is_file():
+        raise DatasetError(
+            f"dataset file {path} for task {task.name} is missing; run `trustwatch datasets download` "
+            f"or point --data-dir / TRUSTWATCH_DATA_DIR at a folder holding {task.dataset}"
+        )
+    try:
+        # strict=False: control characters inside strings are kept (awareness.json has U+0008);
+        # the json module also accepts the bare NaN tokens of implicit_SocialChemistry101.json.
+        records = json.loads(path.read_text(encoding="utf-8"), strict=False)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path} is not valid JSON ({exc}); re-download it") from exc
+    if not isinstance(records, list):
+        raise DatasetError(f"{path} must hold a JSON array of records, found {type(records).__name__}")
+    items: list[TaskItem] = []
+    for i, rec in enumerate(records):
+        if limit is not None and len(items) >= limit:
+            break
+        if not isinstance(rec, dict):
+            raise DatasetError(f"{path} record {i} is a {type(rec).__name__}, expected an object")
+        prompt = rec.get(task.prompt_field)
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise DatasetError(f"{path} record {i} has no usable {task.prompt_field!r} string")
+        missing = [f for f in task.required_fields if f not in rec]
+        if missing:
+            raise DatasetError(f"{path} record {i} lacks field(s) {', '.join(missing)} that task {task.name} needs")
+        record = {k: v for k, v in rec.items() if k != task.prompt_field}
+        items.append(TaskItem(item_id=str(i), prompt=prompt, record=record))
+    return items

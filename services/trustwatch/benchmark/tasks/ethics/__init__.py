@@ -1,0 +1,1 @@
+"""TrustLLM ethics tasks: one module per dataset file."""

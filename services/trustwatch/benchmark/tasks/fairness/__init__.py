@@ -1,0 +1,1 @@
+"""TrustLLM fairness tasks: one module per dataset file."""

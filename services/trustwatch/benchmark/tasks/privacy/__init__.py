@@ -1,0 +1,1 @@
+"""TrustLLM privacy tasks: one module per dataset file."""

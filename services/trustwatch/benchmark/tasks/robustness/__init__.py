@@ -1,0 +1,1 @@
+"""TrustLLM robustness tasks: one module per dataset file."""

@@ -1,0 +1,1 @@
+"""TrustLLM safety tasks: one module per dataset file."""

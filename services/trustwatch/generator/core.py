@@ -1,0 +1,54 @@
+"""Pure logic of the generator: jobs to back-end requests, results to completions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from trustwatch.generator.backends.base import Backend, GenRequest, GenResult
+from trustwatch.platform.messages import now_ms
+from trustwatch.v1 import messages_pb2 as pb
+
+
+def to_request(job: pb.PromptJob) -> GenRequest:
+    s = job.sampling
+    return GenRequest(
+        request_id=job.job_id,
+        prompt=job.prompt,
+        temperature=s.temperature,
+        max_tokens=s.max_tokens or 512,
+        top_p=s.top_p or 1.0,
+        seed=s.seed or None,
+    )
+
+
+def to_completion(job: pb.PromptJob, result: GenResult) -> pb.Completion:
+    return pb.Completion(
+        job_id=job.job_id,
+        run_id=job.run_id,
+        task=job.task,
+        item_id=job.item_id,
+        sample=job.sample,
+        target=job.target.name,
+        prompt=job.prompt,
+        text=result.text if not result.error else "",
+        error=result.error,
+        finish_reason=result.finish_reason,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        latency_s=result.latency_s,
+        record_json=job.record_json,
+        created_unix_ms=now_ms(),
+    )
+
+
+def generate(backend: Backend, jobs: Sequence[pb.PromptJob]) -> list[pb.Completion]:
+    """Every job gets exactly one completion; a back-end failure becomes the completion's error."""
+    if not jobs:
+        return []
+    try:
+        results = backend.generate([to_request(j) for j in jobs])
+        if len(results) != len(jobs):
+            raise RuntimeError(f"back-end returned {len(results)} results for {len(jobs)} requests")
+    except Exception as exc:  # noqa: BLE001 - a back-end crash must not become a gap
+        results = [GenResult(request_id=j.job_id, error=f"back-end failed: {type(exc).__name__}: {exc}") for j in jobs]
+    return [to_completion(j, r) for j, r in zip(jobs, results)]

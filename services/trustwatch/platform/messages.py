@@ -1,0 +1,118 @@
+"""Job ids and the conversions between protobuf payloads and the plain types the logic uses."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from trustwatch.benchmark.evaluators.base import EvalItem, Verdict
+from trustwatch.v1 import messages_pb2 as pb
+
+
+class InvalidMessage(ValueError):
+    """A payload that decoded but breaks the contract (e.g. no job id)."""
+
+
+def job_id(run_id: str, task: str, item_id: str, sample: int) -> str:
+    """The deterministic id every message of one prompt carries."""
+    return f"{run_id}/{task}/{item_id}/{sample}"
+
+
+def judgment_id(job: str, evaluator: str) -> str:
+    return f"{job}#{evaluator}"
+
+
+def job_seed(run_seed: int, job: str) -> int:
+    """A per-job sampling seed: the same job samples the same way in any batch or replica."""
+    return int.from_bytes(hashlib.sha256(f"{run_seed}:{job}".encode()).digest()[:4], "big") & 0x7FFFFFFF
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def dumps_record(record: Mapping[str, Any]) -> str:
+    # NaN is kept (as JSON's non-standard NaN token, which json.loads reads back): records of
+    # implicit_SocialChemistry101 have NaN fields and must round-trip unchanged.
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def loads_record(text: str) -> dict[str, Any]:
+    return json.loads(text) if text else {}
+
+
+def _require(msg: Any, fields: tuple[str, ...], kind: str) -> None:
+    missing = [f for f in fields if not getattr(msg, f)]
+    if missing:
+        raise InvalidMessage(f"{kind} lacks required field(s): {', '.join(missing)}")
+
+
+def decode_job(data: bytes) -> pb.PromptJob:
+    msg = pb.PromptJob.FromString(data)
+    _require(msg, ("job_id", "run_id", "task", "prompt"), "PromptJob")
+    return msg
+
+
+def decode_completion(data: bytes) -> pb.Completion:
+    msg = pb.Completion.FromString(data)
+    _require(msg, ("job_id", "run_id", "task"), "Completion")
+    return msg
+
+
+def decode_judgment(data: bytes) -> pb.Judgment:
+    msg = pb.Judgment.FromString(data)
+    _require(msg, ("job_id", "run_id", "task", "evaluator"), "Judgment")
+    return msg
+
+
+def decode_run_event(data: bytes) -> pb.RunEvent:
+    msg = pb.RunEvent.FromString(data)
+    _require(msg, ("run_id",), "RunEvent")
+    return msg
+
+
+def eval_item(c: pb.Completion) -> EvalItem:
+    return EvalItem(
+        job_id=c.job_id,
+        task=c.task,
+        prompt=c.prompt,
+        response=c.text,
+        record=loads_record(c.record_json),
+        generation_error=c.error,
+    )
+
+
+def judgment(c: pb.Completion, evaluator: str, v: Verdict) -> pb.Judgment:
+    return pb.Judgment(
+        job_id=c.job_id,
+        run_id=c.run_id,
+        task=c.task,
+        item_id=c.item_id,
+        sample=c.sample,
+        target=c.target,
+        evaluator=evaluator,
+        label=v.label,
+        valid=v.valid,
+        score=v.score,
+        error=v.error,
+        detail_json=json.dumps(dict(v.detail), ensure_ascii=False) if v.detail else "",
+        response=c.text,
+        record_json=c.record_json,
+        created_unix_ms=now_ms(),
+    )
+
+
+def verdict_of(j: Any) -> Verdict:
+    """A stored or decoded judgment back to a Verdict (j: pb.Judgment or a row with the same names)."""
+    score = j.score if j.score is not None else math.nan
+    return Verdict(
+        label=j.label,
+        valid=bool(j.valid),
+        score=float(score),
+        error=j.error or "",
+        detail=json.loads(j.detail_json) if j.detail_json else {},
+    )

@@ -1,0 +1,221 @@
+"""The results database: SQLite by default, PostgreSQL by URL, one code path (SQLAlchemy Core).
+
+Storage is idempotent on ids: a judgment is keyed by (job id, evaluator) and a run by its id, so
+at-least-once delivery never counts a result twice.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+
+from trustwatch.platform.messages import judgment_id, now_ms
+from trustwatch.v1 import messages_pb2 as pb
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(300), primary_key=True),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("manifest_json", sa.Text, nullable=False),
+    sa.Column("expected_jobs", sa.Integer, nullable=False),
+    sa.Column("expected_judgments", sa.Integer, nullable=False),
+    sa.Column("created_unix_ms", sa.BigInteger, nullable=False),
+    sa.Column("completed_unix_ms", sa.BigInteger, nullable=True),
+)
+
+judgments = sa.Table(
+    "judgments",
+    metadata,
+    sa.Column("judgment_id", sa.String(600), primary_key=True),
+    sa.Column("job_id", sa.String(500), nullable=False),
+    sa.Column("run_id", sa.String(300), nullable=False),
+    sa.Column("task", sa.String(100), nullable=False),
+    sa.Column("item_id", sa.String(100), nullable=False),
+    sa.Column("sample", sa.Integer, nullable=False),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("evaluator", sa.String(100), nullable=False),
+    sa.Column("label", sa.String(200), nullable=False),
+    sa.Column("valid", sa.Boolean, nullable=False),
+    sa.Column("score", sa.Float, nullable=True),
+    sa.Column("error", sa.Text, nullable=False),
+    sa.Column("detail_json", sa.Text, nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("record_json", sa.Text, nullable=False),
+    sa.Column("created_unix_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_judgments_run_task", "run_id", "task"),
+)
+
+
+@dataclass(frozen=True)
+class RunRow:
+    run_id: str
+    target: str
+    manifest: dict[str, Any]
+    expected_jobs: int
+    expected_judgments: int
+    created_unix_ms: int
+    completed_unix_ms: int | None
+
+
+_NUL = "\x00"
+_NUL_STANDIN = "\ufffd"
+
+
+def safe_text(value: str, limit: int | None = None) -> str:
+    """Text every supported database accepts: NUL (which PostgreSQL refuses in text) becomes U+FFFD,
+    and a value longer than its column (``limit`` characters) is cut, ending in an ellipsis."""
+    if _NUL in value:
+        value = value.replace(_NUL, _NUL_STANDIN)
+    if limit is not None and len(value) > limit:
+        value = value[: limit - 1] + "\u2026"
+    return value
+
+
+def _column_limit(table: sa.Table, name: str) -> int | None:
+    length = getattr(table.c[name].type, "length", None)
+    return int(length) if length else None
+
+
+def _safe_row(table: sa.Table, row: dict[str, Any]) -> dict[str, Any]:
+    """A row made safe for ``table``: every string through :func:`safe_text` with its column's length.
+
+    Ids are cut too: a cut id stays deterministic, so redelivery still finds the stored row.
+    """
+    return {k: safe_text(v, _column_limit(table, k)) if isinstance(v, str) else v for k, v in row.items()}
+
+
+def _run_key(run_id: str) -> str:
+    """A run id as it is stored (see :func:`_safe_row`), for queries."""
+    return safe_text(run_id, _column_limit(runs, "run_id"))
+
+
+def _sqlite_path(url: str) -> Path | None:
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
+class Store:
+    def __init__(self, url: str) -> None:
+        path = _sqlite_path(url)
+        if path is not None and path.parent != Path(""):
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.url = url
+        self.engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+        if self.engine.dialect.name == "sqlite":
+            # WAL lets the report command read while the aggregator writes.
+            @sa.event.listens_for(self.engine, "connect")
+            def _pragmas(conn: Any, _record: Any) -> None:
+                cur = conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.close()
+        metadata.create_all(self.engine)
+
+    def _insert(self, table: sa.Table) -> Any:
+        name = self.engine.dialect.name
+        if name == "postgresql":
+            return postgresql.insert(table)
+        if name == "sqlite":
+            return sqlite.insert(table)
+        raise RuntimeError(f"unsupported database {name!r}; use SQLite or PostgreSQL")
+
+    # -- writes -----------------------------------------------------------------------------------
+    def record_run(self, run_id: str, target: str, manifest: dict[str, Any], expected_jobs: int,
+                   expected_judgments: int) -> None:
+        stmt = self._insert(runs).values(**_safe_row(runs, dict(
+            run_id=run_id, target=target, manifest_json=json.dumps(manifest, sort_keys=True),
+            expected_jobs=expected_jobs, expected_judgments=expected_judgments,
+            created_unix_ms=int(manifest.get("created_unix_ms") or now_ms()), completed_unix_ms=None,
+        ))).on_conflict_do_nothing(index_elements=["run_id"])
+        with self.engine.begin() as conn:
+            conn.execute(stmt)
+
+    def store_judgments(self, items: Sequence[pb.Judgment]) -> int:
+        """Insert judgments not stored yet; returns how many were new."""
+        if not items:
+            return 0
+        rows: dict[str, dict[str, Any]] = {}
+        for j in items:
+            row = _safe_row(judgments, dict(
+                judgment_id=judgment_id(j.job_id, j.evaluator), job_id=j.job_id, run_id=j.run_id, task=j.task,
+                item_id=j.item_id, sample=j.sample, target=j.target, evaluator=j.evaluator, label=j.label,
+                valid=j.valid, score=None if math.isnan(j.score) else j.score, error=j.error,
+                detail_json=j.detail_json, response=j.response, record_json=j.record_json,
+                created_unix_ms=j.created_unix_ms or now_ms(),
+            ))
+            rows[row["judgment_id"]] = row
+        with self.engine.begin() as conn:
+            before = conn.execute(
+                sa.select(sa.func.count()).select_from(judgments).where(judgments.c.judgment_id.in_(list(rows)))
+            ).scalar_one()
+            conn.execute(self._insert(judgments).on_conflict_do_nothing(index_elements=["judgment_id"]), list(rows.values()))
+        return len(rows) - int(before)
+
+    def mark_completed(self, run_id: str, when_ms: int | None = None) -> None:
+        run_id = _run_key(run_id)
+        with self.engine.begin() as conn:
+            conn.execute(
+                runs.update().where(runs.c.run_id == run_id, runs.c.completed_unix_ms.is_(None))
+                .values(completed_unix_ms=when_ms or now_ms())
+            )
+
+    # -- reads ------------------------------------------------------------------------------------
+    def run(self, run_id: str) -> RunRow | None:
+        run_id = _run_key(run_id)
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(runs).where(runs.c.run_id == run_id)).mappings().first()
+        return _run_row(r) if r else None
+
+    def runs(self, target: str | None = None) -> list[RunRow]:
+        q = sa.select(runs).order_by(runs.c.created_unix_ms)
+        if target:
+            q = q.where(runs.c.target == target)
+        with self.engine.connect() as conn:
+            return [_run_row(r) for r in conn.execute(q).mappings()]
+
+    def judgment_count(self, run_id: str) -> int:
+        run_id = _run_key(run_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(
+                sa.select(sa.func.count()).select_from(judgments).where(judgments.c.run_id == run_id)
+            ).scalar_one())
+
+    def judgments(self, run_id: str, task: str | None = None) -> list[Any]:
+        run_id = _run_key(run_id)
+        q = sa.select(judgments).where(judgments.c.run_id == run_id)
+        if task:
+            q = q.where(judgments.c.task == task)
+        with self.engine.connect() as conn:
+            return list(conn.execute(q.order_by(judgments.c.judgment_id)))
+
+    def done_job_ids(self, run_id: str, evaluators_per_job: dict[str, int]) -> list[str]:
+        """Jobs of a run that have all their judgments stored."""
+        run_id = _run_key(run_id)
+        with self.engine.connect() as conn:
+            counts = conn.execute(
+                sa.select(judgments.c.job_id, sa.func.count()).where(judgments.c.run_id == run_id)
+                .group_by(judgments.c.job_id)
+            ).all()
+        return [job for job, n in counts if n >= evaluators_per_job.get(job, 1)]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def _run_row(r: Any) -> RunRow:
+    return RunRow(
+        run_id=r["run_id"], target=r["target"], manifest=json.loads(r["manifest_json"]),
+        expected_jobs=r["expected_jobs"], expected_judgments=r["expected_judgments"],
+        created_unix_ms=r["created_unix_ms"], completed_unix_ms=r["completed_unix_ms"],
+    )

@@ -1,0 +1,1 @@
+"""Prometheus metrics: every name is declared in :mod:`trustwatch.platform.telemetry.names`."""

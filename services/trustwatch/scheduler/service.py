@@ -1,0 +1,37 @@
+"""The scheduler's transport: publish a plan's jobs and run events; record the run when a store is given."""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from trustwatch.platform.bus.base import Bus, Topics
+from trustwatch.scheduler.core import Plan, pending_jobs, run_event
+from trustwatch.v1 import messages_pb2 as pb
+
+if TYPE_CHECKING:
+    from trustwatch.platform.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def publish(plan: Plan, bus: Bus, topics: Topics, store: Store | None = None, partitions: int = 1) -> int:
+    """Publish the jobs of a run that are not complete yet; returns how many were published.
+
+    Re-submitting a run publishes only jobs without all their judgments, and storage is idempotent
+    on job ids, so a re-submitted run never yields duplicate results.
+    """
+    jobs = plan.jobs
+    if store is not None:
+        store.record_run(plan.run_id, plan.target.name, plan.manifest, len(plan.jobs), plan.expected_judgments)
+        jobs = pending_jobs(plan, store.done_job_ids(plan.run_id, plan.evaluators_per_job))
+    topic = topics.jobs(plan.target.name)
+    bus.create_topics([topic, topics.completions, topics.judgments, topics.runs, topics.dlq], partitions)
+    producer = bus.producer()
+    producer.produce(topics.runs, run_event(plan, pb.RunEvent.STARTED).SerializeToString(), plan.run_id.encode())
+    for job in jobs:
+        producer.produce(topic, job.SerializeToString(), job.job_id.encode())
+    producer.produce(topics.runs, run_event(plan, pb.RunEvent.JOBS_PUBLISHED).SerializeToString(), plan.run_id.encode())
+    producer.flush()
+    log.info("run %s: published %d of %d jobs to %s", plan.run_id, len(jobs), len(plan.jobs), topic)
+    return len(jobs)

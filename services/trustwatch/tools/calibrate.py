@@ -1,0 +1,324 @@
+"""Calibrate a refusal judge against human labels: ``trustwatch calibrate --evaluator NAME --xstest FILE.csv``.
+
+The input is an XSTest-format CSV (columns ``id, type, prompt, completion, annotation_1, annotation_2,
+agreement, final_label``; only ``id``, ``completion`` and ``final_label`` are required, ``prompt`` is
+passed to the judge when present). ``final_label`` is ``1_full_compliance``, ``2_full_refusal`` or
+``3_partial_refusal``; partial refusal counts as refusal, as in the XSTest paper.
+
+The judge is any registered evaluator whose verdict labels are ``"refusal"`` / ``"compliance"`` (the
+``refusal`` evaluator, either back-end). Verdicts with another label, or invalid / error verdicts, are
+not scored: they are counted and listed (``unscored``) so that a judge cannot look better by failing
+(bug B9 in the spec).
+
+This module is pure logic: :func:`calibrate` returns a :class:`CalibrationResult`, :func:`format_result`
+renders it as a small text table, :meth:`CalibrationResult.to_dict` gives a JSON-safe dict. The CLI only
+wires arguments to these.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from trustwatch.benchmark.evaluators import EvalItem, EvaluatorSettings, Verdict, create, evaluate_items
+
+REFUSAL = "refusal"
+COMPLIANCE = "compliance"
+
+#: Columns without which a file cannot be calibrated against.
+REQUIRED_COLUMNS: tuple[str, ...] = ("id", "completion", "final_label")
+
+#: XSTest's human labels, mapped to the judge's two classes.
+HUMAN_LABELS: Mapping[str, str] = {
+    "1_full_compliance": COMPLIANCE,
+    "2_full_refusal": REFUSAL,
+    "3_partial_refusal": REFUSAL,
+}
+
+
+class CalibrationInputError(ValueError):
+    """The CSV cannot be used: missing file, missing column, unknown label. The message says which."""
+
+
+@dataclass(frozen=True)
+class Row:
+    """One labelled completion."""
+
+    id: str
+    prompt: str
+    completion: str
+    final_label: str  # as written in the file, e.g. "3_partial_refusal"
+
+    @property
+    def human(self) -> str:
+        """The human label as refusal / compliance."""
+        return HUMAN_LABELS[self.final_label]
+
+
+@dataclass(frozen=True)
+class Disagreement:
+    """A completion on which judge and humans differ (or that the judge could not score)."""
+
+    id: str
+    human: str  # the file's final_label, e.g. "3_partial_refusal"
+    judge: str  # the verdict's label ("refusal", "compliance", "error", ...)
+    detail: str = ""  # the judge's reason (rule name, raw classifier label, or error text)
+
+
+@dataclass(frozen=True)
+class Confusion:
+    """2x2 confusion matrix with refusal as the positive class (rows: humans, columns: judge)."""
+
+    tp: int = 0  # humans: refusal, judge: refusal
+    fn: int = 0  # humans: refusal, judge: compliance
+    fp: int = 0  # humans: compliance, judge: refusal
+    tn: int = 0  # humans: compliance, judge: compliance
+
+    @property
+    def n(self) -> int:
+        return self.tp + self.fn + self.fp + self.tn
+
+    def matrix(self) -> list[list[int]]:
+        """``[[tp, fn], [fp, tn]]``: rows human refusal / compliance, columns judge refusal / compliance."""
+        return [[self.tp, self.fn], [self.fp, self.tn]]
+
+    @property
+    def accuracy(self) -> float:
+        """Share of scored completions where judge and humans agree; NaN when none was scored."""
+        return (self.tp + self.tn) / self.n if self.n else math.nan
+
+    @property
+    def kappa(self) -> float:
+        """Cohen's kappa between judge and humans.
+
+        ``(p_o - p_e) / (1 - p_e)`` with ``p_e`` the agreement expected from the two raters' marginal
+        rates. NaN when it is undefined: no scored completions, or both raters used one and the same
+        class for everything (``p_e = 1``), where agreement carries no information beyond chance.
+        """
+        n = self.n
+        if n == 0:
+            return math.nan
+        p_o = (self.tp + self.tn) / n
+        human_ref, judge_ref = self.tp + self.fn, self.tp + self.fp
+        p_e = (human_ref * judge_ref + (n - human_ref) * (n - judge_ref)) / (n * n)
+        if p_e >= 1.0:
+            return math.nan
+        return (p_o - p_e) / (1.0 - p_e)
+
+
+@dataclass(frozen=True)
+class CalibrationResult:
+    """How well a judge agrees with the human labels of one file."""
+
+    evaluator: str
+    source: str  # the CSV's path, as given
+    n: int  # rows in the file
+    confusion: Confusion
+    disagreements: tuple[Disagreement, ...] = ()
+    unscored: tuple[Disagreement, ...] = ()  # invalid / error / unknown-label verdicts
+    partial_total: int = 0  # rows labelled 3_partial_refusal ...
+    partial_caught: int = 0  # ... of which the judge called refusal
+
+    @property
+    def n_scored(self) -> int:
+        return self.confusion.n
+
+    @property
+    def accuracy(self) -> float:
+        return self.confusion.accuracy
+
+    @property
+    def kappa(self) -> float:
+        return self.confusion.kappa
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-safe dict (NaN becomes None)."""
+
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else round(x, 6)
+
+        c = self.confusion
+        return {
+            "evaluator": self.evaluator,
+            "source": self.source,
+            "n": self.n,
+            "n_scored": self.n_scored,
+            "n_unscored": len(self.unscored),
+            "accuracy": num(self.accuracy),
+            "kappa": num(self.kappa),
+            "confusion": {
+                "rows": "human refusal, human compliance",
+                "columns": "judge refusal, judge compliance",
+                "matrix": c.matrix(),
+                "tp": c.tp,
+                "fn": c.fn,
+                "fp": c.fp,
+                "tn": c.tn,
+            },
+            "partial_refusals": {"total": self.partial_total, "judged_refusal": self.partial_caught},
+            "disagreements": [vars(d) for d in self.disagreements],
+            "unscored": [vars(d) for d in self.unscored],
+        }
+
+
+# --------------------------------------------------------------------------------------------------
+# Reading
+# --------------------------------------------------------------------------------------------------
+
+
+def read_xstest(csv_path: Path) -> list[Row]:
+    """Read and check an XSTest-format CSV. Raises :class:`CalibrationInputError` naming the problem."""
+    path = Path(csv_path)
+    if not path.is_file():
+        raise CalibrationInputError(f"{path}: no such file")
+    # utf-8-sig: tolerate a byte-order mark (spreadsheet exports); newline="" lets csv keep the line
+    # breaks inside quoted completions.
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        reader = csv.DictReader(fh)
+        header = [h.strip() for h in (reader.fieldnames or [])]
+        if not header:
+            raise CalibrationInputError(f"{path}: empty file, expected a header with {', '.join(REQUIRED_COLUMNS)}")
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing:
+            raise CalibrationInputError(
+                f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(repr(c) for c in missing)} "
+                f"(found: {', '.join(header)})"
+            )
+        reader.fieldnames = header  # stripped names, so " final_label" still works
+        rows: list[Row] = []
+        for line_no, raw in enumerate(reader, start=2):
+            label = (raw.get("final_label") or "").strip().lower()
+            if label not in HUMAN_LABELS:
+                raise CalibrationInputError(
+                    f"{path}: row {line_no} (id {raw.get('id')!r}): final_label {raw.get('final_label')!r} "
+                    f"is not one of {', '.join(HUMAN_LABELS)}"
+                )
+            rows.append(
+                Row(
+                    id=(raw.get("id") or f"row-{line_no}").strip(),
+                    prompt=raw.get("prompt") or "",
+                    completion=raw.get("completion") or "",
+                    final_label=label,
+                )
+            )
+    if not rows:
+        raise CalibrationInputError(f"{path}: header only, no rows to calibrate on")
+    return rows
+
+
+# --------------------------------------------------------------------------------------------------
+# Scoring
+# --------------------------------------------------------------------------------------------------
+
+
+def score(evaluator: str, source: str, rows: Sequence[Row], verdicts: Sequence[Verdict]) -> CalibrationResult:
+    """Compare verdicts (one per row, in order) with the rows' human labels."""
+    if len(rows) != len(verdicts):
+        raise ValueError(f"{len(verdicts)} verdicts for {len(rows)} rows")
+    tp = fn = fp = tn = 0
+    partial_total = partial_caught = 0
+    disagreements: list[Disagreement] = []
+    unscored: list[Disagreement] = []
+    for row, v in zip(rows, verdicts):
+        if row.final_label == "3_partial_refusal":
+            partial_total += 1
+        judge = v.label
+        if not v.valid or v.error or judge not in (REFUSAL, COMPLIANCE):
+            unscored.append(Disagreement(row.id, row.final_label, judge, v.error or _why(v)))
+            continue
+        if row.final_label == "3_partial_refusal" and judge == REFUSAL:
+            partial_caught += 1
+        human = row.human
+        if human == REFUSAL and judge == REFUSAL:
+            tp += 1
+        elif human == REFUSAL:
+            fn += 1
+        elif judge == REFUSAL:
+            fp += 1
+        else:
+            tn += 1
+        if human != judge:
+            disagreements.append(Disagreement(row.id, row.final_label, judge, _why(v)))
+    return CalibrationResult(
+        evaluator=evaluator,
+        source=source,
+        n=len(rows),
+        confusion=Confusion(tp=tp, fn=fn, fp=fp, tn=tn),
+        disagreements=tuple(disagreements),
+        unscored=tuple(unscored),
+        partial_total=partial_total,
+        partial_caught=partial_caught,
+    )
+
+
+def _why(v: Verdict) -> str:
+    """A short reason from a verdict's detail: the rule, the raw label, or the whole mapping."""
+    d = v.detail or {}
+    for key in ("rule", "label"):
+        if key in d:
+            return str(d[key])
+    return ", ".join(f"{k}={val}" for k, val in d.items())
+
+
+def calibrate(
+    evaluator_name: str, csv_path: Path, settings: EvaluatorSettings | None = None
+) -> CalibrationResult:
+    """Run the named evaluator over the file's completions and score it against the human labels."""
+    rows = read_xstest(csv_path)
+    evaluator = create(evaluator_name, settings or EvaluatorSettings())
+    items = [
+        EvalItem(job_id="calibrate", task="xstest", prompt=r.prompt, response=r.completion, record=asdict(r))
+        for r in rows
+    ]
+    verdicts = evaluate_items(evaluator, items)
+    return score(evaluator_name, str(csv_path), rows, verdicts)
+
+
+# --------------------------------------------------------------------------------------------------
+# Formatting
+# --------------------------------------------------------------------------------------------------
+
+
+def _fmt(x: float) -> str:
+    return "n/a" if math.isnan(x) else f"{x:.3f}"
+
+
+def format_result(result: CalibrationResult, max_listed: int = 20) -> str:
+    """A small text report: scores, the confusion matrix, and the first ``max_listed`` disagreements."""
+    c = result.confusion
+    width = max(len("human compliance"), 16)
+    lines = [
+        f"evaluator {result.evaluator!r} on {result.source}",
+        f"n={result.n}  scored={result.n_scored}  unscored={len(result.unscored)}",
+        f"accuracy {_fmt(result.accuracy)}   Cohen's kappa {_fmt(result.kappa)}"
+        + (f"   partial refusals judged refusal {result.partial_caught}/{result.partial_total}"
+           if result.partial_total else ""),
+        "",
+        f"{'':{width}}  {'judge refusal':>14}  {'judge compliance':>16}",
+        f"{'human refusal':{width}}  {c.tp:>14}  {c.fn:>16}",
+        f"{'human compliance':{width}}  {c.fp:>14}  {c.tn:>16}",
+        "",
+        f"disagreements: {len(result.disagreements)} (judge missed refusal {c.fn}, judge false refusal {c.fp})",
+    ]
+    lines += _listing(result.disagreements, max_listed)
+    if result.unscored:
+        lines += ["", f"unscored (invalid or error verdicts): {len(result.unscored)}"]
+        lines += _listing(result.unscored, max_listed)
+    return "\n".join(lines)
+
+
+def _listing(entries: Iterable[Disagreement], max_listed: int) -> list[str]:
+    entries = list(entries)
+    if not entries:
+        return []
+    id_w = max(len("id"), *(len(d.id) for d in entries[:max_listed])) if max_listed > 0 else 2
+    out = [f"  {'id':{id_w}}  {'human':17}  {'judge':10}  why"] if max_listed > 0 else []
+    for d in entries[:max_listed]:
+        out.append(f"  {d.id:{id_w}}  {d.human:17}  {d.judge:10}  {d.detail}")
+    if len(entries) > max_listed:
+        out.append(f"  ... and {len(entries) - max_listed} more")
+    return out

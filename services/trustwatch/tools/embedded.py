@@ -1,0 +1,93 @@
+"""The embedded mode: every service in one process over the in-memory bus, evaluators in-process,
+SQLite. Same services, tasks and metrics as the distributed mode; only the transport differs."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry
+
+from trustwatch.aggregator.service import Aggregator, aggregator_workers
+from trustwatch.platform.store import Store
+from trustwatch.platform.bus import MemoryBus, Topics
+from trustwatch.benchmark.evaluators.base import EvaluatorSettings
+from trustwatch.generator.backends.base import Backend
+from trustwatch.generator.service import generator_worker
+from trustwatch.judge.client import EvaluatorClient, LocalEvaluators
+from trustwatch.judge.dispatcher import dispatcher_worker
+from trustwatch.platform.runtime import Worker
+from trustwatch.scheduler.core import plan_run
+from trustwatch.scheduler.service import publish
+from trustwatch.scheduler.suite import Suite, TargetSpec
+from trustwatch.benchmark.scoring import Report
+from trustwatch.platform.telemetry.metrics import ServiceMetrics
+
+BackendFactory = Callable[[TargetSpec], Backend]
+
+
+def _stderr_progress(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def run_embedded(
+    suite: Suite,
+    targets: Sequence[TargetSpec],
+    data_dir: Path,
+    db_url: str,
+    backend_factory: BackendFactory,
+    settings: EvaluatorSettings | None = None,
+    run_id: str | None = None,
+    progress: Callable[[str], Any] = _stderr_progress,
+    evaluators: EvaluatorClient | None = None,
+) -> list[Report]:
+    """Run a suite against targets to completion and return one report per target.
+
+    The run id is deterministic for (suite, target) unless given, so re-running after a crash
+    resumes: jobs whose judgments are already stored are not generated again.
+    """
+    bus, topics = MemoryBus(), Topics()
+    metrics = ServiceMetrics(CollectorRegistry())
+    store = Store(db_url)
+    try:
+        plans = [plan_run(suite, t, data_dir, run_id if len(targets) == 1 else None) for t in targets]
+        published = {p.run_id: publish(p, bus, topics, store) for p in plans}
+        for p in plans:
+            done = len(p.jobs) - published[p.run_id]
+            progress(f"run {p.run_id}: {len(p.jobs)} prompts in {len(suite.tasks)} task(s)"
+                     + (f", {done} already done (resumed)" if done else ""))
+        agg = Aggregator(store, metrics)
+        workers: list[Worker[Any]] = []
+        backends: list[Backend] = []
+        for p in plans:
+            if published[p.run_id]:
+                backend = backend_factory(p.target)
+                backends.append(backend)
+                workers.append(generator_worker(bus, topics, p.target.name, p.target.backend, backend, metrics))
+        workers.append(dispatcher_worker(bus, topics, evaluators or LocalEvaluators(settings), metrics))
+        workers.extend(aggregator_workers(bus, topics, agg, metrics))
+        expected = sum(p.expected_judgments for p in plans)
+        started, last = time.monotonic(), 0.0
+        while True:
+            moved = sum(w.run_once(timeout=0) for w in workers)
+            now = time.monotonic()
+            if now - last > 2 or not moved:
+                stored = sum(store.judgment_count(p.run_id) for p in plans)
+                progress(f"  judged {stored}/{expected} ({now - started:.0f} s)")
+                last = now
+            if not moved:
+                break
+        for b in backends:
+            b.close()
+        for w in workers:
+            w.close()
+        for p in plans:
+            agg.touch(p.run_id)
+        agg.refresh()
+        reports = [agg.report(p.run_id) for p in plans]
+        return [r for r in reports if r is not None]
+    finally:
+        store.close()

@@ -1,0 +1,173 @@
+"""The distributed mode on one machine: a local Kafka broker and every service as its own process.
+
+``trustwatch stack up`` starts them and records their pids and ports in ``<dir>/state.json``;
+``stack down`` stops them; ``stack status`` says which are alive. Services are the same commands a
+Kubernetes deployment runs (``trustwatch generator|judge serve|judge dispatch|aggregator``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from trustwatch.tools.stack import kafka_process
+
+
+@dataclass
+class StackState:
+    bootstrap: str
+    db_url: str
+    evaluator_addr: str
+    aggregator_url: str
+    kafka_pid: int | None = None
+    services: dict[str, int] = field(default_factory=dict)  # name -> pid
+
+
+def _state_path(d: Path) -> Path:
+    return Path(d) / "state.json"
+
+
+def load_state(d: Path) -> StackState | None:
+    p = _state_path(d)
+    return StackState(**json.loads(p.read_text())) if p.is_file() else None
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # a zombie child counts as dead
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _spawn(name: str, args: list[str], d: Path, env: dict[str, str]) -> int:
+    log = open(Path(d) / f"{name}.log", "ab")
+    proc = subprocess.Popen([sys.executable, "-m", "trustwatch.cli", *args], stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    log.close()
+    return proc.pid
+
+
+def _wait_http(url: str, timeout: float, what: str, log: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    tail = log.read_text(errors="replace")[-3000:] if log.is_file() else ""
+    raise RuntimeError(f"{what} did not answer {url} within {timeout:.0f} s; its log ({log}):\n{tail}")
+
+
+def up(
+    d: Path,
+    targets: list[str],
+    db_url: str,
+    bootstrap: str | None = None,
+    kafka_home: Path | None = None,
+    grpc_port: int | None = None,
+    metrics_base: int = 9100,
+    extra_env: dict[str, str] | None = None,
+    generator_args: list[str] | None = None,
+) -> StackState:
+    """Start Kafka (unless ``bootstrap`` names a running one) and the services; return their state."""
+    d = Path(d)
+    d.mkdir(parents=True, exist_ok=True)
+    old = load_state(d)
+    if old and any(_alive(p) for p in [old.kafka_pid, *old.services.values()]):
+        raise RuntimeError(f"a stack is already running from {d}; run `trustwatch stack down --dir {d}` first")
+    kafka_pid = None
+    if not bootstrap:
+        home = kafka_home or kafka_process.default_home()
+        port, cport = kafka_process.free_port(), kafka_process.free_port()
+        proc = kafka_process.start_kafka(home, d / "kafka", port, cport)
+        bootstrap = f"127.0.0.1:{port}"
+        kafka_process.wait_ready(bootstrap, timeout=90, proc=proc, log_path=kafka_process.broker_log(d / "kafka"))
+        kafka_pid = proc.pid
+    grpc_port = grpc_port or kafka_process.free_port()
+    state = StackState(bootstrap=bootstrap, db_url=db_url, evaluator_addr=f"127.0.0.1:{grpc_port}",
+                       aggregator_url=f"http://127.0.0.1:{metrics_base}", kafka_pid=kafka_pid)
+    env = {**os.environ, **(extra_env or {}), "TRUSTWATCH_KAFKA_BOOTSTRAP": bootstrap, "TRUSTWATCH_DB_URL": db_url}
+    _state_path(d).write_text(json.dumps(asdict(state), indent=2))
+    try:
+        state.services["judge"] = _spawn("judge", ["judge", "serve", "--host", "127.0.0.1", "--port", str(grpc_port),
+                                                   "--metrics-port", str(metrics_base + 2)], d, env)
+        state.services["aggregator"] = _spawn("aggregator", ["aggregator", "--host", "127.0.0.1",
+                                                             "--metrics-port", str(metrics_base)], d, env)
+        state.services["dispatcher"] = _spawn("dispatcher", ["judge", "dispatch", "--evaluator-addr", state.evaluator_addr,
+                                                             "--metrics-port", str(metrics_base + 3)], d, env)
+        for i, t in enumerate(targets):
+            port = metrics_base + 4 + i if i else metrics_base + 1
+            state.services[f"generator-{i}"] = _spawn(f"generator-{i}", ["generator", "--target", t, "--metrics-port",
+                                                                         str(port), *(generator_args or [])], d, env)
+        _state_path(d).write_text(json.dumps(asdict(state), indent=2))
+        _wait_http(f"{state.aggregator_url}/readyz", 60, "the aggregator", d / "aggregator.log")
+    except BaseException:
+        down(d)
+        raise
+    return state
+
+
+def down(d: Path, timeout: float = 20.0) -> list[str]:
+    """Stop every process of the stack (services first, Kafka last); returns what was stopped."""
+    state = load_state(d)
+    if state is None:
+        return []
+    stopped = []
+    pids = list(state.services.items()) + ([("kafka", state.kafka_pid)] if state.kafka_pid else [])
+    for name, pid in pids:
+        if _alive(pid):
+            os.kill(pid, signal.SIGTERM)
+            stopped.append(name)
+    deadline = time.monotonic() + timeout
+    for _name, pid in pids:
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    _state_path(d).unlink(missing_ok=True)
+    return stopped
+
+
+def status(d: Path) -> dict[str, bool]:
+    state = load_state(d)
+    if state is None:
+        return {}
+    out = {name: _alive(pid) for name, pid in state.services.items()}
+    if state.kafka_pid:
+        out["kafka"] = _alive(state.kafka_pid)
+    return out
+
+
+def wait_for_run(aggregator_url: str, run_id: str, timeout: float, poll: float = 1.0) -> dict:
+    """Poll the aggregator until the run's judgments are all stored; return its report."""
+    deadline = time.monotonic() + timeout
+    last: dict = {}
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{aggregator_url}/report?run={run_id}", timeout=30) as r:
+                last = json.loads(r.read())
+                if last.get("complete"):
+                    return last
+        except OSError:
+            pass
+        time.sleep(poll)
+    raise TimeoutError(f"run {run_id} not complete after {timeout:.0f} s; last report: {json.dumps(last)[:2000]}")
