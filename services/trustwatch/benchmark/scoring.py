@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -10,10 +11,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trustwatch.benchmark import tasks as task_registry
-from trustwatch.platform.messages import loads_record, verdict_of
+from trustwatch.benchmark.evaluators.base import Verdict
+from trustwatch.platform.messages import loads_record
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem
 
 GENERATION_FAILED = "generation failed: "
+
+
+def verdict_of(j: Any) -> Verdict:
+    """A stored or decoded judgment back to a Verdict (j: pb.Judgment or a row with the same names)."""
+    score = j.score if j.score is not None else math.nan
+    return Verdict(
+        label=j.label,
+        valid=bool(j.valid),
+        score=float(score),
+        error=j.error or "",
+        detail=json.loads(j.detail_json) if j.detail_json else {},
+    )
 
 
 def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:

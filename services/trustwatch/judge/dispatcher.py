@@ -2,17 +2,49 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Sequence
 
 from trustwatch.benchmark import tasks as task_registry
 from trustwatch.platform.bus.base import Bus, Topics
-from trustwatch.benchmark.evaluators.base import EvalItem
+from trustwatch.benchmark.evaluators.base import EvalItem, Verdict
 from trustwatch.judge.client import EvaluatorClient
-from trustwatch.platform.messages import decode_completion, eval_item, judgment
+from trustwatch.platform.messages import decode_completion, loads_record, now_ms
 from trustwatch.platform.runtime import Out, Result, Worker
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
+
+
+def eval_item(c: pb.Completion) -> EvalItem:
+    return EvalItem(
+        job_id=c.job_id,
+        task=c.task,
+        prompt=c.prompt,
+        response=c.text,
+        record=loads_record(c.record_json),
+        generation_error=c.error,
+    )
+
+
+def judgment(c: pb.Completion, evaluator: str, v: Verdict) -> pb.Judgment:
+    return pb.Judgment(
+        job_id=c.job_id,
+        run_id=c.run_id,
+        task=c.task,
+        item_id=c.item_id,
+        sample=c.sample,
+        target=c.target,
+        evaluator=evaluator,
+        label=v.label,
+        valid=v.valid,
+        score=v.score,
+        error=v.error,
+        detail_json=json.dumps(dict(v.detail), ensure_ascii=False) if v.detail else "",
+        response=c.text,
+        record_json=c.record_json,
+        created_unix_ms=now_ms(),
+    )
 
 
 def judge_batch(client: EvaluatorClient, completions: Sequence[pb.Completion]) -> list[Result]:

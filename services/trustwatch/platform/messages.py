@@ -1,15 +1,16 @@
-"""Job ids and the conversions between protobuf payloads and the plain types the logic uses."""
+"""Job ids, record encoding and the decoders of every payload on the bus (with their contracts).
+
+Conversions to the benchmark's own types live with their users: completion -> EvalItem and verdict ->
+Judgment in the judge dispatcher, stored judgment -> Verdict in ``benchmark.scoring``."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
 from collections.abc import Mapping
 from typing import Any
 
-from trustwatch.benchmark.evaluators.base import EvalItem, Verdict
 from trustwatch.v1 import messages_pb2 as pb
 
 
@@ -73,46 +74,3 @@ def decode_run_event(data: bytes) -> pb.RunEvent:
     msg = pb.RunEvent.FromString(data)
     _require(msg, ("run_id",), "RunEvent")
     return msg
-
-
-def eval_item(c: pb.Completion) -> EvalItem:
-    return EvalItem(
-        job_id=c.job_id,
-        task=c.task,
-        prompt=c.prompt,
-        response=c.text,
-        record=loads_record(c.record_json),
-        generation_error=c.error,
-    )
-
-
-def judgment(c: pb.Completion, evaluator: str, v: Verdict) -> pb.Judgment:
-    return pb.Judgment(
-        job_id=c.job_id,
-        run_id=c.run_id,
-        task=c.task,
-        item_id=c.item_id,
-        sample=c.sample,
-        target=c.target,
-        evaluator=evaluator,
-        label=v.label,
-        valid=v.valid,
-        score=v.score,
-        error=v.error,
-        detail_json=json.dumps(dict(v.detail), ensure_ascii=False) if v.detail else "",
-        response=c.text,
-        record_json=c.record_json,
-        created_unix_ms=now_ms(),
-    )
-
-
-def verdict_of(j: Any) -> Verdict:
-    """A stored or decoded judgment back to a Verdict (j: pb.Judgment or a row with the same names)."""
-    score = j.score if j.score is not None else math.nan
-    return Verdict(
-        label=j.label,
-        valid=bool(j.valid),
-        score=float(score),
-        error=j.error or "",
-        detail=json.loads(j.detail_json) if j.detail_json else {},
-    )

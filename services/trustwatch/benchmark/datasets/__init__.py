@@ -42,6 +42,12 @@ def default_dataset_dir() -> Path:
     return config.cache_dir() / "datasets" / "trustllm"
 
 
+def resolve_data_dir(arg: str | None = None) -> Path:
+    """The dataset folder: ``arg``, else TRUSTWATCH_DATA_DIR, else the download cache."""
+    raw = arg or config.env("TRUSTWATCH_DATA_DIR")
+    return Path(raw).expanduser() if raw else default_dataset_dir()
+
+
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 import importlib
 import math
 import pkgutil
@@ -10,6 +11,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
+
+from trustwatch.platform import config
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,27 @@ class EvaluatorSettings:
     remote_max_retries: int = 4
     remote_timeout_s: float = 60.0
 
+
+
+class SettingsError(ValueError):
+    """An evaluator setting whose value cannot be used; the message names the variable."""
+
+
+def settings_from_env(**overrides: Any) -> EvaluatorSettings:
+    """Evaluator settings, each field from its declared TRUSTWATCH_<FIELD> variable; ``overrides``
+    (e.g. command-line flags) win where they are not None or empty."""
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(EvaluatorSettings):
+        var = f"TRUSTWATCH_{f.name.upper()}"
+        if var in config.VARIABLES and f.name != "extra":
+            raw = config.env(var)
+            kind = type(f.default)
+            try:
+                values[f.name] = kind(raw) if kind in (int, float) else raw
+            except ValueError:
+                raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
+    values.update({k: v for k, v in overrides.items() if v})
+    return EvaluatorSettings(**values)
 
 class Evaluator(abc.ABC):
     """A judge. Subclasses set ``name`` and ``description`` and implement :meth:`evaluate`."""

@@ -1,0 +1,34 @@
+"""Wires the aggregator: judgment and run-event consumers, the store, gauges and the HTTP API."""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry
+
+from trustwatch.aggregator.service import Aggregator, aggregator_workers, serve_http
+from trustwatch.platform import config, wiring
+from trustwatch.platform.runtime import install_signal_handlers
+from trustwatch.platform.store import Store
+from trustwatch.platform.telemetry.metrics import ServiceMetrics
+
+
+def main(db: str | None = None, host: str = "0.0.0.0", metrics_port: int | None = None,
+         bootstrap: str | None = None) -> int:
+    """Consume until SIGTERM/SIGINT; the HTTP API (metrics, reports) is on the metrics port."""
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    store = Store(db or config.env("TRUSTWATCH_DB_URL"))
+    agg = Aggregator(store, metrics)
+    port = wiring.metrics_port(metrics_port)
+    http = serve_http(agg, registry, host, port) if port else None
+    workers = aggregator_workers(wiring.kafka(bootstrap), wiring.topics(), agg, metrics)
+    install_signal_handlers(*workers)
+    runs_thread = threading.Thread(target=workers[1].run_forever, name="runs", daemon=True)
+    runs_thread.start()
+    workers[0].run_forever(on_idle=agg.refresh)
+    runs_thread.join(10)
+    if http:
+        http.shutdown()
+    store.close()
+    return 0

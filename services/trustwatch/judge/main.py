@@ -1,0 +1,48 @@
+"""Wires the judge: the evaluator gRPC server, and the dispatcher between the bus and evaluators."""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+from prometheus_client import CollectorRegistry
+
+from trustwatch.benchmark.evaluators.base import EvaluatorSettings
+from trustwatch.judge.client import EvaluatorClient, GrpcEvaluators, LocalEvaluators
+from trustwatch.judge.dispatcher import dispatcher_worker
+from trustwatch.judge.grpc_server import serve
+from trustwatch.platform import config, wiring
+from trustwatch.platform.runtime import install_signal_handlers
+from trustwatch.platform.telemetry.metrics import ServiceMetrics
+
+
+def serve_main(settings: EvaluatorSettings, host: str, port: int | None = None,
+               metrics_port: int | None = None) -> int:
+    """Serve evaluators over gRPC until SIGTERM/SIGINT."""
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
+    port = port if port is not None else config.env_int("TRUSTWATCH_GRPC_PORT")
+    server, bound = serve(LocalEvaluators(settings), host=host, port=port, metrics=metrics)
+    print(f"evaluator service listening on {host}:{bound}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    server.stop(5).wait()
+    return 0
+
+
+def dispatch_main(settings: EvaluatorSettings, evaluator_addr: str | None = None, bootstrap: str | None = None,
+                  metrics_port: int | None = None) -> int:
+    """Consume completions until SIGTERM/SIGINT; evaluate over gRPC, or in-process without an address."""
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
+    addr = evaluator_addr or config.env("TRUSTWATCH_EVALUATOR_ADDR")
+    client: EvaluatorClient = GrpcEvaluators(addr) if addr else LocalEvaluators(settings)
+    worker = dispatcher_worker(wiring.kafka(bootstrap), wiring.topics(), client, metrics)
+    install_signal_handlers(worker)
+    worker.run_forever()
+    client.close()
+    return 0

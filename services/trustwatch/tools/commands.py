@@ -1,0 +1,219 @@
+"""The tool commands of `trustwatch` (run, report, stack, datasets, calibrate, evaluate, tasks,
+evaluators): each takes the parsed arguments and wires the tools, services and benchmark pieces it
+needs. `trustwatch.cli` only parses and dispatches."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from trustwatch.benchmark.datasets import resolve_data_dir
+from trustwatch.benchmark.evaluators.base import EvaluatorSettings, settings_from_env
+from trustwatch.generator.backends import backend_for
+from trustwatch.platform import config, wiring
+from trustwatch.platform.targets import parse_targets
+
+
+class UsageError(Exception):
+    """A problem with the user's input; printed without a traceback."""
+
+
+def settings(args: argparse.Namespace) -> EvaluatorSettings:
+    """Evaluator settings from their TRUSTWATCH_* variables; the refusal flags win."""
+    return settings_from_env(refusal_backend=getattr(args, "refusal_backend", None),
+                             refusal_model=getattr(args, "refusal_model", None))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from trustwatch.tools.embedded import run_embedded
+    from trustwatch.scheduler.suite import load_suite
+    from trustwatch.benchmark.scoring import format_table
+
+    suite = load_suite(args.suite)
+    targets = parse_targets(args.target, suite.targets)
+    db = args.db or config.env("TRUSTWATCH_DB_URL")
+    client = None
+    if args.offline:
+        from trustwatch.tools.rescore import OfflineEvaluators
+
+        client = OfflineEvaluators(settings(args))
+    reports = run_embedded(suite, targets, resolve_data_dir(args.data_dir), db, lambda t: backend_for(t, args.max_model_len, args.concurrency),
+                           settings(args), run_id=args.run_id, evaluators=client)
+    for r in reports:
+        print(format_table(r))
+        print()
+    if args.out:
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload: Any = reports[0].to_json() if len(reports) == 1 else [r.to_json() for r in reports]
+        out.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
+        print(f"report written to {out}")
+    _write_rendered(reports, args.md, args.html)
+    return 0
+
+
+def _write_rendered(reports: list[Any], md: str | None, html: str | None) -> None:
+    from trustwatch.tools.reports import to_html, to_markdown
+
+    for path, render in ((md, to_markdown), (html, to_html)):
+        if path:
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            Path(path).write_text(render(reports), encoding="utf-8")
+            print(f"written {path}", file=sys.stderr)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from prometheus_client import CollectorRegistry
+
+    from trustwatch.aggregator.service import Aggregator
+    from trustwatch.platform.store import Store
+    from trustwatch.benchmark.scoring import format_table
+    from trustwatch.platform.telemetry.metrics import ServiceMetrics
+
+    store = Store(args.db or config.env("TRUSTWATCH_DB_URL"))
+    try:
+        if not args.run_id:
+            for r in store.runs():
+                print(f"{r.run_id}\t{r.target}\tjudgments expected {r.expected_judgments}\t"
+                      f"{'complete' if r.completed_unix_ms else 'incomplete'}")
+            return 0
+        agg = Aggregator(store, ServiceMetrics(CollectorRegistry()))
+        reports = []
+        for run_id in args.run_id:
+            report = agg.report(run_id)
+            if report is None:
+                raise UsageError(f"no run {run_id!r} in {store.url}; `trustwatch report` lists the runs")
+            reports.append(report)
+    finally:
+        store.close()
+    _write_rendered(reports, args.md, args.html)
+    if args.json:
+        payload = [r.to_json() for r in reports]
+        print(json.dumps(payload[0] if len(payload) == 1 else payload, indent=2, default=str))
+    elif not (args.md or args.html):
+        print("\n\n".join(format_table(r) for r in reports))
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from trustwatch.benchmark import tasks
+
+    for name, t in tasks.known().items():
+        print(f"{name:<45} T={t.temperature:<4} evaluators={','.join(t.evaluators)}  {t.description}")
+    return 0
+
+
+def cmd_evaluators(args: argparse.Namespace) -> int:
+    from trustwatch.benchmark import evaluators
+
+    for name, cls in evaluators.known().items():
+        print(f"{name:<35} {'offline' if cls.offline else 'external'}  {cls.description}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from trustwatch.benchmark import datasets
+
+    if args.action == "download":
+        dest = datasets.download(args.url or config.env("TRUSTWATCH_DATASET_URL") or datasets.DEFAULT_URL,
+                                 Path(args.dest) if args.dest else datasets.default_dataset_dir(),
+                                 expected_sha256=args.sha256 or datasets.DEFAULT_ZIP_SHA256)
+        print(f"dataset verified and stored in {dest}")
+    else:
+        problems = datasets.verify(resolve_data_dir(args.data_dir))
+        if problems:
+            for p in problems:
+                print(p, file=sys.stderr)
+            return 1
+        print(f"all {len(datasets.FILES)} dataset files verified in {resolve_data_dir(args.data_dir)}")
+    return 0
+
+
+def cmd_stack(args: argparse.Namespace) -> int:
+    from trustwatch.tools.stack import local
+
+    d = Path(args.dir)
+    if args.action == "up":
+        targets = [t for t in (args.target or [])]
+        for t in targets:
+            parse_targets([t])  # parse early: a bad target fails before anything starts
+        db = args.db or f"sqlite:///{(d / 'trustwatch.db').resolve()}"
+        state = local.up(d, targets, db, bootstrap=args.bootstrap, metrics_base=args.metrics_base)
+        print(json.dumps({"bootstrap": state.bootstrap, "db": state.db_url, "evaluators": state.evaluator_addr,
+                          "aggregator": state.aggregator_url, "services": state.services}, indent=2))
+    elif args.action == "down":
+        stopped = local.down(d)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    elif args.action == "status":
+        st = local.status(d)
+        if not st:
+            print(f"no stack in {d}")
+            return 1
+        for name, alive in st.items():
+            print(f"{name:<14} {'running' if alive else 'STOPPED'}")
+        return 0 if all(st.values()) else 1
+    elif args.action == "run":
+        from trustwatch.scheduler.core import plan_run
+        from trustwatch.scheduler.service import publish
+        from trustwatch.scheduler.suite import load_suite
+        from trustwatch.platform.bus import kafka_bus
+
+        state = local.load_state(d)
+        if state is None:
+            raise UsageError(f"no stack in {d}; start one with `trustwatch stack up --dir {d} --target ...`")
+        if not args.suite:
+            raise UsageError("stack run needs --suite")
+        suite = load_suite(args.suite)
+        targets = parse_targets(args.target, suite.targets)
+        plans = [plan_run(suite, t, resolve_data_dir(args.data_dir)) for t in targets]
+        bus = kafka_bus(state.bootstrap)
+        try:
+            for p in plans:
+                publish(p, bus, wiring.topics())
+        finally:
+            bus.close()
+        reports = [local.wait_for_run(state.aggregator_url, p.run_id, args.timeout) for p in plans]
+        payload: Any = reports[0] if len(reports) == 1 else reports
+        text = json.dumps(payload, indent=2, default=str)
+        if args.out:
+            Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.out).write_text(text + "\n")
+        print(text)
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from trustwatch.tools.calibrate import CalibrationInputError, calibrate, format_result
+
+    try:
+        result = calibrate(args.evaluator, Path(args.xstest), settings(args))
+    except (CalibrationInputError, FileNotFoundError) as exc:
+        raise UsageError(str(exc)) from exc
+    print(format_result(result))
+    if args.out:
+        Path(args.out).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from trustwatch.tools.rescore import evaluate_results
+
+    data_dir = Path(args.data_dir) if args.data_dir else (Path(config.env("TRUSTWATCH_DATA_DIR"))
+                                                         if config.env("TRUSTWATCH_DATA_DIR") else None)
+    try:
+        results = evaluate_results(Path(args.trustllm_results), settings(args), offline=args.offline,
+                                   data_dir=data_dir)
+    except FileNotFoundError as exc:
+        raise UsageError(str(exc)) from exc
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    for key, r in results.items():
+        status = r.get("error") or r.get("skipped") or ", ".join(
+            f"{k}={v['value']:.3f}" if isinstance(v.get("value"), (int, float)) else f"{k}=-" for k, v in r["metrics"].items())
+        print(f"{key:<45} {status}")
+    print(f"written to {out}")
+    return 0
