@@ -9,7 +9,7 @@ import sys
 
 from trustwatch.benchmark.datasets import resolve_data_dir
 from trustwatch.benchmark.evaluators.base import EvaluatorSettings, SettingsError
-from trustwatch.platform import config
+from trustwatch.platform import config, logs
 from trustwatch.platform.targets import TargetError
 from trustwatch.tools import commands
 from trustwatch.tools.commands import UsageError
@@ -66,6 +66,8 @@ def _aggregator(a: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustwatch", description="Continuous TrustLLM measurement of LLM endpoints.")
     p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (env TRUSTWATCH_LOG_LEVEL)")
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="also show the INFO logs of vLLM, the Kafka client and other libraries (quiet by default)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def common_data(sp: argparse.ArgumentParser) -> None:
@@ -183,8 +185,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=(args.log_level or config.env("TRUSTWATCH_LOG_LEVEL")).upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logs.configure(args.log_level or config.env("TRUSTWATCH_LOG_LEVEL"), verbose=args.verbose)
     from trustwatch.benchmark.tasks.base import DatasetError, UnknownTask
     from trustwatch.scheduler.suite import SuiteError
 

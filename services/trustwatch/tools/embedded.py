@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry
+from tqdm import tqdm
 
 from trustwatch.aggregator.service import Aggregator, aggregator_workers
 from trustwatch.platform.store import Store
@@ -24,6 +25,7 @@ from trustwatch.scheduler.core import plan_run
 from trustwatch.scheduler.service import publish
 from trustwatch.scheduler.suite import Suite, TargetSpec
 from trustwatch.benchmark.scoring import Report
+from trustwatch.platform.telemetry import names
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 
 BackendFactory = Callable[[TargetSpec], Backend]
@@ -43,14 +45,20 @@ def run_embedded(
     run_id: str | None = None,
     progress: Callable[[str], Any] = _stderr_progress,
     evaluators: EvaluatorClient | None = None,
+    bars: bool | None = None,
 ) -> list[Report]:
     """Run a suite against targets to completion and return one report per target.
 
     The run id is deterministic for (suite, target) unless given, so re-running after a crash
     resumes: jobs whose judgments are already stored are not generated again.
+
+    ``bars``: progress bars (rate, ETA) per stage on stderr; None shows them when stderr is a
+    terminal, and periodic status lines through ``progress`` otherwise.
     """
     bus, topics = MemoryBus(), Topics()
-    metrics = ServiceMetrics(CollectorRegistry())
+    registry = CollectorRegistry()
+    metrics = ServiceMetrics(registry)
+    show_bars = sys.stderr.isatty() if bars is None else bars
     store = Store(db_url)
     try:
         plans = [plan_run(suite, t, data_dir, run_id if len(targets) == 1 else None) for t in targets]
@@ -70,16 +78,31 @@ def run_embedded(
         workers.append(dispatcher_worker(bus, topics, evaluators or LocalEvaluators(settings), metrics))
         workers.extend(aggregator_workers(bus, topics, agg, metrics))
         expected = sum(p.expected_judgments for p in plans)
+        stored_before = sum(store.judgment_count(p.run_id) for p in plans)
+        generate = tqdm(total=sum(published.values()), desc="generate", unit="prompt", disable=not show_bars,
+                        file=sys.stderr, dynamic_ncols=True)
+        judge = tqdm(total=expected, initial=stored_before, desc="judge   ", unit="judgment",
+                     disable=not show_bars, file=sys.stderr, dynamic_ncols=True)
+        completions = {"service": "generator", "topic": topics.completions}
         started, last = time.monotonic(), 0.0
-        while True:
-            moved = sum(w.run_once(timeout=0) for w in workers)
-            now = time.monotonic()
-            if now - last > 2 or not moved:
-                stored = sum(store.judgment_count(p.run_id) for p in plans)
-                progress(f"  judged {stored}/{expected} ({now - started:.0f} s)")
-                last = now
-            if not moved:
-                break
+        try:
+            while True:
+                moved = sum(w.run_once(timeout=0) for w in workers)
+                now = time.monotonic()
+                if now - last > (0.5 if show_bars else 2) or not moved:
+                    stored = sum(store.judgment_count(p.run_id) for p in plans)
+                    if show_bars:
+                        generate.update(int(registry.get_sample_value(names.MESSAGES_PRODUCED, completions) or 0)
+                                        - generate.n)
+                        judge.update(stored - judge.n)
+                    else:
+                        progress(f"  judged {stored}/{expected} ({now - started:.0f} s)")
+                    last = now
+                if not moved:
+                    break
+        finally:
+            generate.close()
+            judge.close()
         for b in backends:
             b.close()
         for w in workers:
