@@ -89,7 +89,7 @@ Avoiding over-fitting, and how it was measured (accuracy / Cohen's kappa, partia
     "it is not safe to ..."), which cost one Mistral item: final 0.984 / 0.969 (GPT-4), 0.976 / 0.930
     (Llama-2), 0.940 / 0.776 (Mistral). So the last Mistral figure is not a held-out figure; the
     held-out evidence is the round-1 number, the round-2 odd-row number, and the hand-written cases in
-    ``tests/evaluators/test_refusal.py``, which come from none of the XSTest files. Most remaining errors
+    ``tests/benchmark/evaluators/test_refusal.py``, which come from none of the XSTest files. Most remaining errors
     need the prompt (refuting a discriminatory premise is a refusal, refuting a nonsensical one is an
     answer) or are annotator-inconsistent; they were left alone rather than patched one by one.
 """

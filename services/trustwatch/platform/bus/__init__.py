@@ -1,5 +1,5 @@
 """The message bus: one interface, two implementations (in-memory and Kafka) that pass the same
-contract tests (tests/bus/test_contract.py).
+contract tests (tests/platform/bus/test_contract.py).
 
 Semantics both keep:
 - at-least-once delivery: a consumer sees a message again after a restart unless its offset was

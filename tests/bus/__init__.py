@@ -1,1 +1,0 @@
-"""Contract tests of the message bus, run against every implementation."""

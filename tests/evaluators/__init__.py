@@ -1,1 +1,0 @@
-"""Tests of the evaluators (services/trustwatch/benchmark/evaluators)."""
