@@ -181,7 +181,7 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
         import torch
         from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-        tok = PreTrainedTokenizerFast(
+        tok = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers is untyped
             tokenizer_object=_train_bpe(LLAMA_SPECIALS),
             unk_token="<unk>", bos_token="<s>", eos_token="</s>",
             model_max_length=LLAMA_WINDOW,
@@ -206,7 +206,7 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
         # so building a model does not change the caller's random stream.
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = LlamaForCausalLM(cfg)
+            model = LlamaForCausalLM(cfg)  # type: ignore[no-untyped-call]  # transformers is untyped
         model.save_pretrained(out, safe_serialization=True)
 
     return _build_atomically(dest, {"kind": "llama", "seed": seed, "recipe": RECIPE_VERSION}, build)
@@ -238,7 +238,7 @@ def build_tiny_classifier(
         raw.post_processor = processors.RobertaProcessing(
             ("</s>", raw.token_to_id("</s>")), ("<s>", raw.token_to_id("<s>"))  # (sep, cls)
         )
-        tok = PreTrainedTokenizerFast(
+        tok = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers is untyped
             tokenizer_object=raw,
             bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
             unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
@@ -265,7 +265,7 @@ def build_tiny_classifier(
         )
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = LongformerForSequenceClassification(cfg)
+            model = LongformerForSequenceClassification(cfg)  # type: ignore[no-untyped-call]  # transformers is untyped
         model.save_pretrained(out, safe_serialization=True)
 
     marker = {"kind": "longformer-classifier", "seed": seed, "labels": list(labels),

@@ -51,9 +51,11 @@ class OfflineEvaluators(LocalEvaluators):
                 cls = evaluator_registry.known().get(name)
                 if cls is None:
                     raise evaluator_registry.UnknownEvaluator(f"unknown evaluator {name!r}")
+                ev: Evaluator
                 if issubclass(cls, HybridEvaluator):
-                    ev = cls.from_settings(self.settings)
-                    ev.use_judge(_OfflineJudge())
+                    hybrid = cls.from_settings(self.settings)
+                    hybrid.use_judge(_OfflineJudge())
+                    ev = hybrid
                 elif not cls.offline:
                     ev = _OfflineJudge()
                 else:

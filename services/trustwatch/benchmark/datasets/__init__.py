@@ -71,7 +71,8 @@ def _fetch(url: str, timeout: float) -> bytes:
         raise DatasetDownloadError(f"unsupported URL {url!r}: use http(s):// or file://")
     try:
         with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - scheme checked above
-            return resp.read()
+            data: bytes = resp.read()
+            return data
     except OSError as exc:
         raise DatasetDownloadError(f"cannot download {url}: {exc}; check the network or pass --url") from exc
 

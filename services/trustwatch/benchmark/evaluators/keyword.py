@@ -6,7 +6,7 @@ what the tests drive, table by table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, Verdict, register
@@ -15,7 +15,7 @@ from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, Verdict, r
 class RuleEvaluator(Evaluator):
     """An evaluator made of one pure rule over (reply, record)."""
 
-    rule: ClassVar[Callable[[str, Mapping[str, Any]], Verdict]]
+    rule: ClassVar[staticmethod[[str, Mapping[str, Any]], Verdict]]
 
     def evaluate(self, items: Sequence[EvalItem]) -> list[Verdict]:
         rule = type(self).rule

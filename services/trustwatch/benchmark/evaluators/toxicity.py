@@ -28,6 +28,7 @@ text, and a classifier's output on nothing means nothing.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -148,7 +149,7 @@ class PerspectiveBackend:
                 out.append(down)
                 continue
             try:
-                out.append(call_with_retries(lambda t=text: self._analyze(client, t), _classify, self.retry))
+                out.append(call_with_retries(functools.partial(self._analyze, client, text), _classify, self.retry))
             except GaveUp as exc:
                 msg = self._describe(exc)
                 if _is_connect_error(exc.last):  # nothing listens: the other texts need not try
@@ -204,7 +205,8 @@ def _error_message(resp: Any) -> str:
             return str(err["message"])
     except (ValueError, json.JSONDecodeError):
         pass
-    return resp.text[:300] or resp.reason_phrase
+    message: str = resp.text[:300] or resp.reason_phrase
+    return message
 
 
 # --------------------------------------------------------------------------------------------------

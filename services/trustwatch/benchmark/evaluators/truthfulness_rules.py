@@ -122,7 +122,7 @@ def mc_corrected(response: str) -> str:
     m = _MC_STATED.search(text)
     if m:
         return m.group(1)
-    letters = {a or b for a, b in _MC_OPTION_FORM.findall(text)}
+    letters: set[str] = {a or b for a, b in _MC_OPTION_FORM.findall(text)}
     if len(letters) == 1:
         return next(iter(letters))
     return "NA"

@@ -10,6 +10,7 @@ from trustwatch.benchmark.stats import bootstrap_ci
 from trustwatch.benchmark.tasks.base import ScoredItem
 
 K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
 
 
 def group_by(items: Iterable[ScoredItem], key: Callable[[ScoredItem], K]) -> dict[K, list[ScoredItem]]:
@@ -46,6 +47,6 @@ def mean_or_none(values: Iterable[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def boot(items: Sequence[ScoredItem], statistic: Callable[[Sequence[ScoredItem]], float | None]) -> tuple[float | None, float | None]:
+def boot(items: Sequence[T], statistic: Callable[[Sequence[T]], float | None]) -> tuple[float | None, float | None]:
     """Percentile-bootstrap interval over items (fixed seed: reports are reproducible)."""
     return bootstrap_ci(items, statistic, n_boot=500, seed=0)

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from trustwatch.benchmark.tasks._accuracy import accuracy, judged
+from trustwatch.benchmark.tasks._accuracy import Outcome, accuracy, judged
 from trustwatch.benchmark.tasks._common import boot, group_by
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
@@ -49,7 +49,7 @@ def _reference(it: ScoredItem) -> bool | None:
     return ref == _gold(it)
 
 
-def _units(items: Sequence[ScoredItem], outcome) -> list[tuple[str, bool | None]]:  # type: ignore[no-untyped-def]
+def _units(items: Sequence[ScoredItem], outcome: Outcome) -> list[tuple[str, bool | None]]:
     return [(_gold(it), outcome(it)) for it in judged(items, EVALUATOR)]
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-from trustwatch.benchmark.tasks._accuracy import accuracy, judged
+from trustwatch.benchmark.tasks._accuracy import Outcome, accuracy, judged
 from trustwatch.benchmark.tasks._common import boot, group_by
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
@@ -65,7 +65,7 @@ def _reference(it: ScoredItem) -> bool | None:
 Unit = tuple["str | None", "bool | None"]
 
 
-def _units(items: Sequence[ScoredItem], outcome) -> list[Unit]:  # type: ignore[no-untyped-def]
+def _units(items: Sequence[ScoredItem], outcome: Outcome) -> list[Unit]:
     return [(_gold(it), outcome(it)) for it in judged(items, EVALUATOR)]
 
 

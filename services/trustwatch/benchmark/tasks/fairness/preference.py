@@ -27,19 +27,20 @@ bare A/B answer?) and ``refusal`` (used only for replies that are not a bare ans
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from trustwatch.benchmark.stats import wilson
 from trustwatch.benchmark.tasks._accuracy import refusal_rate
 from trustwatch.benchmark.tasks._common import boot, mean_or_none
-from trustwatch.benchmark.tasks._rates import ERRORS_NOTE
+from trustwatch.benchmark.tasks._rates import ERRORS_NOTE, Outcome, Stat
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
 REFUSAL = "refusal"
 SHORT = "preference_short_answer"
 
 
-def route(record: dict) -> tuple[str, ...]:  # type: ignore[type-arg]
+def route(record: Mapping[str, Any]) -> tuple[str, ...]:
     return (SHORT, REFUSAL) if record.get("type") == "force" else (REFUSAL,)
 
 
@@ -69,7 +70,7 @@ def plain_refused(it: ScoredItem) -> bool | None:
     return _refused(it)
 
 
-def _rate(items: Sequence[ScoredItem], fn) -> float | None:  # type: ignore[no-untyped-def]
+def _rate(items: Sequence[ScoredItem], fn: Outcome) -> float | None:
     vals = [o for o in (fn(it) for it in items) if o is not None]
     return sum(vals) / len(vals) if vals else None
 
@@ -94,7 +95,7 @@ def force_metric(items: Sequence[ScoredItem]) -> Metric:
     )
 
 
-def _overall(which: str):  # type: ignore[no-untyped-def]
+def _overall(which: str) -> Stat:
     def f(xs: Sequence[ScoredItem]) -> float | None:
         plain = _rate([it for it in xs if it.record.get("type") == "plain"], plain_refused)
         force = _rate([it for it in xs if it.record.get("type") == "force"], lambda it: force_refused(it, which))

@@ -95,7 +95,10 @@ def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
     cell_table = {f"{s}/{t}": v for (s, t), v in cells.items()}
     out: dict[str, Metric] = {}
     for key in KEYS:
-        lo, hi = boot(units, lambda xs, k=key: corrected(by_cell(xs), k))
+        def stat(xs: Sequence[Unit], k: str = key) -> float | None:
+            return corrected(by_cell(xs), k)
+
+        lo, hi = boot(units, stat)
         out[key] = Metric(
             value=corrected(cells, key),
             reference_value=reference(cells, key),

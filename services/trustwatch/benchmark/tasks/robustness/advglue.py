@@ -110,6 +110,7 @@ def task_rates(pairs: Sequence[Pair], reference: bool) -> dict[str, float | None
 
 def averages(pairs: Sequence[Pair], reference: bool) -> dict[str, float | None]:
     per = [task_rates([p for p in pairs if p.task == t], reference) for t in ADVGLUE_TASKS]
+    avg: dict[str, float | None]
     if reference:  # the reference always averages over the four tasks
         avg = {k: sum(r[k] or 0.0 for r in per) / len(per) for k in ("acc", "adv_acc", "asr")}
     else:

@@ -10,7 +10,7 @@ Failed generations are treated as invalid in ``value`` and dropped in ``referenc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from trustwatch.benchmark.tasks._common import boot, group_by, macro_f1, mean_or_none
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
@@ -34,7 +34,8 @@ def reference_f1(items: Sequence[ScoredItem]) -> float | None:
     return macro_f1([str(it.record["answer"]) for it in kept], [_pred(it) for it in kept])
 
 
-def _metric(items: Sequence[ScoredItem], value_fn, ref_fn) -> Metric:  # type: ignore[no-untyped-def]
+def _metric(items: Sequence[ScoredItem], value_fn: Callable[[Sequence[ScoredItem]], float | None],
+            ref_fn: Callable[[Sequence[ScoredItem]], float | None]) -> Metric:
     n_valid = sum(1 for it in items if _pred(it) != "invalid")
     lo, hi = boot(items, value_fn)
     return Metric(
@@ -53,7 +54,7 @@ def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
     by_source = group_by(items, lambda it: str(it.record.get("source")))
     out = {s: _metric(by_source.get(s, []), corrected_f1, reference_f1) for s in SOURCES if s in by_source}
 
-    def avg(fn):  # type: ignore[no-untyped-def]
+    def avg(fn: Callable[[Sequence[ScoredItem]], float | None]) -> Callable[[Sequence[ScoredItem]], float | None]:
         return lambda xs: mean_or_none(fn(g) for g in group_by(xs, lambda it: str(it.record.get("source"))).values())
 
     out["avg"] = _metric(items, avg(corrected_f1), avg(reference_f1))

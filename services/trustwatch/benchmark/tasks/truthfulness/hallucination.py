@@ -29,7 +29,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trustwatch.benchmark.tasks._common import group_by
-from trustwatch.benchmark.tasks._rates import avg_metric, ok_items, rate, rate_metric
+from trustwatch.benchmark.tasks._rates import Outcome, Stat, avg_metric, ok_items, rate, rate_metric
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
 YES_NO = "hallucination_yes_no"
@@ -53,7 +53,7 @@ def _parse(it: ScoredItem, which: str) -> str | None:
     return str(v.detail.get(which, v.label if which == "corrected" else "NA"))
 
 
-def _outcome(which: str):  # type: ignore[no-untyped-def]
+def _outcome(which: str) -> Outcome:
     def f(it: ScoredItem) -> bool | None:
         pred = _parse(it, which)
         if pred is None:
@@ -68,13 +68,13 @@ corrected_correct = _outcome("corrected")
 reference_correct = _outcome("reference")
 
 
-def _avg(which: str):  # type: ignore[no-untyped-def]
+def _avg(which: str) -> Stat:
     fn = _outcome(which)
 
     def f(xs: Sequence[ScoredItem]) -> float | None:
         vals = [rate(g, fn) for g in group_by(xs, _source).values()]
-        vals = [v for v in vals if v is not None]
-        return sum(vals) / len(vals) if vals else None
+        defined = [v for v in vals if v is not None]
+        return sum(defined) / len(defined) if defined else None
 
     return f
 

@@ -32,7 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from trustwatch.benchmark.tasks._common import group_by
-from trustwatch.benchmark.tasks._rates import avg_metric, rate, rate_metric
+from trustwatch.benchmark.tasks._rates import Outcome, Stat, avg_metric, rate, rate_metric
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
 CODAH = "internal_codah"
@@ -94,7 +94,7 @@ def judge_correct_reference(it: ScoredItem) -> bool | None:
     return reference_tally(raw if isinstance(raw, str) else v.label)
 
 
-def _outcomes(source: str):  # type: ignore[no-untyped-def]
+def _outcomes(source: str) -> tuple[Outcome, Outcome]:
     if source == "codah":
         return codah_correct, codah_correct
     return judge_correct, judge_correct_reference
@@ -104,11 +104,11 @@ def _source(it: ScoredItem) -> str:
     return str(it.record.get("source"))
 
 
-def _stat(reference: bool):  # type: ignore[no-untyped-def]
+def _stat(reference: bool) -> Stat:
     def f(xs: Sequence[ScoredItem]) -> float | None:
         vals = [rate(g, _outcomes(s)[1 if reference else 0]) for s, g in group_by(xs, _source).items()]
-        vals = [v for v in vals if v is not None]
-        return sum(vals) / len(vals) if vals else None
+        defined = [v for v in vals if v is not None]
+        return sum(defined) / len(defined) if defined else None
 
     return f
 
