@@ -1,12 +1,12 @@
-"""Task and evaluator registries load once, even when first used from several threads at a time
+"""The task and evaluator registries load once, even when first used from several threads at a time
 (the aggregator's consumer loop and its HTTP report API do exactly that)."""
 
-import importlib
 import sys
 import threading
 
-import trustwatch.benchmark.evaluators.base as ebase
-import trustwatch.benchmark.tasks.base as tbase
+from trustwatch.benchmark.evaluators import base as ebase
+from trustwatch.benchmark.tasks import base as tbase
+from trustwatch.platform.registry import Registry
 
 
 def _race(fn, n=8):
@@ -27,18 +27,30 @@ def _race(fn, n=8):
     return errors
 
 
-def test_tasks_load_once_under_concurrency(monkeypatch):
-    monkeypatch.setattr(tbase, "_REGISTRY", {})
-    monkeypatch.setattr(tbase, "_loaded", False)
-    # forget the task modules so each thread would import and register them if unguarded
-    for name in [m for m in sys.modules if m.startswith("trustwatch.benchmark.tasks.") and m.count(".") == 2
-                 and not m.rsplit(".", 1)[1].startswith("_") and not m.endswith(".base")]:
+def _forget(monkeypatch, package):
+    """Drop a package's modules from sys.modules, so each thread would import them if unguarded."""
+    names = [m for m in sys.modules if m.startswith(package + ".") and not m.rsplit(".", 1)[1].startswith("_")
+             and not m.endswith(".base")]
+    assert names
+    for name in names:
         monkeypatch.delitem(sys.modules, name)
-    assert _race(tbase.known) == []
-    assert len(tbase.known()) == 24
+
+
+def test_tasks_load_once_under_concurrency(monkeypatch):
+    tbase.known()
+    _forget(monkeypatch, "trustwatch.benchmark.tasks")
+    fresh = Registry("task", tbase.TASKS.package, lambda t: t.name, collect=tbase._task_of, recursive=True)
+    assert _race(fresh.known) == []
+    assert len(fresh.known()) == 24
+    assert {t.split("/")[0] for t in fresh.known()} == {
+        "truthfulness", "safety", "fairness", "robustness", "privacy", "ethics"}
 
 
 def test_evaluators_load_once_under_concurrency(monkeypatch):
-    monkeypatch.setattr(ebase, "_loaded", False)
-    assert _race(ebase.known) == []
-    assert "refusal" in ebase.known() and importlib.import_module("trustwatch.benchmark.evaluators.keyword")
+    # names defined by the package's modules (tests may register their own on the shared registry)
+    before = {n for n, cls in ebase.known().items() if cls.__module__.startswith(ebase.EVALUATORS.package + ".")}
+    _forget(monkeypatch, "trustwatch.benchmark.evaluators")
+    fresh = Registry("evaluator", ebase.EVALUATORS.package, lambda cls: cls.name)
+    monkeypatch.setattr(ebase, "EVALUATORS", fresh)  # what @register adds to while modules re-import
+    assert _race(fresh.known) == []
+    assert set(fresh.known()) == before and "refusal" in before

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import importlib
 import math
-import pkgutil
-import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
 from trustwatch.platform import config
+from trustwatch.platform.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -124,47 +122,24 @@ class UnknownEvaluator(LookupError):
     pass
 
 
-_REGISTRY: dict[str, type[Evaluator]] = {}
-_loaded = False
+#: Every evaluator: a module (or package) in this package with an :class:`Evaluator` subclass decorated
+#: with :func:`register`. Modules are imported on first use, so heavy back-ends import lazily.
+EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", "trustwatch.benchmark.evaluators",
+                                                 lambda cls: cls.name, unknown=UnknownEvaluator)
 E = TypeVar("E", bound=type[Evaluator])
 
 
 def register(cls: E) -> E:
     """Class decorator: make an evaluator available by its ``name``."""
-    name = cls.name
-    if name in _REGISTRY and _REGISTRY[name] is not cls:
-        raise ValueError(f"two evaluators are named {name!r}: {_REGISTRY[name].__module__} and {cls.__module__}")
-    _REGISTRY[name] = cls
-    return cls
-
-
-# Services look evaluators up from several threads (gRPC workers): import them once.
-_LOAD_LOCK = threading.Lock()
-
-
-def _load_all() -> None:
-    global _loaded
-    with _LOAD_LOCK:
-        if _loaded:
-            return
-        import trustwatch.benchmark.evaluators as pkg
-
-        for mod in pkgutil.iter_modules(pkg.__path__):
-            if not mod.name.startswith("_") and mod.name != "base":
-                importlib.import_module(f"{pkg.__name__}.{mod.name}")
-        _loaded = True
+    return EVALUATORS.add(cls)
 
 
 def known() -> dict[str, type[Evaluator]]:
-    _load_all()
-    return dict(sorted(_REGISTRY.items()))
+    return EVALUATORS.known()
 
 
 def create(name: str, settings: EvaluatorSettings | None = None) -> Evaluator:
-    registry = known()
-    if name not in registry:
-        raise UnknownEvaluator(f"unknown evaluator {name!r}; known evaluators: {', '.join(registry)}")
-    return registry[name].from_settings(settings or EvaluatorSettings())
+    return EVALUATORS.get(name).from_settings(settings or EvaluatorSettings())
 
 
 def evaluate_items(evaluator: Evaluator, items: Sequence[EvalItem]) -> list[Verdict]:

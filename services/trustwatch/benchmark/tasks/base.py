@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 import math
-import pkgutil
-import threading
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from trustwatch.benchmark.evaluators.base import Verdict
+from trustwatch.platform.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -105,43 +104,23 @@ class DatasetError(ValueError):
     pass
 
 
-_REGISTRY: dict[str, Task] = {}
-_loaded = False
-# Services look tasks up from several threads (consumer loop, HTTP report API): load them once.
-_LOAD_LOCK = threading.Lock()
+def _task_of(module: ModuleType) -> list[Task]:
+    task = getattr(module, "TASK", None)
+    return [task] if isinstance(task, Task) else []
 
 
-def _load_all() -> None:
-    global _loaded
-    with _LOAD_LOCK:
-        if _loaded:
-            return
-        import trustwatch.benchmark.tasks as pkg
-
-        # One module per dataset file, in one sub-package per dimension: tasks/<dimension>/<file>.py.
-        for mod in pkgutil.walk_packages(pkg.__path__, prefix=f"{pkg.__name__}."):
-            leaf = mod.name.rsplit(".", 1)[-1]
-            if mod.ispkg or leaf.startswith("_") or leaf == "base":
-                continue
-            module = importlib.import_module(mod.name)
-            task = getattr(module, "TASK", None)
-            if isinstance(task, Task):
-                if task.name in _REGISTRY and _REGISTRY[task.name] is not task:
-                    raise ValueError(f"task {task.name!r} is declared twice")
-                _REGISTRY[task.name] = task
-        _loaded = True
+#: Every task: one module per dataset file, in one sub-package per dimension (tasks/<dimension>/<file>.py),
+#: each defining ``TASK = Task(...)``.
+TASKS: Registry[Task] = Registry("task", "trustwatch.benchmark.tasks", lambda t: t.name, collect=_task_of,
+                                 recursive=True, unknown=UnknownTask)
 
 
 def known() -> dict[str, Task]:
-    _load_all()
-    return dict(sorted(_REGISTRY.items()))
+    return TASKS.known()
 
 
 def get(name: str) -> Task:
-    tasks = known()
-    if name not in tasks:
-        raise UnknownTask(f"unknown task {name!r}; known tasks: {', '.join(tasks)}")
-    return tasks[name]
+    return TASKS.get(name)
 
 
 def load_items(task: Task, data_dir: Path, limit: int | None = None) -> list[TaskItem]:

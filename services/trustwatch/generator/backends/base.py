@@ -5,6 +5,10 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from trustwatch.platform.registry import Registry
+from trustwatch.platform.targets import TargetSpec
 
 
 @dataclass(frozen=True)
@@ -29,8 +33,17 @@ class GenResult:
 
 
 class Backend(abc.ABC):
+    #: The back-end name a target starts with (``vllm:...``, ``openai:...``).
+    name: ClassVar[str]
     #: How many requests the generator service should hand over at once.
     preferred_batch: int = 64
+
+    @classmethod
+    def from_target(cls, target: TargetSpec, **options: Any) -> Backend:
+        """Build the back-end for a target. ``options`` are the generation settings given on the
+        command line (e.g. ``max_model_len``, ``concurrency``): take those that apply, ignore the rest.
+        Raise ValueError naming the fix for a bad target. Every registered back-end overrides this."""
+        raise TypeError(f"{cls.__name__} cannot be built from a target")
 
     @abc.abstractmethod
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
@@ -40,14 +53,23 @@ class Backend(abc.ABC):
         return None
 
 
-def create(backend: str, model: str, base_url: str = "", api_key_env: str = "", **options: object) -> Backend:
-    """Build the back-end a target names. Raises ValueError naming the fix for a bad target."""
-    if backend == "vllm":
-        from trustwatch.generator.backends.vllm_engine import VllmBackend
+class UnknownBackend(ValueError, LookupError):
+    """A target names a back-end that does not exist."""
 
-        return VllmBackend(model, **options)  # type: ignore[arg-type]
-    if backend == "openai":
-        from trustwatch.generator.backends.openai_api import OpenAIBackend
 
-        return OpenAIBackend(model=model, base_url=base_url, api_key_env=api_key_env, **options)  # type: ignore[arg-type]
-    raise ValueError(f"unknown generation back-end {backend!r}; use 'vllm' or 'openai'")
+#: Every back-end: a module in this package with a :class:`Backend` subclass decorated with
+#: :func:`register`. Each module imports its heavy library (vllm, openai) lazily.
+BACKENDS: Registry[type[Backend]] = Registry("generation back-end", "trustwatch.generator.backends",
+                                             lambda cls: cls.name, unknown=UnknownBackend)
+B = TypeVar("B", bound=type[Backend])
+
+
+def register(cls: B) -> B:
+    """Class decorator: make a back-end available by its ``name``."""
+    return BACKENDS.add(cls)
+
+
+def create(backend: str, model: str, base_url: str = "", api_key_env: str = "", **options: Any) -> Backend:
+    """Build a back-end by name (see :meth:`Backend.from_target`)."""
+    target = TargetSpec(name=model, backend=backend, model=model, base_url=base_url, api_key_env=api_key_env)
+    return BACKENDS.get(backend).from_target(target, **options)
