@@ -119,7 +119,8 @@ def build_parser() -> argparse.ArgumentParser:
     jp = sub.add_parser("judge", help="the evaluator gRPC server and the judge dispatcher")
     jsub = jp.add_subparsers(dest="judge_command", required=True)
     sp = jsub.add_parser("serve", help="serve evaluators over gRPC")
-    sp.add_argument("--host", default="0.0.0.0")
+    sp.add_argument("--host", default=None, help="address to bind: env TRUSTWATCH_GRPC_HOST (default 127.0.0.1, "
+                    "loopback; 0.0.0.0 in Kubernetes). TLS/mTLS: TRUSTWATCH_GRPC_TLS_CERT/_KEY/_CLIENT_CA")
     sp.add_argument("--port", type=int, default=None, help="env TRUSTWATCH_GRPC_PORT (default 50051)")
     metrics(sp), judges(sp)
     sp.set_defaults(func=_judge_serve)

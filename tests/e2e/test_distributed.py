@@ -75,9 +75,9 @@ def _metric(report: dict, task: str, key: str) -> dict:
 def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url, tiny_model, vllm_server, data_dir):
     base_url, served = vllm_server
     engine_target = f"vllm:{tiny_model}?name=tiny-engine"
-    api_target = f"openai:{served}@{base_url}?name=tiny-api&key_env=TW_E2E_KEY"
+    api_target = f"openai:{served}@{base_url}?name=tiny-api&key_env=TW_E2E_API_KEY"
     env = {**os.environ, "TRUSTWATCH_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1",
-           "VLLM_CPU_KVCACHE_SPACE": "1", "TW_E2E_KEY": "e2e-secret-never-logged"}
+           "VLLM_CPU_KVCACHE_SPACE": "1", "TW_E2E_API_KEY": "e2e-secret-never-logged"}
     stack_dir = tmp_path / "stack"
     metrics_base = _free_base()
     state = local.up(stack_dir, [engine_target, api_target], postgres_url, bootstrap=kafka_broker,

@@ -41,9 +41,9 @@ def test_malformed_yaml_file(tmp_path):
 def test_targets_parse():
     t = parse_target("vllm:/models/Llama-3-8B")
     assert (t.backend, t.model, t.name) == ("vllm", "/models/Llama-3-8B", "Llama-3-8B")
-    o = parse_target("openai:gpt-4o-mini@https://gw.example/v1/?key_env=GW_KEY&name=prod")
+    o = parse_target("openai:gpt-4o-mini@https://gw.example/v1/?key_env=GW_API_KEY&name=prod")
     assert (o.backend, o.model, o.base_url, o.api_key_env, o.name) == (
-        "openai", "gpt-4o-mini", "https://gw.example/v1", "GW_KEY", "prod")
+        "openai", "gpt-4o-mini", "https://gw.example/v1", "GW_API_KEY", "prod")
     assert parse_target("openai:m@http://127.0.0.1:8000/v1").api_key_env == "OPENAI_API_KEY"
 
 
@@ -56,7 +56,7 @@ def test_targets_parse():
         ("openai:gpt@ftp://x", "http(s) base URL"),
         ("vllm:", "names no model"),
         ("openai:m@http://h/v1?key_env=1BAD", "key_env must be an environment variable name"),
-        ("openai:m@http://h/v1?api_key=sk-123", "unknown option(s) api_key"),
+        ("openai:m@http://h/v1?api_key=sk-123", "credentials in the URL are refused"),
     ],
 )
 def test_bad_targets(text, message):

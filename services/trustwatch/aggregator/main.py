@@ -21,7 +21,7 @@ def main(db: str | None = None, host: str = "0.0.0.0", metrics_port: int | None 
     store = Store(db or config.env("TRUSTWATCH_DB_URL"))
     agg = Aggregator(store, metrics)
     port = wiring.metrics_port(metrics_port)
-    http = serve_http(agg, registry, host, port) if port else None
+    http = serve_http(agg, registry, host, port, token=config.env("TRUSTWATCH_API_TOKEN")) if port else None
     workers = aggregator_workers(wiring.kafka(bootstrap), wiring.topics(), agg, metrics)
     install_signal_handlers(*workers)
     runs_thread = threading.Thread(target=workers[1].run_forever, name="runs", daemon=True)

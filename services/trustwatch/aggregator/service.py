@@ -113,8 +113,15 @@ def aggregator_workers(bus: Bus, topics: Topics, agg: Aggregator, metrics: Servi
     ]
 
 
-def serve_http(agg: Aggregator, registry: CollectorRegistry, host: str, port: int) -> ThreadingHTTPServer:
-    """GET /metrics (Prometheus), /healthz, /readyz (database reachable), /runs, /report?run=ID."""
+def serve_http(agg: Aggregator, registry: CollectorRegistry, host: str, port: int,
+               token: str = "") -> ThreadingHTTPServer:
+    """GET /metrics (Prometheus), /healthz, /readyz (database reachable), /runs, /report?run=ID.
+
+    With a ``token``, /runs and /report answer only requests carrying ``Authorization: Bearer
+    <token>`` (401 otherwise); /metrics and the probes stay open for Prometheus and the kubelet."""
+    import hmac
+
+    expected = f"Bearer {token}".encode() if token else b""
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: Any) -> None:
@@ -127,8 +134,23 @@ def serve_http(agg: Aggregator, registry: CollectorRegistry, host: str, port: in
             self.end_headers()
             self.wfile.write(body)
 
+        def _authorized(self) -> bool:
+            if not expected:
+                return True
+            given = self.headers.get("Authorization", "").strip().encode("utf-8", "replace")
+            return hmac.compare_digest(given, expected)
+
         def do_GET(self) -> None:  # noqa: N802
             url = urlsplit(self.path)
+            if url.path in ("/runs", "/report") and not self._authorized():
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Bearer realm="trustwatch"')
+                body = b'{"error":"send Authorization: Bearer <TRUSTWATCH_API_TOKEN>"}'
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                return
             if url.path == "/metrics":
                 self._send(200, generate_latest(registry), CONTENT_TYPE_LATEST)
             elif url.path == "/healthz":

@@ -7,6 +7,7 @@ import json
 import math
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 
@@ -72,11 +73,26 @@ class GrpcEvaluators(EvaluatorClient):
     """Client of the evaluator service. Raises grpc.RpcError on transport faults (the dispatcher then
     leaves its batch uncommitted and retries), returns error verdicts for unknown evaluators."""
 
-    def __init__(self, address: str, timeout_s: float = 300.0, max_message_mb: int = 64) -> None:
+    def __init__(self, address: str, timeout_s: float = 300.0, max_message_mb: int = 64, *,
+                 ca_file: str = "", cert_file: str = "", key_file: str = "") -> None:
+        """``ca_file`` (PEM): connect over TLS and verify the server against it; ``cert_file`` and
+        ``key_file``: the client certificate for mutual TLS. With none of them, plaintext."""
         opts = [("grpc.max_send_message_length", max_message_mb << 20),
                 ("grpc.max_receive_message_length", max_message_mb << 20)]
         self.address = address
-        self.channel = grpc.insecure_channel(address, options=opts)
+        if bool(cert_file) != bool(key_file):
+            raise ValueError("a gRPC client certificate needs both TRUSTWATCH_GRPC_TLS_CLIENT_CERT and "
+                             "TRUSTWATCH_GRPC_TLS_CLIENT_KEY")
+        self.tls = bool(ca_file or cert_file)
+        if self.tls:
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=Path(ca_file).read_bytes() if ca_file else None,
+                private_key=Path(key_file).read_bytes() if key_file else None,
+                certificate_chain=Path(cert_file).read_bytes() if cert_file else None,
+            )
+            self.channel = grpc.secure_channel(address, creds, options=opts)
+        else:
+            self.channel = grpc.insecure_channel(address, options=opts)
         self.stub = egrpc.EvaluatorServiceStub(self.channel)
         self.timeout_s = timeout_s
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import logging
 import time
 from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -47,9 +49,36 @@ class EvaluatorServicer(egrpc.EvaluatorServiceServicer):
         )
 
 
+@dataclass(frozen=True)
+class ServerTLS:
+    """TLS for the evaluator server: PEM files of its certificate chain and key; with
+    ``client_ca_file``, mutual TLS (every client must present a certificate that CA signed)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str = ""
+
+    @classmethod
+    def from_files(cls, cert_file: str, key_file: str, client_ca_file: str = "") -> ServerTLS | None:
+        """None when no certificate is configured (plaintext); a clear error for half a configuration."""
+        if not (cert_file or key_file or client_ca_file):
+            return None
+        if not (cert_file and key_file):
+            raise ValueError("gRPC TLS needs both TRUSTWATCH_GRPC_TLS_CERT and TRUSTWATCH_GRPC_TLS_KEY "
+                             "(TRUSTWATCH_GRPC_TLS_CLIENT_CA alone cannot serve TLS)")
+        return cls(cert_file, key_file, client_ca_file)
+
+    def credentials(self) -> grpc.ServerCredentials:
+        chain, key = Path(self.cert_file).read_bytes(), Path(self.key_file).read_bytes()
+        client_ca = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
+        return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
+                                           require_client_auth=client_ca is not None)
+
+
 def serve(local: LocalEvaluators, host: str = "127.0.0.1", port: int = 50051, workers: int = 8,
-          metrics: ServiceMetrics | None = None) -> tuple[grpc.Server, int]:
-    """Start the server; returns it and the bound port (pass port 0 for a free one)."""
+          metrics: ServiceMetrics | None = None, tls: ServerTLS | None = None) -> tuple[grpc.Server, int]:
+    """Start the server; returns it and the bound port (pass port 0 for a free one). Loopback by
+    default; TLS with ``tls`` (mutual TLS when it names a client CA), plaintext without."""
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=workers),
         options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
@@ -58,11 +87,15 @@ def serve(local: LocalEvaluators, host: str = "127.0.0.1", port: int = 50051, wo
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    if tls is not None:
+        bound = server.add_secure_port(f"{host}:{port}", tls.credentials())
+    else:
+        bound = server.add_insecure_port(f"{host}:{port}")
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}; is the port in use?")
     server.start()
     health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
     health_servicer.set(SERVICE_NAME, health_pb2.HealthCheckResponse.SERVING)
-    log.info("evaluator service listening on %s:%d", host, bound)
+    mode = "plaintext" if tls is None else ("mutual TLS" if tls.client_ca_file else "TLS")
+    log.info("evaluator service listening on %s:%d (%s)", host, bound, mode)
     return server, bound

@@ -10,21 +10,45 @@ from prometheus_client import CollectorRegistry
 from trustwatch.benchmark.evaluators.base import EvaluatorSettings
 from trustwatch.judge.client import EvaluatorClient, GrpcEvaluators, LocalEvaluators
 from trustwatch.judge.dispatcher import dispatcher_worker
-from trustwatch.judge.grpc_server import serve
+from trustwatch.judge.grpc_server import ServerTLS, serve
 from trustwatch.platform import config, wiring
 from trustwatch.platform.runtime import install_signal_handlers
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 
 
-def serve_main(settings: EvaluatorSettings, host: str, port: int | None = None,
+def server_tls() -> ServerTLS | None:
+    """The server's TLS settings from TRUSTWATCH_GRPC_TLS_CERT/_KEY/_CLIENT_CA (None: plaintext)."""
+    try:
+        return ServerTLS.from_files(config.env("TRUSTWATCH_GRPC_TLS_CERT"), config.env("TRUSTWATCH_GRPC_TLS_KEY"),
+                                    config.env("TRUSTWATCH_GRPC_TLS_CLIENT_CA"))
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+
+
+def grpc_client(addr: str) -> GrpcEvaluators:
+    """A client of the evaluator service, over TLS when TRUSTWATCH_GRPC_TLS_CA (or a client
+    certificate) is configured."""
+    try:
+        return GrpcEvaluators(addr, ca_file=config.env("TRUSTWATCH_GRPC_TLS_CA"),
+                              cert_file=config.env("TRUSTWATCH_GRPC_TLS_CLIENT_CERT"),
+                              key_file=config.env("TRUSTWATCH_GRPC_TLS_CLIENT_KEY"))
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
+
+
+def serve_main(settings: EvaluatorSettings, host: str | None = None, port: int | None = None,
                metrics_port: int | None = None) -> int:
-    """Serve evaluators over gRPC until SIGTERM/SIGINT."""
+    """Serve evaluators over gRPC until SIGTERM/SIGINT; on TRUSTWATCH_GRPC_HOST (loopback) unless
+    ``host`` is given."""
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
+    host = host or config.env("TRUSTWATCH_GRPC_HOST")
     port = port if port is not None else config.env_int("TRUSTWATCH_GRPC_PORT")
-    server, bound = serve(LocalEvaluators(settings), host=host, port=port, metrics=metrics)
-    print(f"evaluator service listening on {host}:{bound}", flush=True)
+    tls = server_tls()
+    server, bound = serve(LocalEvaluators(settings), host=host, port=port, metrics=metrics, tls=tls)
+    mode = "plaintext" if tls is None else ("mutual TLS" if tls.client_ca_file else "TLS")
+    print(f"evaluator service listening on {host}:{bound} ({mode})", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -40,7 +64,7 @@ def dispatch_main(settings: EvaluatorSettings, evaluator_addr: str | None = None
     metrics = ServiceMetrics(registry)
     wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
     addr = evaluator_addr or config.env("TRUSTWATCH_EVALUATOR_ADDR")
-    client: EvaluatorClient = GrpcEvaluators(addr) if addr else LocalEvaluators(settings)
+    client: EvaluatorClient = grpc_client(addr) if addr else LocalEvaluators(settings)
     worker = dispatcher_worker(wiring.kafka(bootstrap), wiring.topics(), client, metrics)
     install_signal_handlers(worker)
     worker.run_forever()

@@ -13,6 +13,7 @@ from typing import Any
 import trustwatch
 from trustwatch.benchmark import tasks as task_registry
 from trustwatch.platform.messages import dumps_record, job_id, job_seed, now_ms
+from trustwatch.platform.targets import redact_url
 from trustwatch.scheduler.suite import Suite, TargetSpec
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -66,8 +67,9 @@ def plan_run(suite: Suite, target: TargetSpec, data_dir: Path, run_id: str | Non
     """Load every task's items (failing before anything is published if a file is bad) and build jobs."""
     run_id = run_id or default_run_id(suite, target)
     created = now_ms()
+    # Jobs, the manifest and the run id carry the URL without credentials (describe() redacts too).
     target_pb = pb.Target(name=target.name, backend=target.backend, model=target.model,
-                          base_url=target.base_url, api_key_env=target.api_key_env)
+                          base_url=redact_url(target.base_url), api_key_env=target.api_key_env)
     jobs: list[pb.PromptJob] = []
     checksums: dict[str, str] = {}
     counts: dict[str, int] = {}

@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         from trustwatch.tools.rescore import OfflineEvaluators
 
         client = OfflineEvaluators(settings(args))
-    reports = run_embedded(suite, targets, resolve_data_dir(args.data_dir), db, lambda t: backend_for(t, args.max_model_len, args.concurrency),
+    reports = run_embedded(suite, targets, resolve_data_dir(args.data_dir), db, lambda t: backend_for(t, max_model_len=args.max_model_len, concurrency=args.concurrency),
                            settings(args), run_id=args.run_id, evaluators=client)
     for r in reports:
         print(format_table(r))
@@ -85,7 +85,9 @@ def cmd_report(args: argparse.Namespace) -> int:
         for run_id in args.run_id:
             report = agg.report(run_id)
             if report is None:
-                raise UsageError(f"no run {run_id!r} in {store.url}; `trustwatch report` lists the runs")
+                from trustwatch.tools.stack.local import safe_db_url
+
+                raise UsageError(f"no run {run_id!r} in {safe_db_url(store.url)}; `trustwatch report` lists the runs")
             reports.append(report)
     finally:
         store.close()
@@ -142,8 +144,9 @@ def cmd_stack(args: argparse.Namespace) -> int:
             parse_targets([t])  # parse early: a bad target fails before anything starts
         db = args.db or f"sqlite:///{(d / 'trustwatch.db').resolve()}"
         state = local.up(d, targets, db, bootstrap=args.bootstrap, metrics_base=args.metrics_base)
-        print(json.dumps({"bootstrap": state.bootstrap, "db": state.db_url, "evaluators": state.evaluator_addr,
-                          "aggregator": state.aggregator_url, "services": state.services}, indent=2))
+        print(json.dumps({"bootstrap": state.bootstrap, "db": local.safe_db_url(state.db_url),
+                          "evaluators": state.evaluator_addr, "aggregator": state.aggregator_url,
+                          "services": state.services, "metrics_ports": state.metrics_ports}, indent=2))
     elif args.action == "down":
         stopped = local.down(d)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -175,7 +178,8 @@ def cmd_stack(args: argparse.Namespace) -> int:
                 publish(p, bus, wiring.topics())
         finally:
             bus.close()
-        reports = [local.wait_for_run(state.aggregator_url, p.run_id, args.timeout) for p in plans]
+        reports = [local.wait_for_run(state.aggregator_url, p.run_id, args.timeout,
+                                      token=config.env("TRUSTWATCH_API_TOKEN")) for p in plans]
         payload: Any = reports[0] if len(reports) == 1 else reports
         text = json.dumps(payload, indent=2, default=str)
         if args.out:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -141,11 +142,15 @@ def safe_url(url: str) -> str:
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
+_BEARER = re.compile(r"(\b[Bb]earer\s+)[^\s\"',;}]+")
+
+
 def scrub(text: str, *secrets: str, limit: int = 300) -> str:
     """``text`` with every secret replaced by ``***``, on one line, cut to ``limit`` characters."""
     for s in secrets:
         if s and len(s) >= 4:
             text = text.replace(s, "***")
+    text = _BEARER.sub(r"\1***", text)  # a credential an endpoint echoes back, whatever its value
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
 

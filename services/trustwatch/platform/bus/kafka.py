@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
@@ -26,8 +26,37 @@ from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError,
 from kafka.errors import for_code as error_for_code
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
+from trustwatch.platform import config
 from trustwatch.platform.bus.base import Bus, Consumer, Message, Producer
 
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+
+
+def security_options(env: Callable[[str], str] = config.env) -> dict[str, Any]:
+    """Kafka client security settings from the TRUSTWATCH_KAFKA_* variables (security protocol, SASL
+    mechanism/user/password, TLS files), as kafka-python configs; ``{}`` for PLAINTEXT. The password
+    comes from the environment only, never from a flag, and is never logged."""
+    protocol = env("TRUSTWATCH_KAFKA_SECURITY_PROTOCOL").strip().upper() or "PLAINTEXT"
+    if protocol not in SECURITY_PROTOCOLS:
+        raise ValueError(f"TRUSTWATCH_KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of "
+                         f"{', '.join(SECURITY_PROTOCOLS)}")
+    if protocol == "PLAINTEXT":
+        return {}
+    options: dict[str, Any] = {"security_protocol": protocol}
+    if protocol.startswith("SASL_"):
+        user, password = env("TRUSTWATCH_KAFKA_SASL_USERNAME"), env("TRUSTWATCH_KAFKA_SASL_PASSWORD")
+        if not user or not password:
+            raise ValueError(f"{protocol} needs TRUSTWATCH_KAFKA_SASL_USERNAME and TRUSTWATCH_KAFKA_SASL_PASSWORD")
+        options.update(sasl_mechanism=env("TRUSTWATCH_KAFKA_SASL_MECHANISM").strip().upper() or "PLAIN",
+                       sasl_plain_username=user, sasl_plain_password=password)
+    if protocol.endswith("SSL"):
+        for var, key in (("TRUSTWATCH_KAFKA_SSL_CAFILE", "ssl_cafile"),
+                         ("TRUSTWATCH_KAFKA_SSL_CERTFILE", "ssl_certfile"),
+                         ("TRUSTWATCH_KAFKA_SSL_KEYFILE", "ssl_keyfile")):
+            if env(var):
+                options[key] = env(var)
+        options["ssl_check_hostname"] = True
+    return options
 
 
 def _only_known(cls: Any, options: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +68,9 @@ class KafkaBus(Bus):
     """``bootstrap``: "host:port[,host:port]". ``partitions``: for topics this bus creates.
 
     Extra keyword arguments are kafka-python client configs (``security_protocol``,
-    ``sasl_mechanism``, ``max_poll_interval_ms``, ...); each client gets those it knows.
+    ``sasl_mechanism``, ``max_poll_interval_ms``, ...); each client gets those it knows. The security
+    settings default to :func:`security_options` (the TRUSTWATCH_KAFKA_* variables); keyword
+    arguments override them. Producer, consumers and the admin client all get them.
     """
 
     def __init__(
@@ -57,7 +88,12 @@ class KafkaBus(Bus):
         self.bootstrap = bootstrap
         self.partitions = partitions
         self.join_timeout = join_timeout
-        self._options: dict[str, Any] = {"bootstrap_servers": bootstrap, "client_id": client_id, **kwargs}
+        try:
+            security = security_options()
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
+        self._options: dict[str, Any] = {"bootstrap_servers": bootstrap, "client_id": client_id, **security,
+                                         **kwargs}
         self._admin: KafkaAdminClient | None = None
         self._admin_lock = threading.Lock()
         self._known_topics: set[str] = set()

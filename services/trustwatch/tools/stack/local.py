@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -20,14 +21,28 @@ from pathlib import Path
 from trustwatch.tools.stack import kafka_process
 
 
+def safe_db_url(url: str) -> str:
+    """A database URL fit to print or store: its password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL SQLAlchemy understands: hide whatever could be a password
+        return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", str(url))
+
+
 @dataclass
 class StackState:
+    """What ``state.json`` records. ``db_url`` is shown without its password; ``metrics_ports`` maps
+    every service to its Prometheus /metrics port (the aggregator's also serves its HTTP API)."""
+
     bootstrap: str
     db_url: str
     evaluator_addr: str
     aggregator_url: str
     kafka_pid: int | None = None
     services: dict[str, int] = field(default_factory=dict)  # name -> pid
+    metrics_ports: dict[str, int] = field(default_factory=dict)  # name -> metrics port
 
 
 def _state_path(d: Path) -> Path:
@@ -103,19 +118,24 @@ def up(
         kafka_process.wait_ready(bootstrap, timeout=90, proc=proc, log_path=kafka_process.broker_log(d / "kafka"))
         kafka_pid = proc.pid
     grpc_port = grpc_port or kafka_process.free_port()
-    state = StackState(bootstrap=bootstrap, db_url=db_url, evaluator_addr=f"127.0.0.1:{grpc_port}",
+    # The password travels to the services in their environment only; state.json and output hide it.
+    state = StackState(bootstrap=bootstrap, db_url=safe_db_url(db_url), evaluator_addr=f"127.0.0.1:{grpc_port}",
                        aggregator_url=f"http://127.0.0.1:{metrics_base}", kafka_pid=kafka_pid)
     env = {**os.environ, **(extra_env or {}), "TRUSTWATCH_KAFKA_BOOTSTRAP": bootstrap, "TRUSTWATCH_DB_URL": db_url}
     _state_path(d).write_text(json.dumps(asdict(state), indent=2))
     try:
+        state.metrics_ports["judge"] = metrics_base + 2
         state.services["judge"] = _spawn("judge", ["judge", "serve", "--host", "127.0.0.1", "--port", str(grpc_port),
                                                    "--metrics-port", str(metrics_base + 2)], d, env)
+        state.metrics_ports["aggregator"] = metrics_base
         state.services["aggregator"] = _spawn("aggregator", ["aggregator", "--host", "127.0.0.1",
                                                              "--metrics-port", str(metrics_base)], d, env)
+        state.metrics_ports["dispatcher"] = metrics_base + 3
         state.services["dispatcher"] = _spawn("dispatcher", ["judge", "dispatch", "--evaluator-addr", state.evaluator_addr,
                                                              "--metrics-port", str(metrics_base + 3)], d, env)
         for i, t in enumerate(targets):
             port = metrics_base + 4 + i if i else metrics_base + 1
+            state.metrics_ports[f"generator-{i}"] = port
             state.services[f"generator-{i}"] = _spawn(f"generator-{i}", ["generator", "--target", t, "--metrics-port",
                                                                          str(port), *(generator_args or [])], d, env)
         _state_path(d).write_text(json.dumps(asdict(state), indent=2))
@@ -157,13 +177,16 @@ def status(d: Path) -> dict[str, bool]:
     return out
 
 
-def wait_for_run(aggregator_url: str, run_id: str, timeout: float, poll: float = 1.0) -> dict:
-    """Poll the aggregator until the run's judgments are all stored; return its report."""
+def wait_for_run(aggregator_url: str, run_id: str, timeout: float, poll: float = 1.0, token: str = "") -> dict:
+    """Poll the aggregator until the run's judgments are all stored; return its report. ``token``: the
+    aggregator's bearer token (TRUSTWATCH_API_TOKEN), when it requires one."""
     deadline = time.monotonic() + timeout
     last: dict = {}
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{aggregator_url}/report?run={run_id}", timeout=30) as r:
+            request = urllib.request.Request(f"{aggregator_url}/report?run={run_id}", headers=headers)
+            with urllib.request.urlopen(request, timeout=30) as r:
                 last = json.loads(r.read())
                 if last.get("complete"):
                     return last
