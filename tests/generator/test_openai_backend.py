@@ -31,7 +31,7 @@ def completion(text: str = "hello there") -> dict[str, Any]:
     }
 
 
-# A reply: (status, headers, body) — body a dict (sent as JSON) or None.
+# A reply: (status, headers, body) — body a dict (sent as JSON), bytes (sent as they are) or None.
 Reply = tuple[int, dict[str, str], Any]
 
 
@@ -69,9 +69,13 @@ class FakeServer:
                     # next request at once, which must not overlap this one in the count.
                     with outer.lock:
                         outer.in_flight -= 1
-                data = json.dumps(payload).encode() if payload is not None else b""
+                if isinstance(payload, bytes):
+                    data = payload
+                else:
+                    data = json.dumps(payload).encode() if payload is not None else b""
                 self.send_response(status)
-                self.send_header("content-type", "application/json")
+                if "content-type" not in extra:
+                    self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
                 for k, v in extra.items():
                     self.send_header(k, v)
@@ -307,3 +311,60 @@ def test_parse_retry_after() -> None:
     assert parse_retry_after({"retry-after": "soon"}) is None
     future = time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime(time.time() + 30))
     assert 25 <= (parse_retry_after({"retry-after": future}) or 0) <= 31
+
+
+# ---------------------------------------------------------------------------------------------
+# Transient faults are retried; every error says whose it is (error_kind)
+# ---------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("first", [
+    (200, {"content-type": "text/html"}, b"<html><body>502 Bad Gateway</body></html>"),  # a proxy's page
+    (200, {}, b'{"id": "chatcmpl-1", "object": "chat.comp'),  # JSON cut short
+    (200, {}, b""),  # empty body
+], ids=["html", "truncated", "empty"])
+def test_http_200_that_is_not_json_is_retried(backend_factory: Any, first: Reply) -> None:
+    from trustwatch.v1 import messages_pb2 as pb
+
+    def script(n: int, body: dict[str, Any], headers: dict[str, str]) -> Reply:
+        return first if n == 0 else ok(n, body, headers)
+
+    with FakeServer(script) as srv:
+        backend = backend_factory(base_url=srv.base_url)
+        [r] = backend.generate(reqs(1))
+    assert not r.error, r.error
+    assert r.text == "reply to prompt 0"
+    assert len(srv.requests) == 2 and backend.retries == 1
+    assert getattr(r, "error_kind", pb.ERROR_KIND_UNSPECIFIED) == pb.ERROR_KIND_UNSPECIFIED
+
+
+def test_http_200_not_json_every_time_ends_transient(backend_factory: Any) -> None:
+    from trustwatch.generator.backends._kinds import error_kind_of
+    from trustwatch.v1 import messages_pb2 as pb
+
+    with FakeServer(lambda n, b, h: (200, {"content-type": "text/plain"}, b"oops")) as srv:
+        [r] = backend_factory(base_url=srv.base_url, max_retries=2).generate(reqs(1))
+    assert len(srv.requests) == 3
+    assert r.error.startswith("gave up after 3 attempts: HTTP 200 from ") and "not JSON" in r.error, r.error
+    assert error_kind_of(r) == pb.ERROR_KIND_TRANSIENT
+
+
+@pytest.mark.parametrize(("status", "kind"), [
+    (400, "FINAL"), (401, "FINAL"), (404, "FINAL"), (422, "FINAL"),
+    (408, "TRANSIENT"), (429, "TRANSIENT"), (500, "TRANSIENT"), (503, "TRANSIENT"),
+])
+def test_error_kind_by_status(backend_factory: Any, status: int, kind: str) -> None:
+    from trustwatch.generator.backends._kinds import error_kind_of
+    from trustwatch.v1 import messages_pb2 as pb
+
+    with FakeServer(lambda n, b, h: error(status, "no")) as srv:
+        [r] = backend_factory(base_url=srv.base_url, max_retries=1).generate(reqs(1))
+    assert r.error and error_kind_of(r) == pb.ErrorKind.Value(f"ERROR_KIND_{kind}"), (status, r)
+
+
+def test_unreachable_endpoint_is_transient(backend_factory: Any) -> None:
+    from trustwatch.generator.backends._kinds import error_kind_of
+    from trustwatch.v1 import messages_pb2 as pb
+
+    backend = backend_factory(base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=0)
+    [r] = backend.generate(reqs(1))
+    assert "cannot reach" in r.error and error_kind_of(r) == pb.ERROR_KIND_TRANSIENT

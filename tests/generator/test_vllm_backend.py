@@ -6,7 +6,10 @@ import re
 from typing import Any
 
 import pytest
+
+from trustwatch.generator.backends._kinds import error_kind_of
 from trustwatch.generator.backends.base import GenRequest, GenResult
+from trustwatch.v1 import messages_pb2 as pb
 
 pytestmark = pytest.mark.slow
 
@@ -68,6 +71,8 @@ def test_oversized_prompt_becomes_an_error_and_the_others_are_generated(vllm_eng
     err = by_id["too-long"].error
     assert re.match(r"prompt has \d+ tokens, model window is 512; ", err), err
     assert by_id["too-long"].text == "" and by_id["too-long"].prompt_tokens > 512
+    # Final: the prompt belongs to the model's window, a retry cannot help (issue 8).
+    assert error_kind_of(by_id["too-long"]) == pb.ERROR_KIND_FINAL
     assert "temperature" in by_id["bad-temp"].error
     assert all(_ok(r) for r in out if r.request_id not in ("too-long", "bad-temp"))
 

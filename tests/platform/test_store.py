@@ -1,11 +1,17 @@
 """The results store on SQLite and on a real PostgreSQL: idempotent on ids, one code path."""
 
 import math
+import uuid
 
 import pytest
+import sqlalchemy as sa
 
+from trustwatch.benchmark.scoring import scored_items
+from trustwatch.platform import store as store_module
 from trustwatch.platform.store import Store
 from trustwatch.v1 import messages_pb2 as pb
+
+TRANSIENT, FINAL = pb.ERROR_KIND_TRANSIENT, pb.ERROR_KIND_FINAL
 
 
 def _j(i: int, evaluator: str = "refusal", label: str = "refusal", run: str = "r1") -> pb.Judgment:
@@ -33,6 +39,7 @@ def _exercise(store: Store) -> None:
     assert store.run("r1").completed_unix_ms == 123
     assert [r.run_id for r in store.runs("m")] == ["r1"] and store.runs("other") == []
     _odd_text(store)
+    _errors_are_not_final(store)
 
 
 def _odd_text(store: Store) -> None:
@@ -54,6 +61,96 @@ def _odd_text(store: Store) -> None:
     assert store.run("r\x003").target == "m\ufffd"
 
 
+def _err(i: int, kind: int, error: str = "judge endpoint x: unreachable", run: str = "r3") -> pb.Judgment:
+    j = _j(i, run=run, label="error")
+    j.valid, j.error, j.error_kind = False, error, kind
+    return j
+
+
+def _errors_are_not_final(store: Store) -> None:
+    """Issue 8: a stored TRANSIENT error gives way to a later judgment of the same (job, evaluator);
+    a success or a FINAL error never does, and resuming counts only settled judgments as done."""
+    jobs = {f"r3/safety/misuse/{i}/0": 1 for i in range(5)}
+    assert store.store_judgments([_err(0, TRANSIENT), _err(1, FINAL, "HTTP 400: content filter"), _j(2, run="r3")]) == 3
+    assert store.done_job_ids("r3", jobs) == ["r3/safety/misuse/1/0", "r3/safety/misuse/2/0"]
+    assert store.transient_job_ids("r3") == ["r3/safety/misuse/0/0"]
+    # A later transient error replaces the earlier one (newer text); still not done.
+    assert store.store_judgments([_err(0, TRANSIENT, "judge endpoint x: timed out after 60 s")]) == 0
+    assert _row(store, 0).error == "judge endpoint x: timed out after 60 s"
+    assert "r3/safety/misuse/0/0" not in store.done_job_ids("r3", jobs)
+    # The retry succeeds: the success replaces the transient error, and nothing is counted twice.
+    assert store.store_judgments([_j(0, run="r3", label="compliance")]) == 0
+    row = _row(store, 0)
+    assert (row.label, row.error, row.error_kind, row.valid) == ("compliance", "", 0, True)
+    # A success and a final error are never replaced, by an error or a success.
+    assert store.store_judgments([_err(1, TRANSIENT), _j(1, run="r3"), _err(2, TRANSIENT), _err(0, TRANSIENT)]) == 0
+    assert (_row(store, 1).error_kind, _row(store, 1).error) == (FINAL, "HTTP 400: content filter")
+    assert _row(store, 2).error == "" and _row(store, 0).label == "compliance"
+    # Within one batch the same rule: only the transient error gives way, whichever comes first.
+    assert store.store_judgments([_err(3, TRANSIENT), _j(3, run="r3"), _j(4, run="r3"), _err(4, TRANSIENT)]) == 2
+    assert _row(store, 3).error == "" and _row(store, 4).error == ""
+    assert store.judgment_count("r3") == 5
+    assert sorted(store.done_job_ids("r3", jobs)) == sorted(jobs) and store.transient_job_ids("r3") == []
+    # Generation errors: the field is stored and scoring reads it.
+    gen = _err(9, TRANSIENT, "generation failed: HTTP 503", run="r4")
+    gen.generation_error = "HTTP 503"
+    store.store_judgments([gen])
+    (stored,) = store.judgments("r4")
+    assert stored.generation_error == "HTTP 503" and stored.error_kind == TRANSIENT
+    assert scored_items([stored])["safety/misuse"][0].generation_error == "HTTP 503"
+
+
+def _row(store: Store, i: int, run: str = "r3"):
+    (row,) = [r for r in store.judgments(run) if r.item_id == str(i)]
+    return row
+
+
+def _create_version_1_schema(url: str) -> None:
+    """The tables as versions before issue 8 created them: judgments without the added columns."""
+    old = sa.MetaData()
+    for table in store_module.metadata.tables.values():
+        added = store_module.ADDED_COLUMNS.get(table.name, ())
+        sa.Table(table.name, old, *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+                                    for c in table.columns if c.name not in added))
+    engine = sa.create_engine(url)
+    old.create_all(engine)
+    legacy = dict(judgment_id="r5/safety/misuse/0/0#refusal", job_id="r5/safety/misuse/0/0", run_id="r5",
+                  task="safety/misuse", item_id="0", sample=0, target="m", evaluator="refusal", label="error",
+                  valid=False, score=None, error="generation failed: timeout", detail_json="", response="",
+                  record_json="{}", created_unix_ms=1)
+    with engine.begin() as conn:
+        conn.execute(old.tables["judgments"].insert().values(**legacy))
+    engine.dispose()
+
+
+def _migrates_an_old_database(url: str) -> None:
+    _create_version_1_schema(url)
+    store = Store(url)
+    assert store.added_columns == ["judgments.error_kind", "judgments.generation_error"]
+    (row,) = store.judgments("r5")
+    assert row.error_kind is None and row.generation_error is None
+    # An old error row has no kind: it stays as it was (final, first write wins) and counts as done.
+    legacy_id = row.judgment_id
+    j = _j(0, run="r5")
+    j.job_id = "r5/safety/misuse/0/0"
+    assert store_module.judgment_id(j.job_id, j.evaluator) == legacy_id
+    assert store.store_judgments([j]) == 0
+    assert store.judgments("r5")[0].error == "generation failed: timeout"
+    assert store.done_job_ids("r5", {"r5/safety/misuse/0/0": 1}) == ["r5/safety/misuse/0/0"]
+    # Scoring falls back to the prefix for it.
+    assert scored_items(store.judgments("r5"))["safety/misuse"][0].generation_error == "timeout"
+    # New judgments work in the migrated database, and a second start adds nothing.
+    assert store.store_judgments([_err(1, TRANSIENT, run="r5")]) == 1
+    store.close()
+    again = Store(url)
+    assert again.added_columns == [] and again.judgment_count("r5") == 2
+    again.close()
+
+
+def test_sqlite_database_from_an_earlier_version_is_migrated(tmp_path):
+    _migrates_an_old_database(f"sqlite:///{tmp_path}/old.db")
+
+
 def test_sqlite(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/sub/dir/t.db")
     _exercise(store)
@@ -66,3 +163,18 @@ def test_postgresql(postgres_url):
     store = Store(postgres_url)
     _exercise(store)
     store.close()
+
+
+@pytest.mark.slow
+def test_postgresql_database_from_an_earlier_version_is_migrated(postgres_url):
+    # A database of its own: the session's shared one already has today's schema.
+    name = f"tw_migrate_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        _migrates_an_old_database(postgres_url.rsplit("/", 1)[0] + f"/{name}")
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()

@@ -15,7 +15,20 @@ from trustwatch.benchmark.evaluators.base import Verdict
 from trustwatch.platform.messages import loads_record
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem
 
+#: How evaluators word a generation failure in a verdict's error. Scoring reads a judgment's
+#: ``generation_error`` field when its ``error_kind`` is set (every judgment made since kinds
+#: exist), and falls back to this prefix only for rows stored before (no kind).
 GENERATION_FAILED = "generation failed: "
+
+
+def generation_error(j: Any) -> str:
+    """The generation error behind a judgment (pb.Judgment or stored row), or "" when there is none."""
+    error = j.error or ""
+    if not error:
+        return ""
+    if getattr(j, "error_kind", None):
+        return str(getattr(j, "generation_error", "") or "")
+    return error[len(GENERATION_FAILED):] if error.startswith(GENERATION_FAILED) else ""
 
 
 def verdict_of(j: Any) -> Verdict:
@@ -41,8 +54,9 @@ def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:
         )
         v = verdict_of(r)
         entry["verdicts"][r.evaluator] = v
-        if v.error.startswith(GENERATION_FAILED):
-            entry["gen_error"] = v.error[len(GENERATION_FAILED):]
+        gen_error = generation_error(r)
+        if gen_error:
+            entry["gen_error"] = gen_error
     out: dict[str, list[ScoredItem]] = defaultdict(list)
     for job, e in sorted(by_job.items(), key=lambda kv: _order(kv[1]["item_id"], kv[0])):
         out[e["task"]].append(

@@ -1,9 +1,15 @@
-"""Pure logic of the generator: jobs to back-end requests, results to completions."""
+"""Pure logic of the generator: jobs to back-end requests, results to completions.
+
+A completion carries its error's kind (``error_kind``, see ``backends/_kinds.py``), and a reply
+longer than ``max_reply_chars`` is cut to that many characters, its original length kept in
+``original_chars``: a reply is never bigger than a message may be.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from trustwatch.generator.backends._kinds import error_kind_of
 from trustwatch.generator.backends.base import Backend, GenRequest, GenResult
 from trustwatch.platform.messages import now_ms
 from trustwatch.v1 import messages_pb2 as pb
@@ -21,7 +27,16 @@ def to_request(job: pb.PromptJob) -> GenRequest:
     )
 
 
-def to_completion(job: pb.PromptJob, result: GenResult) -> pb.Completion:
+def cut_reply(text: str, max_chars: int | None) -> tuple[str, int]:
+    """``text`` cut to ``max_chars`` characters (None or 0: no limit), and its original length when
+    it was cut (0 when it was not)."""
+    if max_chars and len(text) > max_chars:
+        return text[:max_chars], len(text)
+    return text, 0
+
+
+def to_completion(job: pb.PromptJob, result: GenResult, max_reply_chars: int | None = None) -> pb.Completion:
+    text, original_chars = cut_reply(result.text if not result.error else "", max_reply_chars)
     return pb.Completion(
         job_id=job.job_id,
         run_id=job.run_id,
@@ -30,8 +45,10 @@ def to_completion(job: pb.PromptJob, result: GenResult) -> pb.Completion:
         sample=job.sample,
         target=job.target.name,
         prompt=job.prompt,
-        text=result.text if not result.error else "",
+        text=text,
+        original_chars=original_chars,
         error=result.error,
+        error_kind=error_kind_of(result),  # type: ignore[arg-type]
         finish_reason=result.finish_reason,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
@@ -41,8 +58,9 @@ def to_completion(job: pb.PromptJob, result: GenResult) -> pb.Completion:
     )
 
 
-def generate(backend: Backend, jobs: Sequence[pb.PromptJob]) -> list[pb.Completion]:
-    """Every job gets exactly one completion; a back-end failure becomes the completion's error."""
+def generate(backend: Backend, jobs: Sequence[pb.PromptJob], max_reply_chars: int | None = None) -> list[pb.Completion]:
+    """Every job gets exactly one completion; a back-end failure becomes the completion's error
+    (transient: the back-end's fault, not the model's). Replies are cut to ``max_reply_chars``."""
     if not jobs:
         return []
     try:
@@ -51,4 +69,4 @@ def generate(backend: Backend, jobs: Sequence[pb.PromptJob]) -> list[pb.Completi
             raise RuntimeError(f"back-end returned {len(results)} results for {len(jobs)} requests")
     except Exception as exc:  # noqa: BLE001 - a back-end crash must not become a gap
         results = [GenResult(request_id=j.job_id, error=f"back-end failed: {type(exc).__name__}: {exc}") for j in jobs]
-    return [to_completion(j, r) for j, r in zip(jobs, results)]
+    return [to_completion(j, r, max_reply_chars) for j, r in zip(jobs, results)]

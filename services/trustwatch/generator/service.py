@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.generator.backends.base import Backend
 from trustwatch.generator.core import generate
+from trustwatch.platform import config
 from trustwatch.platform.messages import decode_job
 from trustwatch.platform.runtime import Out, Result, Worker
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
@@ -14,12 +15,19 @@ from trustwatch.v1 import messages_pb2 as pb
 
 
 def generator_worker(bus: Bus, topics: Topics, target: str, backend_name: str, backend: Backend,
-                     metrics: ServiceMetrics, max_batch: int | None = None) -> Worker[pb.PromptJob]:
+                     metrics: ServiceMetrics, max_batch: int | None = None,
+                     max_reply_chars: int | None = None) -> Worker[pb.PromptJob]:
+    """``max_reply_chars``: longest reply put on a completion (None: TRUSTWATCH_MAX_REPLY_CHARS, read
+    here like wiring.metrics_port, so that the distributed and the embedded generator both apply it;
+    0: no limit)."""
+    if max_reply_chars is None:
+        max_reply_chars = config.env_int("TRUSTWATCH_MAX_REPLY_CHARS")
+
     def handle(jobs: Sequence[pb.PromptJob]) -> list[Result]:
         out: list[Result] = []
         wrong = {j.job_id for j in jobs if j.target.name and j.target.name != target}
         good = [j for j in jobs if j.job_id not in wrong]
-        completions = {c.job_id: c for c in generate(backend, good)}
+        completions = {c.job_id: c for c in generate(backend, good, max_reply_chars)}
         for j in jobs:
             if j.job_id in wrong:
                 out.append(Result(failed=f"job {j.job_id} is for target {j.target.name!r}, this generator serves {target!r}"))

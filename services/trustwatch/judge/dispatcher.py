@@ -1,8 +1,20 @@
-"""The judge dispatcher: completions in, one judgment per (completion, evaluator) out."""
+"""The judge dispatcher: completions in, one judgment per (completion, evaluator) out.
+
+Every judgment with an error carries its kind (``error_kind``):
+
+* generation failed: the completion's kind (transient for an endpoint fault, final for the model's),
+  and the completion's error in ``generation_error``;
+* the evaluator failed: :func:`judge_error_kind`. Transient where the text tells a remote judge's
+  transport fault or outage (unreachable, timed out, HTTP 408/409/429/5xx after retries) or an
+  evaluator that raised or could not be loaded; final otherwise (e.g. a record the judge prompt
+  cannot be built from). The rule reads the evaluators' documented error wording; it is kept here,
+  in one function, so it changes in one place.
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import defaultdict
 from collections.abc import Sequence
 
@@ -27,6 +39,32 @@ def eval_item(c: pb.Completion) -> EvalItem:
     )
 
 
+#: Remote-judge failures that another attempt may not meet (after the evaluator's own retries).
+_TRANSIENT_JUDGE = re.compile(r"\bunreachable\b|\btimed out\b|\bHTTP (?:408|409|429|5\d\d)\b")
+#: An evaluator that raised on its batch, or could not be loaded (judge/client.py, evaluators/base.py).
+_EVALUATOR_FAULT = re.compile(r"^evaluator \S+ (?:failed|unavailable)")
+
+
+def judge_error_kind(error: str) -> int:
+    """The kind of an evaluator's error verdict (see the module docstring)."""
+    if not error:
+        return pb.ERROR_KIND_UNSPECIFIED
+    if _TRANSIENT_JUDGE.search(error) or _EVALUATOR_FAULT.match(error):
+        return pb.ERROR_KIND_TRANSIENT
+    return pb.ERROR_KIND_FINAL
+
+
+def error_kind(c: pb.Completion, v: Verdict) -> int:
+    """The kind of a judgment's error: the completion's when generation failed, else the judge's."""
+    if not v.error:
+        return pb.ERROR_KIND_UNSPECIFIED
+    if c.error:
+        # A completion from before kinds existed has none: its error is the endpoint's or the model's,
+        # which cannot be told any more, so it stays final as it always was.
+        return c.error_kind or pb.ERROR_KIND_FINAL
+    return judge_error_kind(v.error)
+
+
 def judgment(c: pb.Completion, evaluator: str, v: Verdict) -> pb.Judgment:
     return pb.Judgment(
         job_id=c.job_id,
@@ -40,6 +78,8 @@ def judgment(c: pb.Completion, evaluator: str, v: Verdict) -> pb.Judgment:
         valid=v.valid,
         score=v.score,
         error=v.error,
+        error_kind=error_kind(c, v),  # type: ignore[arg-type]
+        generation_error=c.error,
         detail_json=json.dumps(dict(v.detail), ensure_ascii=False) if v.detail else "",
         response=c.text,
         record_json=c.record_json,

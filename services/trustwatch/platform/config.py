@@ -66,6 +66,34 @@ VARIABLES: dict[str, Var] = {
             "(judge, embedding API, Perspective) on timeouts, 429 and 5xx."),
         Var("TRUSTWATCH_REMOTE_TIMEOUT_S", "60", "Timeout of one embedding-API or Perspective request, seconds."),
         Var("TRUSTWATCH_LOG_LEVEL", "INFO", "Python logging level."),
+        # -- security (issue 8): access to endpoints, the HTTP API, gRPC and Kafka ----------------
+        Var("TRUSTWATCH_KEY_ENV_ALLOW", "*_API_KEY,*_TOKEN", "Comma-separated fnmatch patterns: the only "
+            "variable names a target's key_env may name (trustwatch's own variables never qualify)."),
+        Var("TRUSTWATCH_API_TOKEN", "", "Bearer token the aggregator HTTP API requires on /runs and /report "
+            "(empty: no auth); /metrics, /healthz, /readyz stay open. Clients send the same value."),
+        Var("TRUSTWATCH_GRPC_HOST", "127.0.0.1", "Address the evaluator gRPC server binds to (0.0.0.0 in Kubernetes)."),
+        Var("TRUSTWATCH_GRPC_TLS_CERT", "", "PEM certificate chain of the evaluator gRPC server (with "
+            "TRUSTWATCH_GRPC_TLS_KEY: serve TLS; empty: plaintext)."),
+        Var("TRUSTWATCH_GRPC_TLS_KEY", "", "PEM private key of the evaluator gRPC server."),
+        Var("TRUSTWATCH_GRPC_TLS_CLIENT_CA", "", "PEM CA bundle the gRPC server checks client certificates "
+            "against (set: mutual TLS, clients without a valid certificate are refused)."),
+        Var("TRUSTWATCH_GRPC_TLS_CA", "", "PEM CA bundle the gRPC client (dispatcher) verifies the server "
+            "with (set: connect over TLS)."),
+        Var("TRUSTWATCH_GRPC_TLS_CLIENT_CERT", "", "PEM certificate the gRPC client presents (mutual TLS)."),
+        Var("TRUSTWATCH_GRPC_TLS_CLIENT_KEY", "", "PEM private key of the gRPC client certificate."),
+        Var("TRUSTWATCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "Kafka security protocol: PLAINTEXT, SSL, "
+            "SASL_PLAINTEXT or SASL_SSL."),
+        Var("TRUSTWATCH_KAFKA_SASL_MECHANISM", "PLAIN", "Kafka SASL mechanism (PLAIN, SCRAM-SHA-256, "
+            "SCRAM-SHA-512) when the protocol is SASL_*."),
+        Var("TRUSTWATCH_KAFKA_SASL_USERNAME", "", "Kafka SASL user name."),
+        Var("TRUSTWATCH_KAFKA_SASL_PASSWORD", "", "Kafka SASL password (set it from a secret; never logged)."),
+        Var("TRUSTWATCH_KAFKA_SSL_CAFILE", "", "PEM CA bundle that verifies the Kafka brokers (SSL, SASL_SSL)."),
+        Var("TRUSTWATCH_KAFKA_SSL_CERTFILE", "", "PEM client certificate for Kafka (mutual TLS)."),
+        Var("TRUSTWATCH_KAFKA_SSL_KEYFILE", "", "PEM private key of the Kafka client certificate."),
+        # -- replies (issue 8): a reply is never bigger than a message may be ----------------------
+        Var("TRUSTWATCH_MAX_REPLY_CHARS", "100000", "Longest reply, in characters, the generator puts on a "
+            "completion; a longer one is cut to this before it is produced, its length kept in "
+            "Completion.original_chars (0: no limit)."),
     ]
 }
 

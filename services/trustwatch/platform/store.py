@@ -2,6 +2,11 @@
 
 Storage is idempotent on ids: a judgment is keyed by (job id, evaluator) and a run by its id, so
 at-least-once delivery never counts a result twice.
+
+Errors are not final: a stored judgment whose ``error_kind`` is TRANSIENT (the endpoint's or the
+judge's fault) is replaced by a later judgment of the same (job, evaluator); a success, a FINAL
+error, or a row stored before kinds existed (NULL kind) is never replaced (first write wins).
+:meth:`Store.done_job_ids` does not count transient errors as done, so a resumed run retries them.
 """
 
 from __future__ import annotations
@@ -52,8 +57,19 @@ judgments = sa.Table(
     sa.Column("response", sa.Text, nullable=False),
     sa.Column("record_json", sa.Text, nullable=False),
     sa.Column("created_unix_ms", sa.BigInteger, nullable=False),
+    # pb.ErrorKind of ``error``; NULL in rows stored before the column existed (treated as final).
+    sa.Column("error_kind", sa.Integer, nullable=True),
+    # The completion's error when generation failed; NULL in rows stored before the column existed.
+    sa.Column("generation_error", sa.Text, nullable=True),
     sa.Index("ix_judgments_run_task", "run_id", "task"),
 )
+
+#: Columns added after the first release, by table: :meth:`Store.__init__` adds those an existing
+#: database lacks (all nullable, so old rows read as NULL). A migration tool (e.g. Alembic) should
+#: take over once there are more changes than added nullable columns.
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"judgments": ("error_kind", "generation_error")}
+
+_TRANSIENT = int(pb.ERROR_KIND_TRANSIENT)
 
 
 @dataclass(frozen=True)
@@ -121,6 +137,26 @@ class Store:
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
         metadata.create_all(self.engine)
+        self.added_columns = self._add_missing_columns()
+
+    def _add_missing_columns(self) -> list[str]:
+        """Bring a database made by an earlier version up to date: ADD COLUMN for each column of
+        :data:`ADDED_COLUMNS` it lacks. Returns the added columns as "table.column"."""
+        added: list[str] = []
+        inspector = sa.inspect(self.engine)
+        for table_name, names in ADDED_COLUMNS.items():
+            table = metadata.tables[table_name]
+            have = {c["name"] for c in inspector.get_columns(table_name)}
+            for name in names:
+                if name in have:
+                    continue
+                col = table.c[name]
+                assert col.nullable, f"{table_name}.{name}: only nullable columns can be added in place"
+                ddl = f"ALTER TABLE {table_name} ADD COLUMN {name} {col.type.compile(dialect=self.engine.dialect)}"
+                with self.engine.begin() as conn:
+                    conn.execute(sa.text(ddl))
+                added.append(f"{table_name}.{name}")
+        return added
 
     def _insert(self, table: sa.Table) -> Any:
         name = self.engine.dialect.name
@@ -142,7 +178,8 @@ class Store:
             conn.execute(stmt)
 
     def store_judgments(self, items: Sequence[pb.Judgment]) -> int:
-        """Insert judgments not stored yet; returns how many were new."""
+        """Insert judgments not stored yet, and replace stored transient errors; returns how many
+        were new (replacements are not new)."""
         if not items:
             return 0
         rows: dict[str, dict[str, Any]] = {}
@@ -153,13 +190,23 @@ class Store:
                 valid=j.valid, score=None if math.isnan(j.score) else j.score, error=j.error,
                 detail_json=j.detail_json, response=j.response, record_json=j.record_json,
                 created_unix_ms=j.created_unix_ms or now_ms(),
+                error_kind=int(j.error_kind), generation_error=j.generation_error,
             ))
-            rows[row["judgment_id"]] = row
+            # Within a batch the same rule as across batches: only a transient error gives way.
+            first = rows.get(row["judgment_id"])
+            if first is None or first["error_kind"] == _TRANSIENT:
+                rows[row["judgment_id"]] = row
         with self.engine.begin() as conn:
             before = conn.execute(
                 sa.select(sa.func.count()).select_from(judgments).where(judgments.c.judgment_id.in_(list(rows)))
             ).scalar_one()
-            conn.execute(self._insert(judgments).on_conflict_do_nothing(index_elements=["judgment_id"]), list(rows.values()))
+            ins = self._insert(judgments)
+            replace = {c.name: ins.excluded[c.name] for c in judgments.c if c.name != "judgment_id"}
+            conn.execute(
+                ins.on_conflict_do_update(index_elements=["judgment_id"], set_=replace,
+                                          where=judgments.c.error_kind == _TRANSIENT),
+                list(rows.values()),
+            )
         return len(rows) - int(before)
 
     def mark_completed(self, run_id: str, when_ms: int | None = None) -> None:
@@ -200,14 +247,26 @@ class Store:
             return list(conn.execute(q.order_by(judgments.c.judgment_id)))
 
     def done_job_ids(self, run_id: str, evaluators_per_job: dict[str, int]) -> list[str]:
-        """Jobs of a run that have all their judgments stored."""
+        """Jobs of a run that have all their judgments stored, transient errors not counted: a
+        resumed run publishes a job again while any of its judgments is a transient error."""
         run_id = _run_key(run_id)
+        settled = sa.or_(judgments.c.error_kind.is_(None), judgments.c.error_kind != _TRANSIENT)
         with self.engine.connect() as conn:
             counts = conn.execute(
-                sa.select(judgments.c.job_id, sa.func.count()).where(judgments.c.run_id == run_id)
+                sa.select(judgments.c.job_id, sa.func.count()).where(judgments.c.run_id == run_id, settled)
                 .group_by(judgments.c.job_id)
             ).all()
         return [job for job, n in counts if n >= evaluators_per_job.get(job, 1)]
+
+    def transient_job_ids(self, run_id: str) -> list[str]:
+        """Jobs of a run with at least one TRANSIENT error judgment: what a re-run retries."""
+        run_id = _run_key(run_id)
+        with self.engine.connect() as conn:
+            return list(conn.execute(
+                sa.select(judgments.c.job_id).distinct()
+                .where(judgments.c.run_id == run_id, judgments.c.error_kind == _TRANSIENT)
+                .order_by(judgments.c.job_id)
+            ).scalars())
 
     def close(self) -> None:
         self.engine.dispose()

@@ -18,8 +18,9 @@ log = logging.getLogger(__name__)
 def publish(plan: Plan, bus: Bus, topics: Topics, store: Store | None = None, partitions: int = 1) -> int:
     """Publish the jobs of a run that are not complete yet; returns how many were published.
 
-    Re-submitting a run publishes only jobs without all their judgments, and storage is idempotent
-    on job ids, so a re-submitted run never yields duplicate results.
+    Re-submitting a run publishes only jobs without all their judgments settled (a transient error
+    judgment does not count: its job is retried, see ``Store.done_job_ids``), and storage is
+    idempotent on job ids, so a re-submitted run never yields duplicate results.
     """
     jobs = plan.jobs
     if store is not None:

@@ -50,7 +50,9 @@ def run_embedded(
     """Run a suite against targets to completion and return one report per target.
 
     The run id is deterministic for (suite, target) unless given, so re-running after a crash
-    resumes: jobs whose judgments are already stored are not generated again.
+    resumes: jobs whose judgments are already stored are not generated again, except those that
+    ended with a transient error (endpoint or judge fault), which are retried. At the end, the
+    number of such items is reported through ``progress``.
 
     ``bars``: progress bars (rate, ETA) per stage on stderr; None shows them when stderr is a
     terminal, and periodic status lines through ``progress`` otherwise.
@@ -110,6 +112,11 @@ def run_embedded(
         for p in plans:
             agg.touch(p.run_id)
         agg.refresh()
+        for p in plans:
+            transient = store.transient_job_ids(p.run_id)
+            if transient:
+                progress(f"run {p.run_id}: {len(transient)} item(s) ended with a transient error (endpoint "
+                         "or judge fault, not the model's); re-running the same command retries exactly those")
         reports = [agg.report(p.run_id) for p in plans]
         return [r for r in reports if r is not None]
     finally:

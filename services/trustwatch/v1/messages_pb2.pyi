@@ -6,6 +6,17 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ErrorKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ERROR_KIND_UNSPECIFIED: _ClassVar[ErrorKind]
+    ERROR_KIND_TRANSIENT: _ClassVar[ErrorKind]
+    ERROR_KIND_FINAL: _ClassVar[ErrorKind]
+    ERROR_KIND_POISON: _ClassVar[ErrorKind]
+ERROR_KIND_UNSPECIFIED: ErrorKind
+ERROR_KIND_TRANSIENT: ErrorKind
+ERROR_KIND_FINAL: ErrorKind
+ERROR_KIND_POISON: ErrorKind
+
 class SamplingParams(_message.Message):
     __slots__ = ("temperature", "max_tokens", "top_p", "seed")
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -57,7 +68,7 @@ class PromptJob(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., prompt: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
 
 class Completion(_message.Message):
-    __slots__ = ("job_id", "run_id", "task", "item_id", "sample", "target", "prompt", "text", "error", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "record_json", "created_unix_ms")
+    __slots__ = ("job_id", "run_id", "task", "item_id", "sample", "target", "prompt", "text", "error", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "record_json", "created_unix_ms", "error_kind", "original_chars")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -73,6 +84,8 @@ class Completion(_message.Message):
     LATENCY_S_FIELD_NUMBER: _ClassVar[int]
     RECORD_JSON_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
+    ORIGINAL_CHARS_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     run_id: str
     task: str
@@ -88,10 +101,12 @@ class Completion(_message.Message):
     latency_s: float
     record_json: str
     created_unix_ms: int
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., target: _Optional[str] = ..., prompt: _Optional[str] = ..., text: _Optional[str] = ..., error: _Optional[str] = ..., finish_reason: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_s: _Optional[float] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+    error_kind: ErrorKind
+    original_chars: int
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., target: _Optional[str] = ..., prompt: _Optional[str] = ..., text: _Optional[str] = ..., error: _Optional[str] = ..., finish_reason: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_s: _Optional[float] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., error_kind: _Optional[_Union[ErrorKind, str]] = ..., original_chars: _Optional[int] = ...) -> None: ...
 
 class Judgment(_message.Message):
-    __slots__ = ("job_id", "run_id", "task", "item_id", "sample", "target", "evaluator", "label", "valid", "score", "error", "detail_json", "response", "record_json", "created_unix_ms")
+    __slots__ = ("job_id", "run_id", "task", "item_id", "sample", "target", "evaluator", "label", "valid", "score", "error", "detail_json", "response", "record_json", "created_unix_ms", "error_kind", "generation_error")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_FIELD_NUMBER: _ClassVar[int]
@@ -107,6 +122,8 @@ class Judgment(_message.Message):
     RESPONSE_FIELD_NUMBER: _ClassVar[int]
     RECORD_JSON_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
+    GENERATION_ERROR_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     run_id: str
     task: str
@@ -122,7 +139,9 @@ class Judgment(_message.Message):
     response: str
     record_json: str
     created_unix_ms: int
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., target: _Optional[str] = ..., evaluator: _Optional[str] = ..., label: _Optional[str] = ..., valid: _Optional[bool] = ..., score: _Optional[float] = ..., error: _Optional[str] = ..., detail_json: _Optional[str] = ..., response: _Optional[str] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+    error_kind: ErrorKind
+    generation_error: str
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., target: _Optional[str] = ..., evaluator: _Optional[str] = ..., label: _Optional[str] = ..., valid: _Optional[bool] = ..., score: _Optional[float] = ..., error: _Optional[str] = ..., detail_json: _Optional[str] = ..., response: _Optional[str] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., error_kind: _Optional[_Union[ErrorKind, str]] = ..., generation_error: _Optional[str] = ...) -> None: ...
 
 class RunEvent(_message.Message):
     __slots__ = ("run_id", "kind", "target", "manifest_json", "expected_jobs", "expected_judgments", "created_unix_ms")

@@ -5,10 +5,15 @@ OpenAI, Azure-style gateways, a vLLM server, an in-house proxy: anything that an
 
 Retries live in ONE layer, this one: the ``openai`` client is built with ``max_retries=0`` (its
 own retry loop would multiply with ours and hide attempts from our accounting). A request is
-retried, with exponential backoff plus jitter, on HTTP 429, 408, any 5xx, timeouts and connection
-errors; a ``Retry-After`` (or ``retry-after-ms``) header, when given, sets the wait instead. Any
+retried, with exponential backoff plus jitter, on HTTP 429, 408, any 5xx, timeouts, connection
+errors and an HTTP 200 whose body is not JSON or is cut short (a proxy's HTML page, a dropped
+connection); a ``Retry-After`` (or ``retry-after-ms``) header, when given, sets the wait instead. Any
 other 4xx (400 prompt too long, 401 bad key, 404 unknown model, ...) is final at once. A request
-that finally fails becomes ``GenResult(error=...)``; ``generate`` never raises for one request.
+that finally fails becomes an error result; ``generate`` never raises for one request. Its
+``error_kind`` (see ``_kinds``) says whose failure it is: ``ERROR_KIND_FINAL`` for one that belongs
+to the model and the prompt (any 4xx other than 408/429, e.g. the content filter or a prompt longer
+than the window; a reply with no choices), ``ERROR_KIND_TRANSIENT`` for the endpoint's (retries
+spent on a retryable fault, or an unexpected exception), which a re-run of the run retries.
 
 At most ``concurrency`` requests are in flight at any moment (a semaphore held only while a
 request is on the wire, not while it waits to retry).
@@ -24,21 +29,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import email.utils
+import json
 import logging
 import os
 import random
+import re
 import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import Future
 from typing import Any
 
-from trustwatch.generator.backends.base import Backend, GenRequest, GenResult
+from trustwatch.generator.backends import _kinds
+from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, register
+from trustwatch.platform.targets import TargetSpec, redact_url
 
 log = logging.getLogger(__name__)
 
 #: The key sent to endpoints that need none (vLLM without --api-key, local gateways).
 PLACEHOLDER_KEY = "EMPTY"
+#: "Bearer <credential>" as an endpoint may echo it in an error body.
+_BEARER = re.compile(r"(\b[Bb]earer\s+)[^\s\"',;}]+")
 #: The longest Retry-After we honour as given; a larger value (or a hostile header) is cut to this.
 MAX_RETRY_AFTER_S = 120.0
 
@@ -90,8 +101,17 @@ def _server_message(body: Any) -> str:
     return ""
 
 
+@register
 class OpenAIBackend(Backend):
     """Chat completions from an OpenAI-compatible endpoint, with bounded concurrency and retries."""
+
+    name = "openai"
+
+    @classmethod
+    def from_target(cls, target: TargetSpec, **options: Any) -> OpenAIBackend:
+        """Takes ``concurrency`` (requests in flight; default 16)."""
+        extra = {"concurrency": int(options["concurrency"])} if options.get("concurrency") else {}
+        return cls(target.model, target.base_url, target.api_key_env, **extra)
 
     def __init__(
         self,
@@ -113,6 +133,8 @@ class OpenAIBackend(Backend):
         self._openai = openai
         self.model = model
         self.base_url = base_url.rstrip("/")
+        #: The URL as errors and logs show it: without user info, query or fragment.
+        self._shown_url = redact_url(self.base_url)
         self.api_key_env = api_key_env
         self.concurrency = concurrency
         self.timeout_s = timeout_s
@@ -168,10 +190,13 @@ class OpenAIBackend(Backend):
     # ------------------------------------------------------------------------------------------
 
     def _clean(self, text: str) -> str:
-        """Error text safe to store and log: never contains the API key."""
+        """Error text safe to store and log: never contains the API key (nor any bearer credential
+        an endpoint echoes back), nor the base URL's user info."""
         if self._key != PLACEHOLDER_KEY and self._key in text:
             text = text.replace(self._key, "***")
-        return text
+        if self.base_url != self._shown_url and self.base_url in text:
+            text = text.replace(self.base_url, self._shown_url)
+        return _BEARER.sub(r"\1***", text)
 
     def backoff(self, retry: int) -> float:
         """Wait before retry number ``retry`` (0-based): exponential, capped, with jitter.
@@ -190,23 +215,23 @@ class OpenAIBackend(Backend):
             try:
                 return await self._attempt(req, t0)
             except _Final as e:
-                return GenResult(req.request_id, error=self._clean(str(e)),
-                                 latency_s=time.perf_counter() - t0)
+                return _kinds.failed(req.request_id, self._clean(str(e)), _kinds.FINAL,
+                                     latency_s=time.perf_counter() - t0)
             except _Retryable as e:
                 if attempts > self.max_retries:
                     tried = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-                    return GenResult(req.request_id, error=self._clean(f"gave up after {tried}: {e}"),
-                                     latency_s=time.perf_counter() - t0)
+                    return _kinds.failed(req.request_id, self._clean(f"gave up after {tried}: {e}"),
+                                         _kinds.TRANSIENT, latency_s=time.perf_counter() - t0)
                 wait = self.backoff(attempts - 1)
                 if e.retry_after is not None:
                     wait = min(e.retry_after, MAX_RETRY_AFTER_S)
                 self.retries += 1
-                log.debug("request %s: %s; retry %d in %.2f s", req.request_id, e, attempts, wait)
+                log.debug("request %s: %s; retry %d in %.2f s", req.request_id, self._clean(str(e)), attempts, wait)
                 await asyncio.sleep(wait)
             except Exception as e:  # noqa: BLE001 - a bug or an odd reply must not sink the batch
-                return GenResult(req.request_id,
-                                 error=self._clean(f"unexpected {type(e).__name__} from {self.base_url}: {e}"),
-                                 latency_s=time.perf_counter() - t0)
+                return _kinds.failed(req.request_id,
+                                     self._clean(f"unexpected {type(e).__name__} from {self._shown_url}: {e}"),
+                                     _kinds.TRANSIENT, latency_s=time.perf_counter() - t0)
 
     async def _attempt(self, req: GenRequest, t0: float) -> GenResult:
         """One HTTP exchange. Returns a result, or raises _Retryable / _Final."""
@@ -228,20 +253,27 @@ class OpenAIBackend(Backend):
             try:
                 resp = await self._client.chat.completions.create(**kwargs)
             except oa.APITimeoutError as e:
-                raise _Retryable(f"no reply from {self.base_url} within {self.timeout_s:g} s") from e
+                raise _Retryable(f"no reply from {self._shown_url} within {self.timeout_s:g} s") from e
             except oa.APIConnectionError as e:
                 cause = e.__cause__ or e
                 raise _Retryable(
-                    f"cannot reach {self.base_url} ({type(cause).__name__}: {cause}); check that the "
+                    f"cannot reach {self._shown_url} ({type(cause).__name__}: {cause}); check that the "
                     "server is running and that the target's base_url (scheme, host, port, /v1 "
                     "path) is right"
                 ) from e
             except oa.APIStatusError as e:
                 raise self._status_error(e) from e
+            except (json.JSONDecodeError, oa.APIResponseValidationError) as e:
+                # The SDK parses the body itself: a truncated or empty JSON body raises here.
+                raise _Retryable(f"HTTP 200 from {self._shown_url} with a body that is not valid JSON "
+                                 f"({type(e).__name__})") from e
             finally:
                 self._in_flight -= 1
+        if isinstance(resp, (str, bytes)) or not hasattr(resp, "choices"):
+            # A body that is not JSON at all (e.g. a proxy's HTML page) comes back as plain text.
+            raise _Retryable(f"HTTP 200 from {self._shown_url} with a body that is not JSON")
         if not resp.choices:
-            raise _Final(f"{self.base_url} answered with no choices")
+            raise _Final(f"{self._shown_url} answered with no choices")
         choice = resp.choices[0]
         usage = getattr(resp, "usage", None)
         return GenResult(
@@ -256,7 +288,7 @@ class OpenAIBackend(Backend):
     def _status_error(self, e: Any) -> Exception:
         status = int(e.status_code)
         detail = _server_message(getattr(e, "body", None)) or getattr(e, "message", "") or str(e)
-        msg = f"HTTP {status} from {self.base_url}: {detail}"
+        msg = f"HTTP {status} from {self._shown_url}: {detail}"
         if status == 429 or status == 408 or status >= 500:
             return _Retryable(msg, parse_retry_after(getattr(e.response, "headers", None)))
         if status in (401, 403):

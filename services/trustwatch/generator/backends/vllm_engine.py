@@ -54,7 +54,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from trustwatch.generator.backends.base import Backend, GenRequest, GenResult
+from trustwatch.generator.backends import _kinds
+from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, register
+from trustwatch.platform.targets import TargetSpec
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +98,7 @@ def _configured_window(model_path: str) -> int | None:
         return None
 
 
+@register
 class VllmBackend(Backend):
     """The in-process ``vllm.LLM`` engine. Build it once per process and reuse it.
 
@@ -104,8 +107,14 @@ class VllmBackend(Backend):
     ``tensor_parallel_size``).
     """
 
+    name = "vllm"
     # vLLM schedules what fits; handing it big batches is what keeps continuous batching busy.
     preferred_batch: int = 256
+
+    @classmethod
+    def from_target(cls, target: TargetSpec, **options: Any) -> VllmBackend:
+        """Takes ``max_model_len`` (the context window to allocate; default: the model's own)."""
+        return cls(target.model, max_model_len=options.get("max_model_len") or None)
 
     def __init__(
         self,
@@ -217,15 +226,18 @@ class VllmBackend(Backend):
 
         for i, (req, ids) in enumerate(zip(requests, self.encode([r.prompt for r in requests]))):
             if isinstance(ids, Exception):
-                results[i] = GenResult(req.request_id, error=f"could not apply the chat template: {ids}")
+                results[i] = _kinds.failed(req.request_id, f"could not apply the chat template: {ids}",
+                                           _kinds.FINAL)
                 continue
             n = len(ids)
             # vLLM needs room for at least one generated token.
             if n >= self.max_model_len:
-                results[i] = GenResult(
+                # Final: the prompt does not fit this model; retrying cannot change that.
+                results[i] = _kinds.failed(
                     req.request_id,
-                    error=(f"prompt has {n} tokens, model window is {self.max_model_len}; "
-                           "shorten the prompt or raise the target's max_model_len"),
+                    (f"prompt has {n} tokens, model window is {self.max_model_len}; "
+                     "shorten the prompt or raise the target's max_model_len"),
+                    _kinds.FINAL,
                     prompt_tokens=n,
                 )
                 continue
@@ -237,8 +249,8 @@ class VllmBackend(Backend):
                     seed=req.seed,
                 )
             except Exception as e:  # noqa: BLE001 - e.g. a negative temperature
-                results[i] = GenResult(req.request_id, error=f"invalid sampling settings: {e}",
-                                       prompt_tokens=n)
+                results[i] = _kinds.failed(req.request_id, f"invalid sampling settings: {e}",
+                                           _kinds.FINAL, prompt_tokens=n)
                 continue
             submit.append(i)
             prompts.append({"prompt_token_ids": ids})  # a vllm.inputs.TokensPrompt
@@ -258,8 +270,9 @@ class VllmBackend(Backend):
             outs = self._llm.generate(prompts, params, use_tqdm=False)
         except Exception as e:  # noqa: BLE001
             if len(prompts) == 1:
-                return [GenResult(requests[submit[0]].request_id, error=f"vLLM failed: {e}",
-                                  prompt_tokens=len(prompts[0]["prompt_token_ids"]))]
+                # Transient: the engine failed, not the model's reply; a re-run retries it.
+                return [_kinds.failed(requests[submit[0]].request_id, f"vLLM failed: {e}", _kinds.TRANSIENT,
+                                      prompt_tokens=len(prompts[0]["prompt_token_ids"]))]
             log.warning("batched vLLM call failed (%s); retrying its %d requests one by one",
                         e, len(prompts))
             return [self._run(requests, [i], [p], [sp])[0]
