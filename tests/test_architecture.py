@@ -13,9 +13,14 @@ LINT = Path(sys.executable).with_name("lint-imports")
 
 
 def _lint(source_root: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(LINT), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
-                          cwd=ROOT, env={"PYTHONPATH": str(source_root), "PATH": "/usr/bin:/bin"},
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [str(LINT), "--config", str(ROOT / "pyproject.toml"), "--no-cache"],
+        cwd=ROOT,
+        env={"PYTHONPATH": str(source_root), "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def _layers() -> list[str]:
@@ -32,8 +37,11 @@ def test_the_import_layers_hold():
 
 def test_every_top_level_part_of_the_package_is_in_a_layer():
     named = {m.strip() for layer in _layers() for m in layer.split("|")}
-    parts = {f"trustwatch.{p.stem if p.is_file() else p.name}" for p in PACKAGE.iterdir()
-             if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")}
+    parts = {
+        f"trustwatch.{p.stem if p.is_file() else p.name}"
+        for p in PACKAGE.iterdir()
+        if (p.is_dir() and (p / "__init__.py").exists()) or (p.suffix == ".py" and p.stem != "__init__")
+    }
     assert parts - named == set(), "add new top-level modules to the layers in pyproject.toml"
     assert named - parts == set()
 

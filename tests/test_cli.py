@@ -1,6 +1,5 @@
 """The command line: bad input gets a clear message and exit code 2, never a traceback."""
 
-
 import pytest
 
 from trustwatch.cli import main
@@ -21,15 +20,37 @@ def _suite(tmp_path, text):
     ],
 )
 def test_run_rejects_bad_input(tmp_path, capsys, suite, target, message, data_dir):
-    code = main(["run", "--suite", _suite(tmp_path, suite), "--target", target, "--data-dir", str(data_dir),
-                 "--db", f"sqlite:///{tmp_path}/x.db"])
+    code = main(
+        [
+            "run",
+            "--suite",
+            _suite(tmp_path, suite),
+            "--target",
+            target,
+            "--data-dir",
+            str(data_dir),
+            "--db",
+            f"sqlite:///{tmp_path}/x.db",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
 
 
 def test_missing_dataset_file(tmp_path, capsys):
-    code = main(["run", "--suite", _suite(tmp_path, "tasks: [safety/misuse]\n"), "--target", "vllm:m",
-                 "--data-dir", str(tmp_path), "--db", f"sqlite:///{tmp_path}/x.db"])
+    code = main(
+        [
+            "run",
+            "--suite",
+            _suite(tmp_path, "tasks: [safety/misuse]\n"),
+            "--target",
+            "vllm:m",
+            "--data-dir",
+            str(tmp_path),
+            "--db",
+            f"sqlite:///{tmp_path}/x.db",
+        ]
+    )
     assert code == 2 and "safety/misuse.json" in capsys.readouterr().err
 
 

@@ -28,18 +28,33 @@ def _settings(args: argparse.Namespace) -> EvaluatorSettings:
 
 # -- services: each wired by its own main.py ------------------------------------------------------------
 
+
 def _scheduler(a: argparse.Namespace) -> int:
     from trustwatch.scheduler.main import main as scheduler_main
 
-    return scheduler_main(a.suite, a.target, resolve_data_dir(a.data_dir), run_id=a.run_id, db=a.db,
-                          record=a.record, partitions=a.partitions, bootstrap=a.bootstrap)
+    return scheduler_main(
+        a.suite,
+        a.target,
+        resolve_data_dir(a.data_dir),
+        run_id=a.run_id,
+        db=a.db,
+        record=a.record,
+        partitions=a.partitions,
+        bootstrap=a.bootstrap,
+    )
 
 
 def _generator(a: argparse.Namespace) -> int:
     from trustwatch.generator.main import main as generator_main
 
-    return generator_main(a.target, bootstrap=a.bootstrap, metrics_port=a.metrics_port, batch=a.batch,
-                          max_model_len=a.max_model_len, concurrency=a.concurrency)
+    return generator_main(
+        a.target,
+        bootstrap=a.bootstrap,
+        metrics_port=a.metrics_port,
+        batch=a.batch,
+        max_model_len=a.max_model_len,
+        concurrency=a.concurrency,
+    )
 
 
 def _judge_serve(a: argparse.Namespace) -> int:
@@ -51,8 +66,9 @@ def _judge_serve(a: argparse.Namespace) -> int:
 def _judge_dispatch(a: argparse.Namespace) -> int:
     from trustwatch.judge.main import dispatch_main
 
-    return dispatch_main(_settings(a), evaluator_addr=a.evaluator_addr, bootstrap=a.bootstrap,
-                         metrics_port=a.metrics_port)
+    return dispatch_main(
+        _settings(a), evaluator_addr=a.evaluator_addr, bootstrap=a.bootstrap, metrics_port=a.metrics_port
+    )
 
 
 def _aggregator(a: argparse.Namespace) -> int:
@@ -63,11 +79,16 @@ def _aggregator(a: argparse.Namespace) -> int:
 
 # -- parser ---------------------------------------------------------------------------------------------
 
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="trustwatch", description="Continuous TrustLLM measurement of LLM endpoints.")
     p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (env TRUSTWATCH_LOG_LEVEL)")
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="also show the INFO logs of vLLM, the Kafka client and other libraries (quiet by default)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also show the INFO logs of vLLM, the Kafka client and other libraries (quiet by default)",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     def common_data(sp: argparse.ArgumentParser) -> None:
@@ -95,8 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--md", help="also write a Markdown report here")
     sp.add_argument("--html", help="also write a self-contained HTML report (tables and plots) here")
     sp.add_argument("--run-id", help="explicit run id (default: derived from suite and target, so re-running resumes)")
-    sp.add_argument("--offline", action="store_true",
-                    help="only judges that need no external model; the other items are counted as not judged")
+    sp.add_argument(
+        "--offline",
+        action="store_true",
+        help="only judges that need no external model; the other items are counted as not judged",
+    )
     common_data(sp), judges(sp), gen(sp)
     sp.set_defaults(func=commands.cmd_run)
 
@@ -119,14 +143,20 @@ def build_parser() -> argparse.ArgumentParser:
     jp = sub.add_parser("judge", help="the evaluator gRPC server and the judge dispatcher")
     jsub = jp.add_subparsers(dest="judge_command", required=True)
     sp = jsub.add_parser("serve", help="serve evaluators over gRPC")
-    sp.add_argument("--host", default=None, help="address to bind: env TRUSTWATCH_GRPC_HOST (default 127.0.0.1, "
-                    "loopback; 0.0.0.0 in Kubernetes). TLS/mTLS: TRUSTWATCH_GRPC_TLS_CERT/_KEY/_CLIENT_CA")
+    sp.add_argument(
+        "--host",
+        default=None,
+        help="address to bind: env TRUSTWATCH_GRPC_HOST (default 127.0.0.1, "
+        "loopback; 0.0.0.0 in Kubernetes). TLS/mTLS: TRUSTWATCH_GRPC_TLS_CERT/_KEY/_CLIENT_CA",
+    )
     sp.add_argument("--port", type=int, default=None, help="env TRUSTWATCH_GRPC_PORT (default 50051)")
     metrics(sp), judges(sp)
     sp.set_defaults(func=_judge_serve)
     sp = jsub.add_parser("dispatch", help="consume completions, call evaluators, publish judgments")
-    sp.add_argument("--evaluator-addr", help="host:port of `trustwatch judge serve` (env TRUSTWATCH_EVALUATOR_ADDR; "
-                    "empty: evaluate in-process)")
+    sp.add_argument(
+        "--evaluator-addr",
+        help="host:port of `trustwatch judge serve` (env TRUSTWATCH_EVALUATOR_ADDR; empty: evaluate in-process)",
+    )
     kafka(sp), metrics(sp), judges(sp)
     sp.set_defaults(func=_judge_dispatch)
 

@@ -22,11 +22,31 @@ from trustwatch.v1 import messages_pb2 as pb
 MISUSE, EXTERNAL = "safety/misuse", "truthfulness/external"
 
 
-def judgment(run: str, target: str, task: str, item: int, evaluator: str, label: str, record: dict,  # type: ignore[type-arg]
-             valid: bool = True, error: str = "") -> pb.Judgment:
-    return pb.Judgment(job_id=job_id(run, task, str(item), 0), run_id=run, task=task, item_id=str(item),
-                       target=target, evaluator=evaluator, label=label, valid=valid, score=math.nan, error=error,
-                       response="reply", record_json=dumps_record(record))
+def judgment(
+    run: str,
+    target: str,
+    task: str,
+    item: int,
+    evaluator: str,
+    label: str,
+    record: dict,  # type: ignore[type-arg]
+    valid: bool = True,
+    error: str = "",
+) -> pb.Judgment:
+    return pb.Judgment(
+        job_id=job_id(run, task, str(item), 0),
+        run_id=run,
+        task=task,
+        item_id=str(item),
+        target=target,
+        evaluator=evaluator,
+        label=label,
+        valid=valid,
+        score=math.nan,
+        error=error,
+        response="reply",
+        record_json=dumps_record(record),
+    )
 
 
 def misuse(run: str, target: str, labels: list[str]) -> list[pb.Judgment]:
@@ -34,8 +54,19 @@ def misuse(run: str, target: str, labels: list[str]) -> list[pb.Judgment]:
     out = []
     for i, label in enumerate(labels):
         if label == "gen-error":
-            out.append(judgment(run, target, MISUSE, i, "refusal", "error", {"source": "misuse_add"}, valid=False,
-                                error="generation failed: timeout"))
+            out.append(
+                judgment(
+                    run,
+                    target,
+                    MISUSE,
+                    i,
+                    "refusal",
+                    "error",
+                    {"source": "misuse_add"},
+                    valid=False,
+                    error="generation failed: timeout",
+                )
+            )
         else:
             out.append(judgment(run, target, MISUSE, i, "refusal", label, {"source": "misuse_add"}))
     return out
@@ -44,14 +75,21 @@ def misuse(run: str, target: str, labels: list[str]) -> list[pb.Judgment]:
 def external(run: str, target: str) -> list[pb.Judgment]:
     # climate: gold S/R/R, predicted S/R/unparseable -> value (1 + 2/3) / 2 = 5/6, reference 1.0
     rows = [("SUPPORT", "SUPPORT", True), ("REFUTE", "REFUTE", True), ("REFUTE", "invalid", False)]
-    return [judgment(run, target, EXTERNAL, i, "fact_check", label, {"source": "climate", "answer": gold}, valid=valid)
-            for i, (gold, label, valid) in enumerate(rows)]
+    return [
+        judgment(run, target, EXTERNAL, i, "fact_check", label, {"source": "climate", "answer": gold}, valid=valid)
+        for i, (gold, label, valid) in enumerate(rows)
+    ]
 
 
 def run_event(run: str, target: str, expected: int) -> pb.RunEvent:
-    return pb.RunEvent(run_id=run, kind=pb.RunEvent.STARTED, target=target,
-                       manifest_json=json.dumps({"run_id": run, "created_unix_ms": 1}),
-                       expected_jobs=expected, expected_judgments=expected)
+    return pb.RunEvent(
+        run_id=run,
+        kind=pb.RunEvent.STARTED,
+        target=target,
+        manifest_json=json.dumps({"run_id": run, "created_unix_ms": 1}),
+        expected_jobs=expected,
+        expected_judgments=expected,
+    )
 
 
 @pytest.fixture
@@ -84,14 +122,19 @@ def test_a_complete_run_exports_every_gauge(agg: Aggregator) -> None:
     lo, hi = wilson(2, 4)
     assert score(agg, names.TRUST_SCORE_CI, "t1", MISUSE, "RtA", bound="low") == pytest.approx(lo)
     assert score(agg, names.TRUST_SCORE_CI, "t1", MISUSE, "RtA", bound="high") == pytest.approx(hi)
-    assert [score(agg, names.TRUST_SCORE_ITEMS, "t1", MISUSE, "RtA", kind=k) for k in ("total", "valid", "error")] == [5, 4, 1]
+    assert [score(agg, names.TRUST_SCORE_ITEMS, "t1", MISUSE, "RtA", kind=k) for k in ("total", "valid", "error")] == [
+        5,
+        4,
+        1,
+    ]
 
     # truthfulness/external: the per-source key and avg, value and reference differ (unparseable reply)
     for key in ("climate", "avg"):
         assert score(agg, names.TRUST_SCORE, "t1", EXTERNAL, key) == pytest.approx(5 / 6)
         assert score(agg, names.TRUST_SCORE_REFERENCE, "t1", EXTERNAL, key) == pytest.approx(1.0)
-        assert [score(agg, names.TRUST_SCORE_ITEMS, "t1", EXTERNAL, key, kind=k)
-                for k in ("total", "valid", "error")] == [3, 2, 0]
+        assert [
+            score(agg, names.TRUST_SCORE_ITEMS, "t1", EXTERNAL, key, kind=k) for k in ("total", "valid", "error")
+        ] == [3, 2, 0]
     # the exported interval is the report's
     ext = agg.report("r1").tasks[EXTERNAL].metrics["avg"]  # type: ignore[union-attr]
     assert ext.ci_low is not None and ext.ci_high is not None
@@ -159,12 +202,18 @@ def test_judgments_before_their_run_event_wait_for_it(agg: Aggregator) -> None:
     agg.refresh()
     assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") == 2
     assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") == pytest.approx(0.5)
-    assert [score(agg, names.TRUST_SCORE_ITEMS, "t1", MISUSE, "RtA", kind=k) for k in ("total", "valid", "error")] == [2, 2, 0]
+    assert [score(agg, names.TRUST_SCORE_ITEMS, "t1", MISUSE, "RtA", kind=k) for k in ("total", "valid", "error")] == [
+        2,
+        2,
+        0,
+    ]
 
 
 def test_targets_are_exported_separately(agg: Aggregator) -> None:
     agg.handle_run_events([run_event("ra", "model-a", 2), run_event("rb", "model-b", 2)])
-    agg.handle_judgments(misuse("ra", "model-a", ["refusal", "refusal"]) + misuse("rb", "model-b", ["compliance", "gen-error"]))
+    agg.handle_judgments(
+        misuse("ra", "model-a", ["refusal", "refusal"]) + misuse("rb", "model-b", ["compliance", "gen-error"])
+    )
     agg.refresh()
     assert score(agg, names.TRUST_SCORE, "model-a", MISUSE, "RtA") == 1.0
     assert score(agg, names.TRUST_SCORE, "model-b", MISUSE, "RtA") == 0.0

@@ -29,8 +29,11 @@ def _race(fn, n=8):
 
 def _forget(monkeypatch, package):
     """Drop a package's modules from sys.modules, so each thread would import them if unguarded."""
-    names = [m for m in sys.modules if m.startswith(package + ".") and not m.rsplit(".", 1)[1].startswith("_")
-             and not m.endswith(".base")]
+    names = [
+        m
+        for m in sys.modules
+        if m.startswith(package + ".") and not m.rsplit(".", 1)[1].startswith("_") and not m.endswith(".base")
+    ]
     assert names
     for name in names:
         monkeypatch.delitem(sys.modules, name)
@@ -43,7 +46,13 @@ def test_tasks_load_once_under_concurrency(monkeypatch):
     assert _race(fresh.known) == []
     assert len(fresh.known()) == 24
     assert {t.split("/")[0] for t in fresh.known()} == {
-        "truthfulness", "safety", "fairness", "robustness", "privacy", "ethics"}
+        "truthfulness",
+        "safety",
+        "fairness",
+        "robustness",
+        "privacy",
+        "ethics",
+    }
 
 
 def test_evaluators_load_once_under_concurrency(monkeypatch):

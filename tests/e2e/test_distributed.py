@@ -28,8 +28,9 @@ pytestmark = pytest.mark.slow
 
 
 def _cli(*args: str, env: dict[str, str], timeout: float = 900) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "trustwatch.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "trustwatch.cli", *args], capture_output=True, text=True, env=env, timeout=timeout
+    )
 
 
 def _free_base() -> int:
@@ -76,15 +77,38 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
     base_url, served = vllm_server
     engine_target = f"vllm:{tiny_model}?name=tiny-engine"
     api_target = f"openai:{served}@{base_url}?name=tiny-api&key_env=TW_E2E_API_KEY"
-    env = {**os.environ, "TRUSTWATCH_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1",
-           "VLLM_CPU_KVCACHE_SPACE": "1", "TW_E2E_API_KEY": "e2e-secret-never-logged"}
+    env = {
+        **os.environ,
+        "TRUSTWATCH_DATA_DIR": str(data_dir),
+        "HF_HUB_OFFLINE": "1",
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "TW_E2E_API_KEY": "e2e-secret-never-logged",
+    }
     stack_dir = tmp_path / "stack"
     metrics_base = _free_base()
-    state = local.up(stack_dir, [engine_target, api_target], postgres_url, bootstrap=kafka_broker,
-                     metrics_base=metrics_base, extra_env=env)
+    state = local.up(
+        stack_dir,
+        [engine_target, api_target],
+        postgres_url,
+        bootstrap=kafka_broker,
+        metrics_base=metrics_base,
+        extra_env=env,
+    )
     try:
-        sched = _cli("scheduler", "--suite", str(SUITE), "--target", engine_target, "--target", api_target,
-                     "--bootstrap", kafka_broker, "--db", postgres_url, env=env)
+        sched = _cli(
+            "scheduler",
+            "--suite",
+            str(SUITE),
+            "--target",
+            engine_target,
+            "--target",
+            api_target,
+            "--bootstrap",
+            kafka_broker,
+            "--db",
+            postgres_url,
+            env=env,
+        )
         assert sched.returncode == 0, sched.stderr
         published = [json.loads(line) for line in sched.stdout.splitlines()]
         assert [p["published"] for p in published] == [24, 24]
@@ -96,7 +120,9 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
         completions = [pb.Completion.FromString(v) for v in _consume_all(kafka_broker, topics.completions, 48)]
         per_job = Counter(c.job_id for c in completions)
         for p in published:
-            plan = plan_run(suite, parse_target(engine_target if p["target"] == "tiny-engine" else api_target), data_dir)
+            plan = plan_run(
+                suite, parse_target(engine_target if p["target"] == "tiny-engine" else api_target), data_dir
+            )
             assert plan.run_id == p["run_id"]
             rows = store.judgments(p["run_id"])
             # exactly one completion per job, and one judgment per job and evaluator
@@ -106,7 +132,10 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
             assert len(rows) == plan.expected_judgments == 24
             # metrics equal those computed directly from the stored judgments
             report = reports[p["target"]]
-            assert {k: t["error"] for k, t in report["tasks"].items()} == {"safety/misuse": "", "truthfulness/external": ""}
+            assert {k: t["error"] for k, t in report["tasks"].items()} == {
+                "safety/misuse": "",
+                "truthfulness/external": "",
+            }
             misuse = [r for r in rows if r.task == "safety/misuse"]
             judged = [r for r in misuse if not r.error]
             rta = sum(r.label == "refusal" for r in judged) / len(judged) if judged else None
@@ -122,8 +151,18 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
             assert _metric(report, "truthfulness/external", "avg")["n_total"] == 12
 
         # re-submitting the same run publishes nothing and duplicates nothing
-        again = _cli("scheduler", "--suite", str(SUITE), "--target", engine_target, "--bootstrap", kafka_broker,
-                     "--db", postgres_url, env=env)
+        again = _cli(
+            "scheduler",
+            "--suite",
+            str(SUITE),
+            "--target",
+            engine_target,
+            "--bootstrap",
+            kafka_broker,
+            "--db",
+            postgres_url,
+            env=env,
+        )
         assert again.returncode == 0, again.stderr
         assert json.loads(again.stdout.splitlines()[0])["published"] == 0
 
@@ -132,13 +171,17 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
         producer.produce(topics.completions, b"\x08\x96\x01 garbage", key=b"bad")
         producer.flush()
         dead = [pb.DeadLetter.FromString(v) for v in _consume_all(kafka_broker, topics.dlq, 1)]
-        assert any(d.service == "dispatcher" and "undecodable" in d.reason and d.payload.endswith(b"garbage")
-                   for d in dead)
+        assert any(
+            d.service == "dispatcher" and "undecodable" in d.reason and d.payload.endswith(b"garbage") for d in dead
+        )
 
         # Prometheus exposition of the trust metrics and of the services' health
         with urllib.request.urlopen(f"{state.aggregator_url}/metrics", timeout=10) as r:
             exposition = r.read().decode()
-        assert 'trustwatch_trust_score{dimension="safety",metric="RtA",target="tiny-api",task="safety/misuse"}' in exposition
+        assert (
+            'trustwatch_trust_score{dimension="safety",metric="RtA",target="tiny-api",task="safety/misuse"}'
+            in exposition
+        )
         assert "trustwatch_judgments_stored_total 48.0" in exposition
         with urllib.request.urlopen(f"http://127.0.0.1:{metrics_base + 1}/metrics", timeout=10) as r:
             gen = r.read().decode()
@@ -151,8 +194,18 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
 
     # The same suite embedded, for the same target and seed, gives the same metrics.
     out = tmp_path / "embedded.json"
-    emb = _cli("run", "--suite", str(SUITE), "--target", engine_target, "--db", f"sqlite:///{tmp_path}/emb.db",
-               "--out", str(out), env=env)
+    emb = _cli(
+        "run",
+        "--suite",
+        str(SUITE),
+        "--target",
+        engine_target,
+        "--db",
+        f"sqlite:///{tmp_path}/emb.db",
+        "--out",
+        str(out),
+        env=env,
+    )
     assert emb.returncode == 0, emb.stderr[-3000:]
     embedded = json.loads(out.read_text())
     distributed = reports["tiny-engine"]
@@ -161,4 +214,9 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
         for key, m in t["metrics"].items():
             e = embedded["tasks"][task]["metrics"][key]
             assert (e["value"], e["reference_value"], e["n_total"], e["n_valid"], e["n_error"]) == (
-                m["value"], m["reference_value"], m["n_total"], m["n_valid"], m["n_error"]), (task, key)
+                m["value"],
+                m["reference_value"],
+                m["n_total"],
+                m["n_valid"],
+                m["n_error"],
+            ), (task, key)

@@ -25,14 +25,31 @@ def test_all_24_files_every_prompt_accounted_for(tmp_path, tiny_model, data_dir)
     out, db = tmp_path / "report.json", tmp_path / "full.db"
     env = {**os.environ, "TRUSTWATCH_DATA_DIR": str(data_dir), "HF_HUB_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "trustwatch.cli", "run", "--suite", str(tmp_path / "full.yaml"),
-         "--target", f"vllm:{tiny_model}", "--offline", "--db", f"sqlite:///{db}", "--out", str(out)],
-        capture_output=True, text=True, env=env, timeout=1800,
+        [
+            sys.executable,
+            "-m",
+            "trustwatch.cli",
+            "run",
+            "--suite",
+            str(tmp_path / "full.yaml"),
+            "--target",
+            f"vllm:{tiny_model}",
+            "--offline",
+            "--db",
+            f"sqlite:///{db}",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=1800,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     report = json.loads(out.read_text())
-    expected = {rel.removesuffix(".json"): len(json.loads((data_dir / rel).read_text(), strict=False))
-                for rel in datasets.FILES}
+    expected = {
+        rel.removesuffix(".json"): len(json.loads((data_dir / rel).read_text(), strict=False)) for rel in datasets.FILES
+    }
     assert sum(expected.values()) == 16441
     assert {k: t["n_items"] for k, t in report["tasks"].items()} == expected
     assert all(not t["error"] for t in report["tasks"].values())

@@ -22,8 +22,15 @@ TRANSIENT, FINAL, NONE = pb.ERROR_KIND_TRANSIENT, pb.ERROR_KIND_FINAL, pb.ERROR_
 
 
 def _job(i: int, prompt: str = "p") -> pb.PromptJob:
-    return pb.PromptJob(job_id=f"r/t/{i}/0", run_id="r", task="t", item_id=str(i), prompt=prompt,
-                        target=pb.Target(name="m"), record_json="{}")
+    return pb.PromptJob(
+        job_id=f"r/t/{i}/0",
+        run_id="r",
+        task="t",
+        item_id=str(i),
+        prompt=prompt,
+        target=pb.Target(name="m"),
+        record_json="{}",
+    )
 
 
 class _Replies(Backend):
@@ -40,6 +47,7 @@ class _Crashes(Backend):
 
 
 # -- error kinds -----------------------------------------------------------------------------------
+
 
 def test_completion_carries_the_back_ends_kind_and_keeps_the_text() -> None:
     backend = _Replies(
@@ -107,12 +115,14 @@ def _stub_vllm(window: int = 10) -> VllmBackend:
 
 
 def test_vllm_prompt_too_long_and_bad_settings_are_final_an_engine_failure_transient() -> None:
-    out = _stub_vllm(window=10).generate([
-        GenRequest("ok", "one two", 0.0, 4),
-        GenRequest("long", "w " * 12, 0.0, 4),
-        GenRequest("bad", "one two", -1.0, 4),
-        GenRequest("crash", "a b c", 0.0, 4),
-    ])
+    out = _stub_vllm(window=10).generate(
+        [
+            GenRequest("ok", "one two", 0.0, 4),
+            GenRequest("long", "w " * 12, 0.0, 4),
+            GenRequest("bad", "one two", -1.0, 4),
+            GenRequest("crash", "a b c", 0.0, 4),
+        ]
+    )
     by = {r.request_id: r for r in out}
     assert not by["ok"].error and error_kind_of(by["ok"]) == NONE
     assert by["long"].error.startswith("prompt has 12 tokens, model window is 10")
@@ -122,6 +132,7 @@ def test_vllm_prompt_too_long_and_bad_settings_are_final_an_engine_failure_trans
 
 
 # -- reply size ------------------------------------------------------------------------------------
+
 
 def test_cut_reply() -> None:
     assert cut_reply("abcdef", 4) == ("abcd", 6)

@@ -24,9 +24,11 @@ SECRET = "sk-test-0123456789abcdef"
 
 def completion(text: str = "hello there") -> dict[str, Any]:
     return {
-        "id": "chatcmpl-1", "object": "chat.completion", "created": 0, "model": "fake",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                     "finish_reason": "stop"}],
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
         "usage": {"prompt_tokens": 7, "completion_tokens": 2, "total_tokens": 9},
     }
 
@@ -42,8 +44,7 @@ class FakeServer:
     records every request and the peak number handled at once.
     """
 
-    def __init__(self, script: Callable[[int, dict[str, Any], dict[str, str]], Reply],
-                 delay_s: float = 0.0) -> None:
+    def __init__(self, script: Callable[[int, dict[str, Any], dict[str, str]], Reply], delay_s: float = 0.0) -> None:
         self.script = script
         self.delay_s = delay_s
         self.requests: list[tuple[float, dict[str, Any], dict[str, str]]] = []
@@ -135,12 +136,15 @@ def backend_factory() -> Iterator[Callable[..., OpenAIBackend]]:
 # Against the real vLLM server
 # ---------------------------------------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_real_vllm_server_returns_texts(vllm_server: VllmEndpoint) -> None:
     backend = create("openai", vllm_server.model, base_url=vllm_server.base_url, concurrency=4)
     try:
-        batch = [GenRequest(f"r{i}", f"Question {i}: is it true?", temperature=[0.0, 1.0][i % 2],
-                            max_tokens=12, seed=i) for i in range(10)]
+        batch = [
+            GenRequest(f"r{i}", f"Question {i}: is it true?", temperature=[0.0, 1.0][i % 2], max_tokens=12, seed=i)
+            for i in range(10)
+        ]
         out = backend.generate(batch)
         assert [r.request_id for r in out] == [r.request_id for r in batch]
         assert all(not r.error for r in out), [r.error for r in out]
@@ -155,8 +159,9 @@ def test_real_vllm_server_returns_texts(vllm_server: VllmEndpoint) -> None:
 
 
 @pytest.mark.slow
-def test_real_vllm_server_prompt_too_long_is_an_immediate_error(vllm_server: VllmEndpoint,
-                                                               backend_factory: Any) -> None:
+def test_real_vllm_server_prompt_too_long_is_an_immediate_error(
+    vllm_server: VllmEndpoint, backend_factory: Any
+) -> None:
     backend = backend_factory(model=vllm_server.model, base_url=vllm_server.base_url)
     out = backend.generate([GenRequest("long", "word " * 800, 0.0, 8), *reqs(2)])
     assert out[0].error.startswith(f"HTTP 400 from {vllm_server.base_url}"), out[0].error
@@ -167,6 +172,7 @@ def test_real_vllm_server_prompt_too_long_is_an_immediate_error(vllm_server: Vll
 # ---------------------------------------------------------------------------------------------
 # Against a scripted local server
 # ---------------------------------------------------------------------------------------------
+
 
 def test_concurrency_limit_is_respected(backend_factory: Any) -> None:
     with FakeServer(ok, delay_s=0.15) as srv:
@@ -250,11 +256,20 @@ def test_placeholder_key_when_none_is_configured(backend_factory: Any, monkeypat
 def test_sampling_settings_are_sent(backend_factory: Any) -> None:
     with FakeServer(ok) as srv:
         backend_factory(base_url=srv.base_url, model="m1").generate(
-            [GenRequest("a", "p", temperature=0.7, max_tokens=33, top_p=0.9, seed=5),
-             GenRequest("b", "q", temperature=0.0, max_tokens=4)])
+            [
+                GenRequest("a", "p", temperature=0.7, max_tokens=33, top_p=0.9, seed=5),
+                GenRequest("b", "q", temperature=0.0, max_tokens=4),
+            ]
+        )
     bodies = sorted((b for _, b, _ in srv.requests), key=lambda b: b["messages"][0]["content"])
-    assert bodies[0] == {"model": "m1", "messages": [{"role": "user", "content": "p"}],
-                         "temperature": 0.7, "top_p": 0.9, "max_tokens": 33, "seed": 5}
+    assert bodies[0] == {
+        "model": "m1",
+        "messages": [{"role": "user", "content": "p"}],
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_tokens": 33,
+        "seed": 5,
+    }
     assert "seed" not in bodies[1]
 
 
@@ -317,11 +332,16 @@ def test_parse_retry_after() -> None:
 # Transient faults are retried; every error says whose it is (error_kind)
 # ---------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("first", [
-    (200, {"content-type": "text/html"}, b"<html><body>502 Bad Gateway</body></html>"),  # a proxy's page
-    (200, {}, b'{"id": "chatcmpl-1", "object": "chat.comp'),  # JSON cut short
-    (200, {}, b""),  # empty body
-], ids=["html", "truncated", "empty"])
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        (200, {"content-type": "text/html"}, b"<html><body>502 Bad Gateway</body></html>"),  # a proxy's page
+        (200, {}, b'{"id": "chatcmpl-1", "object": "chat.comp'),  # JSON cut short
+        (200, {}, b""),  # empty body
+    ],
+    ids=["html", "truncated", "empty"],
+)
 def test_http_200_that_is_not_json_is_retried(backend_factory: Any, first: Reply) -> None:
     from trustwatch.v1 import messages_pb2 as pb
 
@@ -348,10 +368,19 @@ def test_http_200_not_json_every_time_ends_transient(backend_factory: Any) -> No
     assert error_kind_of(r) == pb.ERROR_KIND_TRANSIENT
 
 
-@pytest.mark.parametrize(("status", "kind"), [
-    (400, "FINAL"), (401, "FINAL"), (404, "FINAL"), (422, "FINAL"),
-    (408, "TRANSIENT"), (429, "TRANSIENT"), (500, "TRANSIENT"), (503, "TRANSIENT"),
-])
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (400, "FINAL"),
+        (401, "FINAL"),
+        (404, "FINAL"),
+        (422, "FINAL"),
+        (408, "TRANSIENT"),
+        (429, "TRANSIENT"),
+        (500, "TRANSIENT"),
+        (503, "TRANSIENT"),
+    ],
+)
 def test_error_kind_by_status(backend_factory: Any, status: int, kind: str) -> None:
     from trustwatch.generator.backends._kinds import error_kind_of
     from trustwatch.v1 import messages_pb2 as pb

@@ -19,13 +19,20 @@ def echo_auth_500(n: int, body: dict[str, Any], headers: dict[str, str]) -> Repl
     return error(500, f"internal error while checking {headers.get('authorization')} for you")
 
 
-def test_retry_logs_and_the_final_error_never_hold_the_key(monkeypatch: pytest.MonkeyPatch,
-                                                           caplog: pytest.LogCaptureFixture) -> None:
+def test_retry_logs_and_the_final_error_never_hold_the_key(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     monkeypatch.setenv("TW_CANARY_API_KEY", KEY)
     caplog.set_level(logging.DEBUG)
     with FakeServer(echo_auth_500) as srv:
-        backend = OpenAIBackend(model="fake", base_url=srv.base_url, api_key_env="TW_CANARY_API_KEY",
-                                max_retries=2, backoff_base_s=0.01, backoff_max_s=0.02)
+        backend = OpenAIBackend(
+            model="fake",
+            base_url=srv.base_url,
+            api_key_env="TW_CANARY_API_KEY",
+            max_retries=2,
+            backoff_base_s=0.01,
+            backoff_max_s=0.02,
+        )
         try:
             [r] = backend.generate(reqs(1))
         finally:
@@ -41,8 +48,9 @@ def test_retry_logs_and_the_final_error_never_hold_the_key(monkeypatch: pytest.M
     assert KEY not in r.error and "***" in r.error
 
 
-def test_a_bearer_credential_is_redacted_even_when_it_is_not_our_key(monkeypatch: pytest.MonkeyPatch,
-                                                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_a_bearer_credential_is_redacted_even_when_it_is_not_our_key(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """No key configured (the placeholder is sent): a gateway that injects its own bearer token and
     echoes it must not get that token into the logs or results either."""
     caplog.set_level(logging.DEBUG)
@@ -51,8 +59,9 @@ def test_a_bearer_credential_is_redacted_even_when_it_is_not_our_key(monkeypatch
         return error(503, f"upstream rejected Bearer {KEY}")
 
     with FakeServer(echo_other) as srv:
-        backend = OpenAIBackend(model="fake", base_url=srv.base_url, max_retries=1,
-                                backoff_base_s=0.01, backoff_max_s=0.02)
+        backend = OpenAIBackend(
+            model="fake", base_url=srv.base_url, max_retries=1, backoff_base_s=0.01, backoff_max_s=0.02
+        )
         try:
             [r] = backend.generate(reqs(1))
         finally:

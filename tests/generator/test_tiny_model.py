@@ -58,8 +58,9 @@ def test_llama_loads_in_transformers(tiny_model: Path) -> None:
     assert len(tok) == 512
     assert (tok.unk_token, tok.bos_token, tok.eos_token) == ("<unk>", "<s>", "</s>")
     assert [tok.convert_tokens_to_ids(t) for t in ("<unk>", "<s>", "</s>")] == [0, 1, 2]
-    text = tok.apply_chat_template([{"role": "user", "content": "Is it true?"}],
-                                   add_generation_prompt=True, tokenize=False)
+    text = tok.apply_chat_template(
+        [{"role": "user", "content": "Is it true?"}], add_generation_prompt=True, tokenize=False
+    )
     assert text == "<s>user: Is it true?\nassistant:"
     # Byte-level: any text round-trips, including characters never seen in training.
     sample = "Ünïcödé ✓ 42"

@@ -16,17 +16,26 @@ pytestmark = pytest.mark.slow
 
 def _mixed(n: int = 12, max_tokens: int = 16) -> list[GenRequest]:
     temps = [0.0, 0.7, 1.0]
-    return [GenRequest(f"r{i}", f"Question {i}: is it true that water boils?", temperature=temps[i % 3],
-                       max_tokens=max_tokens, top_p=0.9 if i % 2 else 1.0, seed=100 + i)
-            for i in range(n)]
+    return [
+        GenRequest(
+            f"r{i}",
+            f"Question {i}: is it true that water boils?",
+            temperature=temps[i % 3],
+            max_tokens=max_tokens,
+            top_p=0.9 if i % 2 else 1.0,
+            seed=100 + i,
+        )
+        for i in range(n)
+    ]
 
 
 def _ok(r: GenResult) -> bool:
     return not r.error and r.completion_tokens > 0 and r.finish_reason in ("stop", "length")
 
 
-def test_batch_with_mixed_temperatures_goes_to_vllm_in_one_call(vllm_engine: Any,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_batch_with_mixed_temperatures_goes_to_vllm_in_one_call(
+    vllm_engine: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     calls: list[int] = []
     real = vllm_engine._llm.generate
 
@@ -56,8 +65,7 @@ def test_fixed_seeds_are_reproducible(vllm_engine: Any) -> None:
     assert first == [second[r.request_id] for r in reqs]
     # Another seed at temperature 1 gives another sample (16 tokens from 512: equal only by fluke).
     hot = GenRequest("hot", "Tell me a story.", temperature=1.0, max_tokens=16, seed=1)
-    texts = {vllm_engine.generate([GenRequest("hot", hot.prompt, 1.0, 16, seed=s)])[0].text
-             for s in (1, 2, 3)}
+    texts = {vllm_engine.generate([GenRequest("hot", hot.prompt, 1.0, 16, seed=s)])[0].text for s in (1, 2, 3)}
     assert len(texts) > 1
 
 

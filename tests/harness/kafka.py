@@ -74,8 +74,13 @@ class KafkaBroker:
             self.port, controller_port = free_port(), free_port()
             try:
                 self._proc = start_kafka(
-                    self.home, self._dir, self.port, controller_port,
-                    heap=self.heap, overrides=self.overrides, jvm_opts=FAST_START_JVM_OPTS,
+                    self.home,
+                    self._dir,
+                    self.port,
+                    controller_port,
+                    heap=self.heap,
+                    overrides=self.overrides,
+                    jvm_opts=FAST_START_JVM_OPTS,
                 )
                 wait_ready(self.bootstrap, self.startup_timeout, self._proc, broker_log(self._dir))
                 break

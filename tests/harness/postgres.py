@@ -40,8 +40,11 @@ def find_bindir() -> Path:
             candidates.append(Path(res.stdout.strip()))
     # Debian keeps the server binaries out of PATH, under one folder per major version.
     versions = glob.glob("/usr/lib/postgresql/*/bin")
-    candidates += [Path(p) for p in sorted(versions, key=lambda p: int(Path(p).parent.name), reverse=True)
-                   if Path(p).parent.name.isdigit()]
+    candidates += [
+        Path(p)
+        for p in sorted(versions, key=lambda p: int(Path(p).parent.name), reverse=True)
+        if Path(p).parent.name.isdigit()
+    ]
     for d in candidates:
         if (d / "initdb").is_file() and (d / "pg_ctl").is_file():
             return d
@@ -111,8 +114,19 @@ class PostgresCluster:
                 f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self._dir} "
                 "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             )
-            self._run("pg_ctl", "-D", data, "-l", str(self.log_path), "-o", options,
-                      "-w", "-t", str(int(self.startup_timeout)), "start")
+            self._run(
+                "pg_ctl",
+                "-D",
+                data,
+                "-l",
+                str(self.log_path),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                str(int(self.startup_timeout)),
+                "start",
+            )
             self._running = True
             self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, self.database)
         except (PostgresStartError, subprocess.TimeoutExpired):

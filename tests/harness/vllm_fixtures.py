@@ -61,6 +61,5 @@ def vllm_engine(tiny_model: Path) -> Iterator[VllmBackend]:
 @pytest.fixture(scope="session")
 def vllm_server(tiny_model: Path) -> Iterator[VllmEndpoint]:
     with VllmServer(tiny_model, served_model_name=SERVED_NAME, max_model_len=512) as server:
-        print(f"\n[harness] vLLM server at {server.base_url} started in {server.startup_s:.1f} s",
-              file=sys.stderr)
+        print(f"\n[harness] vLLM server at {server.base_url} started in {server.startup_s:.1f} s", file=sys.stderr)
         yield VllmEndpoint(server.base_url, SERVED_NAME)

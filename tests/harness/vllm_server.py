@@ -65,18 +65,27 @@ class VllmServer:
 
     def command(self) -> list[str]:
         return [
-            sys.executable, "-m", "vllm.entrypoints.openai.api_server",
-            "--model", self.model_dir,
-            "--served-model-name", self.served_model_name,
-            "--host", "127.0.0.1",
-            "--port", str(self.port),
-            "--dtype", "float32",
-            "--max-model-len", str(self.max_model_len),
+            sys.executable,
+            "-m",
+            "vllm.entrypoints.openai.api_server",
+            "--model",
+            self.model_dir,
+            "--served-model-name",
+            self.served_model_name,
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--dtype",
+            "float32",
+            "--max-model-len",
+            str(self.max_model_len),
             "--enforce-eager",
             # Seeded requests crash the CPU sampler when chunked prefill splits a prompt (see
             # VllmBackend): schedule whole prompts.
             "--no-enable-chunked-prefill",
-            "--max-num-batched-tokens", str(max(self.max_model_len, 2048)),
+            "--max-num-batched-tokens",
+            str(max(self.max_model_len, 2048)),
             *self.extra_args,
         ]
 
@@ -101,8 +110,9 @@ class VllmServer:
         with open(self.log_path, "wb") as log:
             # A new session, so stop() can end the server together with the engine processes it
             # spawns, and nothing else.
-            self.proc = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT,
-                                         env=self._env(), start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.command(), stdout=log, stderr=subprocess.STDOUT, env=self._env(), start_new_session=True
+            )
         deadline = t0 + self.startup_timeout_s
         while True:
             code = self.proc.poll()
@@ -146,6 +156,7 @@ class VllmServer:
     def __enter__(self) -> Self:
         return self.start()
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.stop()

@@ -34,7 +34,9 @@ def test_evaluate_in_order_with_errors_kept(server):
     assert [x.valid for x in v] == [True, False, False, True]
     assert "generation failed: timeout" in v[2].error
     assert v[1].detail == {"reason": "neither"}
-    assert registry.get_sample_value("trustwatch_verdicts_total", {"evaluator": "fact_check", "outcome": "invalid"}) == 1
+    assert (
+        registry.get_sample_value("trustwatch_verdicts_total", {"evaluator": "fact_check", "outcome": "invalid"}) == 1
+    )
     client.close()
 
 
@@ -55,7 +57,9 @@ def test_list_health_and_reflection(server):
             resp = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
             assert resp.status == health_pb2.HealthCheckResponse.SERVING
         refl = reflection_pb2_grpc.ServerReflectionStub(ch)
-        (resp,) = list(refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5))
+        (resp,) = list(
+            refl.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=5)
+        )
         listed = {s.name for s in resp.list_services_response.service}
         assert {"trustwatch.v1.EvaluatorService", "grpc.health.v1.Health"} <= listed
 

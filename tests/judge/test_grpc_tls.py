@@ -28,21 +28,46 @@ def _name(cn: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
 
 
-def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
-          *, ca: bool = False, server: bool = False) -> x509.Certificate:
+def _cert(
+    subject: str,
+    key: ec.EllipticCurvePrivateKey,
+    issuer: tuple[x509.Name, ec.EllipticCurvePrivateKey] | None,
+    *,
+    ca: bool = False,
+    server: bool = False,
+) -> x509.Certificate:
     now = datetime.datetime.now(datetime.timezone.utc)
     issuer_name, issuer_key = issuer or (_name(subject), key)
-    b = (x509.CertificateBuilder().subject_name(_name(subject)).issuer_name(issuer_name)
-         .public_key(key.public_key()).serial_number(x509.random_serial_number())
-         .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=1))
-         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    b = (
+        x509.CertificateBuilder()
+        .subject_name(_name(subject))
+        .issuer_name(issuer_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
     if ca:
-        b = b.add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                          content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                          key_agreement=False, encipher_only=False, decipher_only=False), critical=True)
+        b = b.add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
     elif server:
-        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                         x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
+        b = b.add_extension(
+            x509.SubjectAlternativeName([x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            False,
+        )
         b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
     else:
         b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
@@ -52,9 +77,11 @@ def _cert(subject: str, key: ec.EllipticCurvePrivateKey, issuer: tuple[x509.Name
 def _write(d: Path, name: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey | None = None) -> None:
     (d / f"{name}.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     if key is not None:
-        (d / f"{name}.key").write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                                          serialization.PrivateFormat.PKCS8,
-                                                          serialization.NoEncryption()))
+        (d / f"{name}.key").write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
 
 
 @pytest.fixture(scope="module")
@@ -111,11 +138,17 @@ def test_tls_server_refuses_plaintext_and_untrusting_clients(tls_server: str, pk
 
 def test_mtls_needs_a_client_certificate_from_the_configured_ca(mtls_server: str, pki: Path) -> None:
     ca = str(pki / "ca.crt")
-    assert _works(GrpcEvaluators(mtls_server, timeout_s=5, ca_file=ca, cert_file=str(pki / "client.crt"),
-                                 key_file=str(pki / "client.key")))
+    assert _works(
+        GrpcEvaluators(
+            mtls_server, timeout_s=5, ca_file=ca, cert_file=str(pki / "client.crt"), key_file=str(pki / "client.key")
+        )
+    )
     assert not _works(GrpcEvaluators(mtls_server, timeout_s=2, ca_file=ca))  # no client certificate
-    assert not _works(GrpcEvaluators(mtls_server, timeout_s=2, ca_file=ca, cert_file=str(pki / "rogue.crt"),
-                                     key_file=str(pki / "rogue.key")))  # signed by another CA
+    assert not _works(
+        GrpcEvaluators(
+            mtls_server, timeout_s=2, ca_file=ca, cert_file=str(pki / "rogue.crt"), key_file=str(pki / "rogue.key")
+        )
+    )  # signed by another CA
     assert not _works(GrpcEvaluators(mtls_server, timeout_s=2))  # plaintext
 
 

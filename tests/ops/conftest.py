@@ -23,8 +23,11 @@ def kustomizations() -> list[Path]:
 
 
 def components() -> list[Path]:
-    return sorted(f.parent for f in K8S.rglob("kustomization.yaml")
-                  if yaml.safe_load(f.read_text(encoding="utf-8")).get("kind") == "Component")
+    return sorted(
+        f.parent
+        for f in K8S.rglob("kustomization.yaml")
+        if yaml.safe_load(f.read_text(encoding="utf-8")).get("kind") == "Component"
+    )
 
 
 @pytest.fixture(scope="session")

@@ -11,8 +11,22 @@ from trustwatch.platform.telemetry import names
 SERIES_SUFFIXES = ("_bucket", "_sum", "_count", "_created")
 #: Series Prometheus itself writes for every scrape target.
 SYNTHETIC = {"up"}
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "offset",
-             "bool", "inf", "nan", "atan2"}
+_KEYWORDS = {
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "bool",
+    "inf",
+    "nan",
+    "atan2",
+}
 
 
 def metric_names(expr: str) -> set[str]:
@@ -25,7 +39,7 @@ def metric_names(expr: str) -> set[str]:
     s = re.sub(r"\boffset\s+-?\w+", "", s)
     found = set()
     for m in re.finditer(r"(?<![\w.$])[A-Za-z_:][A-Za-z0-9_:]*", s):
-        if s[m.end():].lstrip().startswith("(") or m.group(0).lower() in _KEYWORDS:
+        if s[m.end() :].lstrip().startswith("(") or m.group(0).lower() in _KEYWORDS:
             continue  # a function call or an operator keyword
         found.add(m.group(0))
     return found

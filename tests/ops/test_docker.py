@@ -83,8 +83,23 @@ def test_the_build_stage_copies_enough_to_build_the_project(tmp_path: Path) -> N
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(s, target)
     wheels = tmp_path / "wheels"
-    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
-                           "--wheel-dir", str(wheels), str(ctx)], capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "-q",
+            "--no-deps",
+            "--no-build-isolation",
+            "--wheel-dir",
+            str(wheels),
+            str(ctx),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     (wheel,) = wheels.glob("trustwatch-*.whl")
     with zipfile.ZipFile(wheel) as z:
@@ -95,6 +110,7 @@ def test_the_build_stage_copies_enough_to_build_the_project(tmp_path: Path) -> N
 
 
 # -- compose ----------------------------------------------------------------------------------------
+
 
 def _compose() -> dict[str, Any]:
     data: dict[str, Any] = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
@@ -108,8 +124,17 @@ def _default(value: str) -> str:
 
 def test_compose_runs_every_part() -> None:
     services = _compose()["services"]
-    assert {"kafka", "postgres", "prometheus", "grafana", "scheduler", "generator", "judge", "dispatcher",
-            "aggregator"} <= set(services)
+    assert {
+        "kafka",
+        "postgres",
+        "prometheus",
+        "grafana",
+        "scheduler",
+        "generator",
+        "judge",
+        "dispatcher",
+        "aggregator",
+    } <= set(services)
     for name, s in services.items():
         if "build" in s:
             assert (DOCKER / s["build"]["context"] / s["build"]["dockerfile"]).is_file(), name

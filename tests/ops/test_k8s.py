@@ -28,6 +28,7 @@ SERVICES_WITH_METRICS = {"generator": 9101, "judge": 9102, "dispatcher": 9103, "
 
 # -- helpers ----------------------------------------------------------------------------------------
 
+
 def pod_template(obj: Obj) -> Obj:
     spec = obj["spec"]["jobTemplate"]["spec"] if obj["kind"] == "CronJob" else obj["spec"]
     template: Obj = spec["template"]
@@ -74,6 +75,7 @@ def rendered_with_generator(rendered: dict[str, list[Obj]]) -> dict[str, list[Ob
 
 # -- rendering and schemas --------------------------------------------------------------------------
 
+
 def test_every_kustomization_renders(rendered: dict[str, list[Obj]]) -> None:
     assert {"base", "overlays/dev", "overlays/prod"} <= set(rendered)
     for name, objs in rendered.items():
@@ -115,8 +117,12 @@ def test_objects_validate_against_the_kubernetes_schemas(rendered: dict[str, lis
 
 def test_strict_validation_catches_a_misspelt_field() -> None:
     """Guards the test above: the validator must reject what the API server would."""
-    bad = {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "x"},
-           "spec": {"selector": {"app": "x"}, "ports": [{"port": 80, "targetPrt": 8080}]}}
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "x"},
+        "spec": {"selector": {"app": "x"}, "ports": [{"port": 80, "targetPrt": 8080}]},
+    }
     with pytest.raises(kubernetes_validate.ValidationError):
         kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
 
@@ -146,9 +152,12 @@ def test_service_monitor_selects_every_metrics_service(rendered: dict[str, list[
     objs = rendered["overlays/prod"]
     (sm,) = by_kind(objs, "ServiceMonitor").values()
     port = sm["spec"]["endpoints"][0]["port"]
-    scraped = {name for name, s in by_kind(objs, "Service").items()
-               if selects(sm["spec"]["selector"], s["metadata"].get("labels", {}))
-               and any(p.get("name") == port for p in s["spec"]["ports"])}
+    scraped = {
+        name
+        for name, s in by_kind(objs, "Service").items()
+        if selects(sm["spec"]["selector"], s["metadata"].get("labels", {}))
+        and any(p.get("name") == port for p in s["spec"]["ports"])
+    }
     assert scraped == set(SERVICES_WITH_METRICS)
 
 
@@ -159,6 +168,7 @@ def test_prometheusrule_is_the_monitoring_rules_file() -> None:
 
 
 # -- pods -------------------------------------------------------------------------------------------
+
 
 def test_pods_are_hardened(rendered: dict[str, list[Obj]]) -> None:
     problems = []
@@ -238,13 +248,16 @@ def test_images_have_explicit_tags(rendered: dict[str, list[Obj]]) -> None:
 
 # -- wiring -----------------------------------------------------------------------------------------
 
+
 def test_references_resolve(rendered: dict[str, list[Obj]]) -> None:
     """Every ConfigMap, Secret, PVC and ServiceAccount a pod names is in the same rendering, and
     every $(VAR) in a container's args is one of its env variables."""
     problems = []
     for name, objs in rendered.items():
-        have = {kind: set(by_kind(objs, kind)) for kind in ("ConfigMap", "Secret", "PersistentVolumeClaim",
-                                                            "ServiceAccount")}
+        have = {
+            kind: set(by_kind(objs, kind))
+            for kind in ("ConfigMap", "Secret", "PersistentVolumeClaim", "ServiceAccount")
+        }
         for w, pod in workloads(objs):
             where = f"{name}: {w['kind']}/{w['metadata']['name']}"
             claims = {t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])}
@@ -296,8 +309,9 @@ def test_services_select_pods_and_their_ports(rendered: dict[str, list[Obj]]) ->
             ports = {cp.get("name") for cp in declared} | {cp["containerPort"] for cp in declared}
             for sp in s["spec"]["ports"]:
                 if sp.get("targetPort", sp["port"]) not in ports:
-                    problems.append(f"{name}: Service {s['metadata']['name']} targets a missing port "
-                                    f"{sp.get('targetPort')}")
+                    problems.append(
+                        f"{name}: Service {s['metadata']['name']} targets a missing port {sp.get('targetPort')}"
+                    )
         for pdb in by_kind(objs, "PodDisruptionBudget").values():
             if not any(selects(pdb["spec"]["selector"], p["metadata"]["labels"]) for _, p in pods):
                 problems.append(f"{name}: PodDisruptionBudget {pdb['metadata']['name']} selects no pod")
@@ -372,11 +386,20 @@ def _peer_matches(peer: Obj, ns_labels: dict[str, str] | None, pod_labels: dict[
     return selects(peer.get("podSelector", {}), pod_labels)
 
 
-def _rules_allow(policies: list[Obj], direction: str, own: dict[str, str], peer_ns: dict[str, str] | None,
-                 peer: dict[str, str], port: int) -> bool:
+def _rules_allow(
+    policies: list[Obj],
+    direction: str,
+    own: dict[str, str],
+    peer_ns: dict[str, str] | None,
+    peer: dict[str, str],
+    port: int,
+) -> bool:
     field, peers_key = ("ingress", "from") if direction == "Ingress" else ("egress", "to")
-    mine = [p for p in policies if direction in p["spec"].get("policyTypes", ["Ingress"])
-            and selects(p["spec"]["podSelector"], own)]
+    mine = [
+        p
+        for p in policies
+        if direction in p["spec"].get("policyTypes", ["Ingress"]) and selects(p["spec"]["podSelector"], own)
+    ]
     if not mine:
         return True  # not isolated in this direction
     for p in mine:
@@ -394,8 +417,9 @@ def allowed(objs: list[Obj], src: Peer, dst: str, port: int) -> bool:
     if isinstance(src, tuple):  # a pod in another namespace: only our ingress side applies
         return _rules_allow(policies, "Ingress", dst_labels, src[0], src[1], port)
     src_labels = {"app": src}
-    return (_rules_allow(policies, "Egress", src_labels, None, dst_labels, port)
-            and _rules_allow(policies, "Ingress", dst_labels, None, src_labels, port))
+    return _rules_allow(policies, "Egress", src_labels, None, dst_labels, port) and _rules_allow(
+        policies, "Ingress", dst_labels, None, src_labels, port
+    )
 
 
 Peer = str | tuple[dict[str, str], dict[str, str]]
@@ -435,6 +459,7 @@ def test_network_policies_allow_the_service_flows(rendered: dict[str, list[Obj]]
 
 
 # -- tools ------------------------------------------------------------------------------------------
+
 
 @pytest.mark.slow
 def test_kustomize_installs_with_the_pinned_go_install() -> None:

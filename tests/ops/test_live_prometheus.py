@@ -35,9 +35,11 @@ def _free_port() -> int:
 
 def _exercise(m: ServiceMetrics) -> None:
     """One round of what the services do, with every label value the dashboards distinguish."""
-    for svc, topic_in, topic_out in (("generator", "trustwatch.jobs.t1", "trustwatch.completions"),
-                                     ("dispatcher", "trustwatch.completions", "trustwatch.judgments"),
-                                     ("aggregator", "trustwatch.judgments", "")):
+    for svc, topic_in, topic_out in (
+        ("generator", "trustwatch.jobs.t1", "trustwatch.completions"),
+        ("dispatcher", "trustwatch.completions", "trustwatch.judgments"),
+        ("aggregator", "trustwatch.judgments", ""),
+    ):
         m.consumed.labels(svc, topic_in).inc(10)
         if topic_out:
             m.produced.labels(svc, topic_out).inc(10)
@@ -89,14 +91,23 @@ def prometheus_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(RULES)],
-        "scrape_configs": [{"job_name": j, "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]}
-                           for j in JOBS],
+        "scrape_configs": [
+            {"job_name": j, "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]} for j in JOBS
+        ],
     }
     (work / "prometheus.yml").write_text(yaml.safe_dump(config), encoding="utf-8")
     port = _free_port()
     log = (work / "prometheus.log").open("w")
-    proc = subprocess.Popen([binary, f"--config.file={work / 'prometheus.yml'}", f"--storage.tsdb.path={work / 'data'}",
-                             f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            binary,
+            f"--config.file={work / 'prometheus.yml'}",
+            f"--storage.tsdb.path={work / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     api = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -154,4 +165,3 @@ def test_every_alert_rule_evaluates(prometheus_api: str) -> None:
     with urllib.request.urlopen(f"{prometheus_api}/api/v1/alerts", timeout=10) as r:
         alerts = {a["labels"]["alertname"] for a in json.loads(r.read())["data"]["alerts"]}
     assert "TrustwatchDeadLetters" in alerts
-

@@ -36,6 +36,7 @@ def dashboard_exprs() -> dict[str, list[str]]:
 
 # -- promtool ---------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("config", ["prometheus.yml", "prometheus-compose.yml"])
 def test_promtool_check_config(promtool_bin: str, config: str) -> None:
     done = tools.run([promtool_bin, "check", "config", str(MON / config)])
@@ -68,8 +69,10 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
 
 def test_dashboard_queries_parse(promtool_bin: str, tmp_path: Path) -> None:
     """promtool parses every dashboard expression (as a recording rule, with variables filled in)."""
-    rules = [{"record": f"trustwatch:dashboard_check_{i}", "expr": grafana_to_promql(e)}
-             for i, e in enumerate(e for exprs in dashboard_exprs().values() for e in exprs)]
+    rules = [
+        {"record": f"trustwatch:dashboard_check_{i}", "expr": grafana_to_promql(e)}
+        for i, e in enumerate(e for exprs in dashboard_exprs().values() for e in exprs)
+    ]
     f = tmp_path / "dashboard-queries.yml"
     f.write_text(yaml.safe_dump({"groups": [{"name": "dashboards", "rules": rules}]}), encoding="utf-8")
     done = tools.run([promtool_bin, "check", "rules", str(f)])
@@ -78,9 +81,10 @@ def test_dashboard_queries_parse(promtool_bin: str, tmp_path: Path) -> None:
 
 # -- metric names -----------------------------------------------------------------------------------
 
+
 def test_the_name_extractor_reads_promql() -> None:
     assert metric_names('sum by (le, x) (rate(foo_bucket{a="b", c=~"$d"}[$__rate_interval]))') == {"foo_bucket"}
-    assert metric_names("max by (t) (a offset 1d) - on (t) b > 0.05 and c{x=\"y\"} < bool 26 * 3600") == {"a", "b", "c"}
+    assert metric_names('max by (t) (a offset 1d) - on (t) b > 0.05 and c{x="y"} < bool 26 * 3600') == {"a", "b", "c"}
     assert metric_names('label_values(bar{target=~"$target"}, dimension)') == {"bar"}
     assert metric_names("time() - max(up) > 1e3") == {"up"}
     assert declared("trustwatch_batch_seconds_bucket") and declared("up")
@@ -117,6 +121,7 @@ def test_dashboards_show_every_declared_metric() -> None:
 
 # -- dashboards -------------------------------------------------------------------------------------
 
+
 def test_dashboards_are_deterministic_and_match_the_committed_files() -> None:
     first, second = dashboards.render(), dashboards.render()
     assert first == second
@@ -128,8 +133,12 @@ def test_dashboards_are_deterministic_and_match_the_committed_files() -> None:
 
 
 def test_the_generator_command_writes_the_same_files(tmp_path: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "trustwatch.platform.telemetry.dashboards", "--out", str(tmp_path)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "trustwatch.platform.telemetry.dashboards", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     for f in DASHBOARD_DIR.glob("*.json"):
         assert (tmp_path / f.name).read_bytes() == f.read_bytes()

@@ -46,8 +46,13 @@ def _gobin() -> Path:
 
 def go_install_kustomize(gobin: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "GOBIN": str(gobin), "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    return subprocess.run(["go", "install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"], env=env,
-                          capture_output=True, text=True, timeout=900)
+    return subprocess.run(
+        ["go", "install", f"{KUSTOMIZE_MODULE}@{KUSTOMIZE_VERSION}"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
 
 
 def kustomize() -> str:
@@ -71,8 +76,12 @@ def promtool() -> str:
         print("[ops] installing promtool: apt-get install -y prometheus", file=sys.stderr)
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-q"], env=env, capture_output=True, timeout=600)
-        subprocess.run(["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"], env=env,
-                       capture_output=True, timeout=900)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "prometheus"],
+            env=env,
+            capture_output=True,
+            timeout=900,
+        )
         found = shutil.which("promtool")
         if found:
             return found
@@ -105,8 +114,14 @@ def composecheck() -> str:
         missing("Go is needed to build tests/ops/composecheck (compose-go)")
     CACHE.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "GOFLAGS": "-mod=mod", "GOTOOLCHAIN": "local"}
-    done = subprocess.run(["go", "build", "-o", str(binary), "."], cwd=COMPOSECHECK_SRC, env=env,
-                          capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        ["go", "build", "-o", str(binary), "."],
+        cwd=COMPOSECHECK_SRC,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     if done.returncode != 0:
         missing(f"building tests/ops/composecheck failed:\n{done.stderr[-3000:]}")
     return str(binary)

@@ -35,12 +35,17 @@ def _collect(module: ModuleType):
 
 
 def test_modules_are_found_recursively_skipping_private_and_base(tmp_path, monkeypatch):
-    _package(tmp_path, monkeypatch, "regpkg_a", {
-        "one.py": "ITEM = 'one'\n",
-        "sub/two.py": "ITEM = 'two'\n",
-        "_private.py": "raise RuntimeError('never imported')\n",
-        "base.py": "ITEM = 'base'\n",
-    })
+    _package(
+        tmp_path,
+        monkeypatch,
+        "regpkg_a",
+        {
+            "one.py": "ITEM = 'one'\n",
+            "sub/two.py": "ITEM = 'two'\n",
+            "_private.py": "raise RuntimeError('never imported')\n",
+            "base.py": "ITEM = 'base'\n",
+        },
+    )
     reg = Registry("thing", "regpkg_a", str, collect=_collect, recursive=True, unknown=Unknown)
     assert list(reg.known()) == ["one", "two"]
     assert reg.get("two") == "two"
@@ -52,10 +57,15 @@ def test_class_decorators_register_on_import_and_duplicates_are_refused(tmp_path
     reg = Registry("widget", "regpkg_b", lambda cls: cls.name)
     monkeypatch.setitem(sys.modules, "regpkg_b_registry", ModuleType("regpkg_b_registry"))
     sys.modules["regpkg_b_registry"].REG = reg
-    _package(tmp_path, monkeypatch, "regpkg_b", {
-        "a.py": "from regpkg_b_registry import REG\n@REG.add\nclass A:\n    name = 'a'\n",
-        "b.py": "from regpkg_b_registry import REG\n@REG.add\nclass B:\n    name = 'b'\n",
-    })
+    _package(
+        tmp_path,
+        monkeypatch,
+        "regpkg_b",
+        {
+            "a.py": "from regpkg_b_registry import REG\n@REG.add\nclass A:\n    name = 'a'\n",
+            "b.py": "from regpkg_b_registry import REG\n@REG.add\nclass B:\n    name = 'b'\n",
+        },
+    )
     assert list(reg.known()) == ["a", "b"]
 
     class Other:
@@ -67,9 +77,12 @@ def test_class_decorators_register_on_import_and_duplicates_are_refused(tmp_path
 
 
 def test_first_use_from_many_threads_imports_each_module_once(tmp_path, monkeypatch):
-    _package(tmp_path, monkeypatch, "regpkg_c", {
-        f"m{i}.py": f"import time\ntime.sleep(0.01)\nITEM = object()\n" for i in range(6)
-    })
+    _package(
+        tmp_path,
+        monkeypatch,
+        "regpkg_c",
+        {f"m{i}.py": f"import time\ntime.sleep(0.01)\nITEM = object()\n" for i in range(6)},
+    )
     reg = Registry("obj", "regpkg_c", lambda o: str(id(o)), collect=_collect)
     errors, start = [], threading.Barrier(8)
 
@@ -98,5 +111,7 @@ def test_the_three_registries_use_it():
     assert set(BACKENDS.known()) == {"openai", "vllm"}
     for cls in BACKENDS.known().values():
         assert cls.from_target.__func__ is not Backend.from_target.__func__, cls
-    with pytest.raises(UnknownBackend, match="unknown generation back-end 'tgi'; known generation back-ends: openai, vllm"):
+    with pytest.raises(
+        UnknownBackend, match="unknown generation back-end 'tgi'; known generation back-ends: openai, vllm"
+    ):
         BACKENDS.get("tgi")

@@ -73,7 +73,9 @@ def test_per_item_failure_goes_to_dlq_and_the_rest_is_produced():
     p.flush()
 
     def handler(jobs):
-        return [Result(failed="cannot process") if j.job_id.endswith("1/0") else Result([Out("out", b"ok")]) for j in jobs]
+        return [
+            Result(failed="cannot process") if j.job_id.endswith("1/0") else Result([Out("out", b"ok")]) for j in jobs
+        ]
 
     w = _worker(bus, handler, reg)
     w.run_once(0)

@@ -15,9 +15,19 @@ TRANSIENT, FINAL = pb.ERROR_KIND_TRANSIENT, pb.ERROR_KIND_FINAL
 
 
 def _j(i: int, evaluator: str = "refusal", label: str = "refusal", run: str = "r1") -> pb.Judgment:
-    return pb.Judgment(job_id=f"{run}/safety/misuse/{i}/0", run_id=run, task="safety/misuse", item_id=str(i),
-                       target="m", evaluator=evaluator, label=label, valid=True, score=math.nan,
-                       record_json='{"source": "x", "nan": NaN}', response="no")
+    return pb.Judgment(
+        job_id=f"{run}/safety/misuse/{i}/0",
+        run_id=run,
+        task="safety/misuse",
+        item_id=str(i),
+        target="m",
+        evaluator=evaluator,
+        label=label,
+        valid=True,
+        score=math.nan,
+        record_json='{"source": "x", "nan": NaN}',
+        response="no",
+    )
 
 
 def _exercise(store: Store) -> None:
@@ -32,7 +42,10 @@ def _exercise(store: Store) -> None:
     assert {r.label for r in rows if r.item_id == "2"} == {"refusal"}  # first write wins
     assert all(r.score is None for r in rows)
     assert sorted(store.done_job_ids("r1", {"r1/safety/misuse/0/0": 2})) == [
-        "r1/safety/misuse/0/0", "r1/safety/misuse/1/0", "r1/safety/misuse/2/0"]
+        "r1/safety/misuse/0/0",
+        "r1/safety/misuse/1/0",
+        "r1/safety/misuse/2/0",
+    ]
     assert store.done_job_ids("r1", {f"r1/safety/misuse/{i}/0": 2 for i in range(3)}) == ["r1/safety/misuse/0/0"]
     store.mark_completed("r1", 123)
     store.mark_completed("r1", 456)
@@ -110,14 +123,35 @@ def _create_version_1_schema(url: str) -> None:
     old = sa.MetaData()
     for table in store_module.metadata.tables.values():
         added = store_module.ADDED_COLUMNS.get(table.name, ())
-        sa.Table(table.name, old, *(sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
-                                    for c in table.columns if c.name not in added))
+        sa.Table(
+            table.name,
+            old,
+            *(
+                sa.Column(c.name, c.type, primary_key=c.primary_key, nullable=c.nullable)
+                for c in table.columns
+                if c.name not in added
+            ),
+        )
     engine = sa.create_engine(url)
     old.create_all(engine)
-    legacy = dict(judgment_id="r5/safety/misuse/0/0#refusal", job_id="r5/safety/misuse/0/0", run_id="r5",
-                  task="safety/misuse", item_id="0", sample=0, target="m", evaluator="refusal", label="error",
-                  valid=False, score=None, error="generation failed: timeout", detail_json="", response="",
-                  record_json="{}", created_unix_ms=1)
+    legacy = dict(
+        judgment_id="r5/safety/misuse/0/0#refusal",
+        job_id="r5/safety/misuse/0/0",
+        run_id="r5",
+        task="safety/misuse",
+        item_id="0",
+        sample=0,
+        target="m",
+        evaluator="refusal",
+        label="error",
+        valid=False,
+        score=None,
+        error="generation failed: timeout",
+        detail_json="",
+        response="",
+        record_json="{}",
+        created_unix_ms=1,
+    )
     with engine.begin() as conn:
         conn.execute(old.tables["judgments"].insert().values(**legacy))
     engine.dispose()

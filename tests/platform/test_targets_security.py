@@ -66,10 +66,16 @@ def test_manifest_run_id_and_jobs_are_credential_free(data_dir) -> None:
 
     data = data_dir
     suite = parse_suite({"name": "sec", "tasks": [{"task": "safety/misuse", "limit": 3}]})
-    dirty = TargetSpec(name="t", backend="openai", model="m", base_url=f"https://u:{CANARY}@gw.example/v1",
-                       api_key_env="OPENAI_API_KEY")
-    clean = TargetSpec(name="t", backend="openai", model="m", base_url="https://gw.example/v1",
-                       api_key_env="OPENAI_API_KEY")
+    dirty = TargetSpec(
+        name="t",
+        backend="openai",
+        model="m",
+        base_url=f"https://u:{CANARY}@gw.example/v1",
+        api_key_env="OPENAI_API_KEY",
+    )
+    clean = TargetSpec(
+        name="t", backend="openai", model="m", base_url="https://gw.example/v1", api_key_env="OPENAI_API_KEY"
+    )
     plan = plan_run(suite, dirty, data)
     assert CANARY not in json.dumps(plan.manifest)
     assert CANARY not in plan.run_id

@@ -10,8 +10,11 @@ from trustwatch.scheduler.suite import parse_suite, parse_target
 from trustwatch.benchmark.tasks.base import DatasetError
 from trustwatch.v1 import messages_pb2 as pb
 
-SUITE = {"name": "t", "seed": 7, "tasks": [{"task": "truthfulness/external", "limit": 5},
-                                         {"task": "safety/misuse", "limit": 3}]}
+SUITE = {
+    "name": "t",
+    "seed": 7,
+    "tasks": [{"task": "truthfulness/external", "limit": 5}, {"task": "safety/misuse", "limit": 3}],
+}
 
 
 def test_plan_is_deterministic_and_complete(data_dir):
@@ -37,8 +40,19 @@ def test_resubmitting_publishes_only_unfinished_jobs(data_dir):
     bus, topics, store = MemoryBus(), Topics(), Store("sqlite:///:memory:")
     assert publish(plan, bus, topics, store) == 8
     # pretend three jobs were judged
-    done = [pb.Judgment(job_id=j.job_id, run_id=j.run_id, task=j.task, item_id=j.item_id, target="m",
-                        evaluator="x", label="l", valid=True) for j in plan.jobs[:3]]
+    done = [
+        pb.Judgment(
+            job_id=j.job_id,
+            run_id=j.run_id,
+            task=j.task,
+            item_id=j.item_id,
+            target="m",
+            evaluator="x",
+            label="l",
+            valid=True,
+        )
+        for j in plan.jobs[:3]
+    ]
     store.store_judgments(done)
     assert publish(plan, bus, topics, store) == 5
     assert len(bus.messages(topics.jobs("m"))) == 13
@@ -50,8 +64,9 @@ def test_missing_file_and_bad_record(tmp_path, data_dir):
     with pytest.raises(DatasetError, match="truthfulness/external.json .*missing.*datasets download"):
         plan_run(suite, target, tmp_path)
     (tmp_path / "truthfulness").mkdir()
-    (tmp_path / "truthfulness/external.json").write_text('[{"prompt": "ok", "answer": "SUPPORT", "source": "x"}, '
-                                                        '{"answer": "SUPPORT", "source": "x"}]')
+    (tmp_path / "truthfulness/external.json").write_text(
+        '[{"prompt": "ok", "answer": "SUPPORT", "source": "x"}, {"answer": "SUPPORT", "source": "x"}]'
+    )
     with pytest.raises(DatasetError, match="record 1 has no usable 'prompt'"):
         plan_run(suite, target, tmp_path)
     (tmp_path / "truthfulness/external.json").write_text('[{"prompt": "ok", "source": "x"}]')

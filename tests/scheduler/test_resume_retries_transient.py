@@ -16,10 +16,21 @@ def test_resubmitting_republishes_transient_errors_only(data_dir):
     bus, topics, store = MemoryBus(), Topics(), Store("sqlite:///:memory:")
     publish(plan, bus, topics, store)
     kinds = [pb.ERROR_KIND_UNSPECIFIED, pb.ERROR_KIND_TRANSIENT, pb.ERROR_KIND_FINAL, pb.ERROR_KIND_TRANSIENT]
-    stored = [pb.Judgment(job_id=j.job_id, run_id=j.run_id, task=j.task, item_id=j.item_id, target="m",
-                          evaluator="fact_check", label="error" if k else "SUPPORT", valid=not k,
-                          error="boom" if k else "", error_kind=k)
-              for j, k in zip(plan.jobs, kinds, strict=False)]
+    stored = [
+        pb.Judgment(
+            job_id=j.job_id,
+            run_id=j.run_id,
+            task=j.task,
+            item_id=j.item_id,
+            target="m",
+            evaluator="fact_check",
+            label="error" if k else "SUPPORT",
+            valid=not k,
+            error="boom" if k else "",
+            error_kind=k,
+        )
+        for j, k in zip(plan.jobs, kinds, strict=False)
+    ]
     store.store_judgments(stored)
     before = len(bus.messages(topics.jobs("m")))
     # Jobs 4 and 5 have no judgment; jobs 1 and 3 ended transient: those four are published again.

@@ -4,8 +4,13 @@ from trustwatch.scheduler.suite import SuiteError, TargetError, load_suite, pars
 
 
 def test_suite_accepts_names_and_mappings():
-    s = parse_suite({"name": "x", "seed": 3, "tasks": ["safety/misuse", {"task": "truthfulness/external", "limit": 5,
-                                                                          "temperature": 0.5}]})
+    s = parse_suite(
+        {
+            "name": "x",
+            "seed": 3,
+            "tasks": ["safety/misuse", {"task": "truthfulness/external", "limit": 5, "temperature": 0.5}],
+        }
+    )
     assert [t.task for t in s.tasks] == ["safety/misuse", "truthfulness/external"]
     assert s.tasks[1].limit == 5 and s.tasks[1].temperature == 0.5 and s.seed == 3
 
@@ -43,7 +48,12 @@ def test_targets_parse():
     assert (t.backend, t.model, t.name) == ("vllm", "/models/Llama-3-8B", "Llama-3-8B")
     o = parse_target("openai:gpt-4o-mini@https://gw.example/v1/?key_env=GW_API_KEY&name=prod")
     assert (o.backend, o.model, o.base_url, o.api_key_env, o.name) == (
-        "openai", "gpt-4o-mini", "https://gw.example/v1", "GW_API_KEY", "prod")
+        "openai",
+        "gpt-4o-mini",
+        "https://gw.example/v1",
+        "GW_API_KEY",
+        "prod",
+    )
     assert parse_target("openai:m@http://127.0.0.1:8000/v1").api_key_env == "OPENAI_API_KEY"
 
 

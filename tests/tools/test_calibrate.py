@@ -51,8 +51,16 @@ def _write(path: Path, rows: list[dict[str, str]], columns: Sequence[str] = COLU
 
 
 def _row(i: int, human: str, judge: str) -> dict[str, str]:
-    return {"id": f"t-{i}", "type": "x", "prompt": "q?", "completion": judge, "annotation_1": human,
-            "annotation_2": human, "agreement": "True", "final_label": human}
+    return {
+        "id": f"t-{i}",
+        "type": "x",
+        "prompt": "q?",
+        "completion": judge,
+        "annotation_1": human,
+        "annotation_2": human,
+        "agreement": "True",
+        "final_label": human,
+    }
 
 
 FULL, PARTIAL, COMPLY = "2_full_refusal", "3_partial_refusal", "1_full_compliance"
@@ -91,9 +99,16 @@ def test_kappa_matches_sklearn() -> None:
 def test_calibrate_small_fixture(tmp_path: Path) -> None:
     # humans: 4 refusals (2 full, 2 partial), 6 compliances; judge: tp=3 fn=1 fp=1 tn=5.
     rows = [
-        _row(1, FULL, "R"), _row(2, FULL, "R"), _row(3, PARTIAL, "R"), _row(4, PARTIAL, "C"),
-        _row(5, COMPLY, "R"), _row(6, COMPLY, "C"), _row(7, COMPLY, "C"), _row(8, COMPLY, "C"),
-        _row(9, COMPLY, "C"), _row(10, COMPLY, "C"),
+        _row(1, FULL, "R"),
+        _row(2, FULL, "R"),
+        _row(3, PARTIAL, "R"),
+        _row(4, PARTIAL, "C"),
+        _row(5, COMPLY, "R"),
+        _row(6, COMPLY, "C"),
+        _row(7, COMPLY, "C"),
+        _row(8, COMPLY, "C"),
+        _row(9, COMPLY, "C"),
+        _row(10, COMPLY, "C"),
     ]
     res = calibrate("test-calibrate-scripted", _write(tmp_path / "x.csv", rows))
     assert res.n == res.n_scored == 10
@@ -144,8 +159,11 @@ def test_json_nan_becomes_null(tmp_path: Path) -> None:
 
 
 def test_real_evaluator_by_name(tmp_path: Path) -> None:
-    rows = [_row(1, FULL, "Sorry, but I can't help with that."), _row(2, COMPLY, "Paris is in France."),
-            _row(3, PARTIAL, "")]
+    rows = [
+        _row(1, FULL, "Sorry, but I can't help with that."),
+        _row(2, COMPLY, "Paris is in France."),
+        _row(3, PARTIAL, ""),
+    ]
     res = calibrate("refusal", _write(tmp_path / "x.csv", rows))
     assert res.accuracy == 1.0
 

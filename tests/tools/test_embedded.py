@@ -9,14 +9,18 @@ from trustwatch.benchmark.scoring import build_report
 
 from tests.generator.fakes import ScriptedBackend
 
-SUITE = {"name": "emb", "tasks": [{"task": "truthfulness/external", "limit": 30}, {"task": "safety/misuse", "limit": 20}]}
+SUITE = {
+    "name": "emb",
+    "tasks": [{"task": "truthfulness/external", "limit": 30}, {"task": "safety/misuse", "limit": 20}],
+}
 
 
 def test_every_prompt_is_accounted_for_and_metrics_match_the_store(tmp_path, data_dir):
     db = f"sqlite:///{tmp_path}/r.db"
     backend = ScriptedBackend(fail_marker="email")  # some misuse prompts mention e-mail: they fail
-    (report,) = run_embedded(parse_suite(SUITE), [parse_target("vllm:fake")], data_dir, db, lambda t: backend,
-                             progress=lambda s: None)
+    (report,) = run_embedded(
+        parse_suite(SUITE), [parse_target("vllm:fake")], data_dir, db, lambda t: backend, progress=lambda s: None
+    )
     assert max(backend.calls) <= 7
     store = Store(db)
     rows = store.judgments(report.run_id)
@@ -55,8 +59,14 @@ def test_report_command_renders_stored_runs(tmp_path, data_dir, capsys):
     from trustwatch.cli import main
 
     db = f"sqlite:///{tmp_path}/r.db"
-    (report,) = run_embedded(parse_suite(SUITE), [parse_target("vllm:fake")], data_dir, db,
-                             lambda t: ScriptedBackend(), progress=lambda s: None)
+    (report,) = run_embedded(
+        parse_suite(SUITE),
+        [parse_target("vllm:fake")],
+        data_dir,
+        db,
+        lambda t: ScriptedBackend(),
+        progress=lambda s: None,
+    )
     assert main(["report", "--db", db]) == 0
     assert report.run_id in capsys.readouterr().out
     md, html = tmp_path / "r.md", tmp_path / "r.html"

@@ -11,8 +11,10 @@ from trustwatch.scheduler.suite import parse_suite, parse_target
 from trustwatch.tools.embedded import run_embedded
 from trustwatch.v1 import messages_pb2 as pb
 
-SUITE = {"name": "emb", "tasks": [{"task": "truthfulness/external", "limit": 12},
-                                  {"task": "safety/misuse", "limit": 8}]}
+SUITE = {
+    "name": "emb",
+    "tasks": [{"task": "truthfulness/external", "limit": 12}, {"task": "safety/misuse", "limit": 8}],
+}
 
 
 class _Flaky(Backend):
@@ -48,8 +50,9 @@ def test_rerun_retries_exactly_the_transient_items(tmp_path, data_dir):
     transient = store.transient_job_ids(r1.run_id)
     final = {r.job_id for r in store.judgments(r1.run_id) if r.error_kind == pb.ERROR_KIND_FINAL}
     assert len(transient) == 20 // 3 and final and not final & set(transient)
-    assert any(f"{len(transient)} item(s) ended with a transient error" in m and "retries exactly those" in m
-               for m in said), said
+    assert any(
+        f"{len(transient)} item(s) ended with a transient error" in m and "retries exactly those" in m for m in said
+    ), said
 
     healthy = _Flaky()
     said.clear()

@@ -17,9 +17,18 @@ XSS = '<script>alert("x")</script> & friends'
 def metric(value, ref="same", n=100, valid=None, err=0, ci=0.05, hib=True, note="", **extra):
     lo = None if value is None or ci is None else max(0.0, value - ci)
     hi = None if value is None or ci is None else min(1.0, value + ci)
-    return {"value": value, "reference_value": value if ref == "same" else ref, "n_total": n,
-            "n_valid": n - err if valid is None else valid, "n_error": err, "ci_low": lo, "ci_high": hi,
-            "higher_is_better": hib, "note": note, "extra": extra}
+    return {
+        "value": value,
+        "reference_value": value if ref == "same" else ref,
+        "n_total": n,
+        "n_valid": n - err if valid is None else valid,
+        "n_error": err,
+        "ci_low": lo,
+        "ci_high": hi,
+        "higher_is_better": hib,
+        "note": note,
+        "extra": extra,
+    }
 
 
 def task(metrics, error="", n_items=100):
@@ -35,43 +44,74 @@ def jailbreak(overall, per_attack, tox=0.1):
 
 
 def report(run_id, target, tasks, complete=True):
-    return {"run_id": run_id, "target": target, "complete": complete,
-            "manifest": {"code_version": "0.1.0+abc1234", "created_unix_ms": 1767225600000,
-                         "dataset_sha256": {f"{t}.json": "0" * 64 for t in tasks},
-                         "target": {"backend": "openai", "model": target, "base_url": "http://10.0.0.1:8000/v1"},
-                         "suite": {"name": "smoke"}},
-            "tasks": tasks, "summary": {}}
+    return {
+        "run_id": run_id,
+        "target": target,
+        "complete": complete,
+        "manifest": {
+            "code_version": "0.1.0+abc1234",
+            "created_unix_ms": 1767225600000,
+            "dataset_sha256": {f"{t}.json": "0" * 64 for t in tasks},
+            "target": {"backend": "openai", "model": target, "base_url": "http://10.0.0.1:8000/v1"},
+            "suite": {"name": "smoke"},
+        },
+        "tasks": tasks,
+        "summary": {},
+    }
 
 
 def fixtures():
     """Three targets: alpha (balanced), beta (safe but over-refuses, an XSS note, a None value,
     incomplete), gamma (unsafe, no misuse, no truthfulness, a task error)."""
-    alpha = report("run-a", "alpha-7b", {
-        "safety/exaggerated_safety": task({"RtA": metric(0.10, ref=0.90, hib=False, note="lower is better")}),
-        "safety/misuse": task({"RtA": metric(0.90)}),
-        "safety/jailbreak": jailbreak(0.80, (0.9, 0.7, 0.85, 0.75)),
-        "truthfulness/external": task({"scifact": metric(0.61, ref=None), "covid": metric(0.72), "avg": metric(0.665)}),
-        "ethics/awareness": task({"capability": metric(0.5), "overall": metric(0.55)}),
-    })
-    beta = report("run-b", "beta-chat", {
-        "safety/exaggerated_safety": task({"RtA": metric(0.45, hib=False, note="lower is better")}),
-        "safety/misuse": task({"RtA": metric(0.97, note=XSS)}),
-        "safety/jailbreak": jailbreak(0.95, (1.0, 0.9, 0.95, 0.95), tox=None),
-        "ethics/awareness": task({"capability": metric(None, err=100), "overall": metric(0.4)}),
-        "privacy/privacy_leakage": task({"RtA": metric(0.3), "TD": metric(0.2, hib=False)}),
-    }, complete=False)
-    gamma = report("run-c", "gamma-base", {
-        "safety/exaggerated_safety": task({"RtA": metric(0.02, hib=False)}),
-        "safety/jailbreak": jailbreak(0.20, (0.3, 0.1, 0.25, 0.15)),
-        "ethics/awareness": task({"capability": metric(0.2), "overall": metric(0.25)}),
-        "privacy/privacy_leakage": task({}, error="ValueError: no judgments"),
-    })
+    alpha = report(
+        "run-a",
+        "alpha-7b",
+        {
+            "safety/exaggerated_safety": task({"RtA": metric(0.10, ref=0.90, hib=False, note="lower is better")}),
+            "safety/misuse": task({"RtA": metric(0.90)}),
+            "safety/jailbreak": jailbreak(0.80, (0.9, 0.7, 0.85, 0.75)),
+            "truthfulness/external": task(
+                {"scifact": metric(0.61, ref=None), "covid": metric(0.72), "avg": metric(0.665)}
+            ),
+            "ethics/awareness": task({"capability": metric(0.5), "overall": metric(0.55)}),
+        },
+    )
+    beta = report(
+        "run-b",
+        "beta-chat",
+        {
+            "safety/exaggerated_safety": task({"RtA": metric(0.45, hib=False, note="lower is better")}),
+            "safety/misuse": task({"RtA": metric(0.97, note=XSS)}),
+            "safety/jailbreak": jailbreak(0.95, (1.0, 0.9, 0.95, 0.95), tox=None),
+            "ethics/awareness": task({"capability": metric(None, err=100), "overall": metric(0.4)}),
+            "privacy/privacy_leakage": task({"RtA": metric(0.3), "TD": metric(0.2, hib=False)}),
+        },
+        complete=False,
+    )
+    gamma = report(
+        "run-c",
+        "gamma-base",
+        {
+            "safety/exaggerated_safety": task({"RtA": metric(0.02, hib=False)}),
+            "safety/jailbreak": jailbreak(0.20, (0.3, 0.1, 0.25, 0.15)),
+            "ethics/awareness": task({"capability": metric(0.2), "overall": metric(0.25)}),
+            "privacy/privacy_leakage": task({}, error="ValueError: no judgments"),
+        },
+    )
     return [alpha, beta, gamma]
 
 
 def no_safety():
-    return [report("run-d", "delta", {"truthfulness/external": task({"avg": metric(0.5)}),
-                                      "ethics/awareness": task({"overall": metric(None, err=100)})})]
+    return [
+        report(
+            "run-d",
+            "delta",
+            {
+                "truthfulness/external": task({"avg": metric(0.5)}),
+                "ethics/awareness": task({"overall": metric(None, err=100)}),
+            },
+        )
+    ]
 
 
 def all_names(reports):
@@ -97,6 +137,7 @@ def _svg(html_text, svg_id):
 
 
 # -- Markdown ------------------------------------------------------------------------------------
+
 
 def test_markdown_lists_every_task_and_metric_with_formatted_values():
     reps = fixtures()
@@ -158,6 +199,7 @@ def test_single_report_has_no_target_column():
 
 # -- HTML ----------------------------------------------------------------------------------------
 
+
 def test_html_lists_every_task_and_metric_and_is_self_contained():
     reps = fixtures()
     page = to_html(reps)
@@ -193,8 +235,11 @@ def test_tradeoff_plot_has_one_point_per_target_in_the_right_place():
     reps = fixtures()
     page = to_html(reps)
     svg = _svg(page, "tradeoff-chart")
-    pts = {c.get("data-target"): (float(c.get("cx")), float(c.get("cy")))
-           for c in svg.iter("circle") if c.get("class") == "tradeoff-point"}
+    pts = {
+        c.get("data-target"): (float(c.get("cx")), float(c.get("cy")))
+        for c in svg.iter("circle")
+        if c.get("class") == "tradeoff-point"
+    }
     assert set(pts) == {"alpha-7b", "beta-chat", "gamma-base"}
     # x: exaggerated RtA gamma 0.02 < alpha 0.10 < beta 0.45 -> left to right
     assert pts["gamma-base"][0] < pts["alpha-7b"][0] < pts["beta-chat"][0]
@@ -257,6 +302,7 @@ def test_dimension_plots_use_headline_metric_and_leave_out_missing_tasks():
 
 # -- loading and the command line ----------------------------------------------------------------
 
+
 def test_load_reports_reads_single_and_lists(tmp_path):
     a, b, c = fixtures()
     (tmp_path / "one.json").write_text(json.dumps(a))
@@ -265,13 +311,16 @@ def test_load_reports_reads_single_and_lists(tmp_path):
     assert [r["target"] for r in got] == ["alpha-7b", "beta-chat", "gamma-base"]
 
 
-@pytest.mark.parametrize("content, words", [
-    ({"foo": 1}, ["not a trustwatch run report", "'run_id'", "'tasks'"]),
-    ([{"run_id": "x", "target": "t", "tasks": []}], ["list element 0", "'tasks' is a list"]),
-    ({"run_id": "x", "target": "t", "tasks": {"safety/misuse": {"metrics": {"RtA": 0.5}}}}, ["safety/misuse/RtA"]),
-    ("not json {", ["not valid JSON"]),
-    ([], ["empty list"]),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        ({"foo": 1}, ["not a trustwatch run report", "'run_id'", "'tasks'"]),
+        ([{"run_id": "x", "target": "t", "tasks": []}], ["list element 0", "'tasks' is a list"]),
+        ({"run_id": "x", "target": "t", "tasks": {"safety/misuse": {"metrics": {"RtA": 0.5}}}}, ["safety/misuse/RtA"]),
+        ("not json {", ["not valid JSON"]),
+        ([], ["empty list"]),
+    ],
+)
 def test_load_reports_rejects_non_reports_naming_the_file(tmp_path, content, words):
     p = tmp_path / "bad.json"
     p.write_text(content if isinstance(content, str) else json.dumps(content))

@@ -8,8 +8,18 @@ from trustwatch.benchmark import datasets
 from trustwatch.cli import main
 from trustwatch.tools.rescore import evaluate_results
 
-REPLIES = ["Answer: Supports.", "I'm sorry, but I can't help with that.", "A", "Yes", "No, it is not.",
-           "It is wrong.", "good", "", "Sure! Here is how: first...", "positive 2"]
+REPLIES = [
+    "Answer: Supports.",
+    "I'm sorry, but I can't help with that.",
+    "A",
+    "Yes",
+    "No, it is not.",
+    "It is wrong.",
+    "good",
+    "",
+    "Sure! Here is how: first...",
+    "positive 2",
+]
 
 
 def _results(tmp_path, data_dir, files, limit=None, res=None):
@@ -53,7 +63,8 @@ def test_every_file_offline_accounts_for_every_record(tmp_path, data_dir):
     misuse = out["safety/misuse"]["metrics"]["RtA"]
     # replies cycle through 10 strings; index 1 is a refusal, index 7 is empty (judged a refusal)
     assert misuse["n_total"] == 1174 and misuse["value"] == pytest.approx(
-        sum(1 for i in range(1174) if i % 10 in (1, 7)) / 1174)
+        sum(1 for i in range(1174) if i % 10 in (1, 7)) / 1174
+    )
 
 
 def test_bad_results_are_reported_and_the_rest_completes(tmp_path, data_dir):

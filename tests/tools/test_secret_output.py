@@ -23,8 +23,9 @@ def test_safe_db_url() -> None:
     assert PASSWORD not in local.safe_db_url(f"no-such-scheme-%%://tw:{PASSWORD}@h/db")
 
 
-def test_report_of_a_missing_run_hides_the_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                    capsys: pytest.CaptureFixture[str]) -> None:
+def test_report_of_a_missing_run_hides_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     real = store_module.Store
 
     class PasswordStore(real):  # type: ignore[misc, valid-type]
@@ -41,8 +42,9 @@ def test_report_of_a_missing_run_hides_the_password(tmp_path: Path, monkeypatch:
     assert PASSWORD not in out.err + out.out
 
 
-def test_stack_up_output_and_state_file_hide_the_password(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                          capsys: pytest.CaptureFixture[str]) -> None:
+def test_stack_up_output_and_state_file_hide_the_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     started: list[subprocess.Popen[bytes]] = []
     spawned: dict[str, list[str]] = {}
 
@@ -57,16 +59,36 @@ def test_stack_up_output_and_state_file_hide_the_password(tmp_path: Path, monkey
     monkeypatch.setattr(local, "_wait_http", lambda *a, **k: None)
     d = tmp_path / "stack"
     try:
-        assert main(["stack", "up", "--dir", str(d), "--db", PG_URL, "--bootstrap", "127.0.0.1:1",
-                     "--metrics-base", "9300", "--target", "vllm:a", "--target", "vllm:b"]) == 0
+        assert (
+            main(
+                [
+                    "stack",
+                    "up",
+                    "--dir",
+                    str(d),
+                    "--db",
+                    PG_URL,
+                    "--bootstrap",
+                    "127.0.0.1:1",
+                    "--metrics-base",
+                    "9300",
+                    "--target",
+                    "vllm:a",
+                    "--target",
+                    "vllm:b",
+                ]
+            )
+            == 0
+        )
         out = capsys.readouterr().out
         state_text = (d / "state.json").read_text()
         assert PASSWORD not in out and PASSWORD not in state_text
         printed, state = json.loads(out), json.loads(state_text)
         assert printed["db"] == state["db_url"] == "postgresql+psycopg://tw:***@db.internal:5432/trustwatch"
         ports = state["metrics_ports"]
-        assert set(ports) == set(state["services"]) == {"judge", "aggregator", "dispatcher", "generator-0",
-                                                        "generator-1"}
+        assert (
+            set(ports) == set(state["services"]) == {"judge", "aggregator", "dispatcher", "generator-0", "generator-1"}
+        )
         assert printed["metrics_ports"] == ports
         assert len(set(ports.values())) == len(ports)
         for name, args in spawned.items():  # the recorded port is the one the service was started with

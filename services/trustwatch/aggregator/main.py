@@ -13,8 +13,9 @@ from trustwatch.platform.store import Store
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 
 
-def main(db: str | None = None, host: str = "0.0.0.0", metrics_port: int | None = None,
-         bootstrap: str | None = None) -> int:
+def main(
+    db: str | None = None, host: str = "0.0.0.0", metrics_port: int | None = None, bootstrap: str | None = None
+) -> int:
     """Consume until SIGTERM/SIGINT; the HTTP API (metrics, reports) is on the metrics port."""
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)

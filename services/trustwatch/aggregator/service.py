@@ -104,17 +104,34 @@ class Aggregator:
 
 def aggregator_workers(bus: Bus, topics: Topics, agg: Aggregator, metrics: ServiceMetrics) -> list[Worker[Any]]:
     return [
-        Worker(service="aggregator", bus=bus, topics=[topics.judgments], group_id="trustwatch-aggregator",
-               decode=decode_judgment, handler=agg.handle_judgments, metrics=metrics, topic_names=topics,
-               max_batch=2000),
-        Worker(service="aggregator-runs", bus=bus, topics=[topics.runs], group_id="trustwatch-aggregator-runs",
-               decode=decode_run_event, handler=agg.handle_run_events, metrics=metrics, topic_names=topics,
-               max_batch=100),
+        Worker(
+            service="aggregator",
+            bus=bus,
+            topics=[topics.judgments],
+            group_id="trustwatch-aggregator",
+            decode=decode_judgment,
+            handler=agg.handle_judgments,
+            metrics=metrics,
+            topic_names=topics,
+            max_batch=2000,
+        ),
+        Worker(
+            service="aggregator-runs",
+            bus=bus,
+            topics=[topics.runs],
+            group_id="trustwatch-aggregator-runs",
+            decode=decode_run_event,
+            handler=agg.handle_run_events,
+            metrics=metrics,
+            topic_names=topics,
+            max_batch=100,
+        ),
     ]
 
 
-def serve_http(agg: Aggregator, registry: CollectorRegistry, host: str, port: int,
-               token: str = "") -> ThreadingHTTPServer:
+def serve_http(
+    agg: Aggregator, registry: CollectorRegistry, host: str, port: int, token: str = ""
+) -> ThreadingHTTPServer:
     """GET /metrics (Prometheus), /healthz, /readyz (database reachable), /runs, /report?run=ID.
 
     With a ``token``, /runs and /report answer only requests carrying ``Authorization: Bearer
@@ -162,8 +179,15 @@ def serve_http(agg: Aggregator, registry: CollectorRegistry, host: str, port: in
                 except Exception as exc:  # noqa: BLE001
                     self._send(503, json.dumps({"status": "database unreachable", "error": str(exc)}).encode())
             elif url.path == "/runs":
-                body = [{"run_id": r.run_id, "target": r.target, "expected_judgments": r.expected_judgments,
-                         "completed_unix_ms": r.completed_unix_ms} for r in agg.store.runs()]
+                body = [
+                    {
+                        "run_id": r.run_id,
+                        "target": r.target,
+                        "expected_judgments": r.expected_judgments,
+                        "completed_unix_ms": r.completed_unix_ms,
+                    }
+                    for r in agg.store.runs()
+                ]
                 self._send(200, json.dumps(body).encode())
             elif url.path == "/report":
                 run_id = (parse_qs(url.query).get("run") or [""])[0]

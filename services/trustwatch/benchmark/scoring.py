@@ -28,7 +28,7 @@ def generation_error(j: Any) -> str:
         return ""
     if getattr(j, "error_kind", None):
         return str(getattr(j, "generation_error", "") or "")
-    return error[len(GENERATION_FAILED):] if error.startswith(GENERATION_FAILED) else ""
+    return error[len(GENERATION_FAILED) :] if error.startswith(GENERATION_FAILED) else ""
 
 
 def verdict_of(j: Any) -> Verdict:
@@ -49,8 +49,14 @@ def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:
     for r in rows:
         entry = by_job.setdefault(
             r.job_id,
-            {"task": r.task, "item_id": r.item_id, "record": r.record_json, "response": r.response,
-             "verdicts": {}, "gen_error": ""},
+            {
+                "task": r.task,
+                "item_id": r.item_id,
+                "record": r.record_json,
+                "response": r.response,
+                "verdicts": {},
+                "gen_error": "",
+            },
         )
         v = verdict_of(r)
         entry["verdicts"][r.evaluator] = v
@@ -60,8 +66,13 @@ def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:
     out: dict[str, list[ScoredItem]] = defaultdict(list)
     for job, e in sorted(by_job.items(), key=lambda kv: _order(kv[1]["item_id"], kv[0])):
         out[e["task"]].append(
-            ScoredItem(item_id=e["item_id"], record=loads_record(e["record"]), response=e["response"],
-                       generation_error=e["gen_error"], verdicts=e["verdicts"])
+            ScoredItem(
+                item_id=e["item_id"],
+                record=loads_record(e["record"]),
+                response=e["response"],
+                generation_error=e["gen_error"],
+                verdicts=e["verdicts"],
+            )
         )
     return dict(out)
 
@@ -93,7 +104,11 @@ class Report:
             "complete": self.complete,
             "manifest": dict(self.manifest),
             "tasks": {
-                name: {"n_items": t.n_items, "error": t.error, "metrics": {k: m.to_dict() for k, m in t.metrics.items()}}
+                name: {
+                    "n_items": t.n_items,
+                    "error": t.error,
+                    "metrics": {k: m.to_dict() for k, m in t.metrics.items()},
+                }
                 for name, t in self.tasks.items()
             },
             "summary": summary(self),
@@ -110,8 +125,9 @@ def compute_task(task_name: str, items: Sequence[ScoredItem]) -> TaskReport:
     return TaskReport(task_name, metrics, len(items))
 
 
-def build_report(run_id: str, target: str, rows: Iterable[Any], manifest: Mapping[str, Any] | None = None,
-                 complete: bool = True) -> Report:
+def build_report(
+    run_id: str, target: str, rows: Iterable[Any], manifest: Mapping[str, Any] | None = None, complete: bool = True
+) -> Report:
     grouped = scored_items(rows)
     tasks = {name: compute_task(name, items) for name, items in sorted(grouped.items())}
     return Report(run_id, target, tasks, manifest or {}, complete)
@@ -127,8 +143,12 @@ def summary(report: Report) -> dict[str, Any]:
             key = "avg" if "avg" in t.metrics else ("overall" if "overall" in t.metrics else next(iter(t.metrics)))
             m = t.metrics[key]
             d["n_error"] += max(mm.n_error for mm in t.metrics.values())
-            d["tasks"][name] = {"metric": key, "value": m.value, "reference_value": m.reference_value,
-                                "higher_is_better": m.higher_is_better}
+            d["tasks"][name] = {
+                "metric": key,
+                "value": m.value,
+                "reference_value": m.reference_value,
+                "higher_is_better": m.higher_is_better,
+            }
     return dims
 
 
@@ -146,6 +166,8 @@ def format_table(report: Report) -> str:
             lines.append(f"{name:<40} ERROR: {t.error}")
         for key, m in t.metrics.items():
             ci = f"[{f(m.ci_low)}, {f(m.ci_high)}]" if m.ci_low is not None else "-"
-            lines.append(f"{name:<40} {key[:22]:<22} {f(m.value):>8} {f(m.reference_value):>8} {ci:>17} "
-                         f"{m.n_total:>6} {m.n_valid:>6} {m.n_error:>5}")
+            lines.append(
+                f"{name:<40} {key[:22]:<22} {f(m.value):>8} {f(m.reference_value):>8} {ci:>17} "
+                f"{m.n_total:>6} {m.n_valid:>6} {m.n_error:>5}"
+            )
     return "\n".join(lines)

@@ -16,8 +16,14 @@ from trustwatch.platform.telemetry.metrics import ServiceMetrics
 log = logging.getLogger(__name__)
 
 
-def main(target: str, bootstrap: str | None = None, metrics_port: int | None = None, batch: int = 0,
-         max_model_len: int | None = None, concurrency: int | None = None) -> int:
+def main(
+    target: str,
+    bootstrap: str | None = None,
+    metrics_port: int | None = None,
+    batch: int = 0,
+    max_model_len: int | None = None,
+    concurrency: int | None = None,
+) -> int:
     """Consume until SIGTERM/SIGINT."""
     spec = parse_target(target)
     registry = CollectorRegistry()
@@ -25,8 +31,9 @@ def main(target: str, bootstrap: str | None = None, metrics_port: int | None = N
     wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
     backend = backend_for(spec, max_model_len=max_model_len, concurrency=concurrency)
     topics = wiring.topics()
-    worker = generator_worker(wiring.kafka(bootstrap), topics, spec.name, spec.backend, backend, metrics,
-                              max_batch=batch or None)
+    worker = generator_worker(
+        wiring.kafka(bootstrap), topics, spec.name, spec.backend, backend, metrics, max_batch=batch or None
+    )
     install_signal_handlers(worker)
     log.info("generator for target %s (%s) consuming %s", spec.name, spec.backend, topics.jobs(spec.name))
     worker.run_forever()

@@ -14,9 +14,16 @@ from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
 
-def generator_worker(bus: Bus, topics: Topics, target: str, backend_name: str, backend: Backend,
-                     metrics: ServiceMetrics, max_batch: int | None = None,
-                     max_reply_chars: int | None = None) -> Worker[pb.PromptJob]:
+def generator_worker(
+    bus: Bus,
+    topics: Topics,
+    target: str,
+    backend_name: str,
+    backend: Backend,
+    metrics: ServiceMetrics,
+    max_batch: int | None = None,
+    max_reply_chars: int | None = None,
+) -> Worker[pb.PromptJob]:
     """``max_reply_chars``: longest reply put on a completion (None: TRUSTWATCH_MAX_REPLY_CHARS, read
     here like wiring.metrics_port, so that the distributed and the embedded generator both apply it;
     0: no limit)."""
@@ -30,7 +37,9 @@ def generator_worker(bus: Bus, topics: Topics, target: str, backend_name: str, b
         completions = {c.job_id: c for c in generate(backend, good, max_reply_chars)}
         for j in jobs:
             if j.job_id in wrong:
-                out.append(Result(failed=f"job {j.job_id} is for target {j.target.name!r}, this generator serves {target!r}"))
+                out.append(
+                    Result(failed=f"job {j.job_id} is for target {j.target.name!r}, this generator serves {target!r}")
+                )
                 continue
             c = completions[j.job_id]
             status = "error" if c.error else "ok"

@@ -57,22 +57,49 @@ CHAT_TEMPLATE = (
 # lists so that the corpus is fixed, readable and has the shape of benchmark prompts.
 # --------------------------------------------------------------------------------------------
 
-_SUBJECTS = ["The model", "A person", "The teacher", "My neighbour", "The company", "A doctor",
-             "The student", "Everyone", "The government", "A friend"]
-_VERBS = ["answers", "explains", "refuses", "describes", "asks about", "writes about",
-          "thinks about", "helps with"]
-_OBJECTS = ["the question", "a difficult problem", "the history of science", "safety rules",
-            "private information", "a moral dilemma", "the weather today", "a news article",
-            "the best way to learn", "a short story"]
-_QUESTIONS = [
-    "Is it true that {x}?", "Please answer the following question: {x}",
-    "Can you tell me why {x}?", "What do you think about {x}?",
-    "Explain in one sentence how {x}.", "Answer yes or no: {x}.",
+_SUBJECTS = [
+    "The model",
+    "A person",
+    "The teacher",
+    "My neighbour",
+    "The company",
+    "A doctor",
+    "The student",
+    "Everyone",
+    "The government",
+    "A friend",
 ]
-_CLAUSES = ["water boils at one hundred degrees", "the sun rises in the east",
-            "people should respect each other", "it is wrong to steal",
-            "a password must be kept secret", "numbers can be added and multiplied",
-            "the capital of France is Paris", "honesty matters in every job"]
+_VERBS = ["answers", "explains", "refuses", "describes", "asks about", "writes about", "thinks about", "helps with"]
+_OBJECTS = [
+    "the question",
+    "a difficult problem",
+    "the history of science",
+    "safety rules",
+    "private information",
+    "a moral dilemma",
+    "the weather today",
+    "a news article",
+    "the best way to learn",
+    "a short story",
+]
+_QUESTIONS = [
+    "Is it true that {x}?",
+    "Please answer the following question: {x}",
+    "Can you tell me why {x}?",
+    "What do you think about {x}?",
+    "Explain in one sentence how {x}.",
+    "Answer yes or no: {x}.",
+]
+_CLAUSES = [
+    "water boils at one hundred degrees",
+    "the sun rises in the east",
+    "people should respect each other",
+    "it is wrong to steal",
+    "a password must be kept secret",
+    "numbers can be added and multiplied",
+    "the capital of France is Paris",
+    "honesty matters in every job",
+]
 
 
 def training_sentences() -> list[str]:
@@ -80,8 +107,13 @@ def training_sentences() -> list[str]:
     out = [f"{s} {v} {o}." for s, v, o in itertools.product(_SUBJECTS, _VERBS, _OBJECTS)]
     out = out[::2]  # 400 statements are plenty; halving keeps training quick
     out += [q.format(x=c) for q, c in itertools.product(_QUESTIONS, _CLAUSES)]
-    out += ["Hello!", "Thank you.", "I'm sorry, but I cannot help with that.",
-            "Sure, here is the answer: 42.", "user: hi\nassistant: hello"]
+    out += [
+        "Hello!",
+        "Thank you.",
+        "I'm sorry, but I cannot help with that.",
+        "Sure, here is the answer: 42.",
+        "user: hi\nassistant: hello",
+    ]
     return out
 
 
@@ -107,6 +139,7 @@ def _train_bpe(specials: Sequence[str]) -> Any:
 # --------------------------------------------------------------------------------------------
 # Building into place
 # --------------------------------------------------------------------------------------------
+
 
 def _read_marker(folder: Path) -> dict[str, Any] | None:
     try:
@@ -137,8 +170,7 @@ def _build_atomically(dest: Path, marker: dict[str, Any], build: Callable[[Path]
         if found is None and dest.is_dir() and any(dest.iterdir()):
             # Not ours: never delete a folder we did not create.
             raise FileExistsError(
-                f"{dest} exists and is not a tiny model built by trustwatch; "
-                "choose an empty or missing folder"
+                f"{dest} exists and is not a tiny model built by trustwatch; choose an empty or missing folder"
             )
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.building-", dir=dest.parent))
@@ -183,7 +215,9 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
 
         tok = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers is untyped
             tokenizer_object=_train_bpe(LLAMA_SPECIALS),
-            unk_token="<unk>", bos_token="<s>", eos_token="</s>",
+            unk_token="<unk>",
+            bos_token="<s>",
+            eos_token="</s>",
             model_max_length=LLAMA_WINDOW,
         )
         tok.chat_template = CHAT_TEMPLATE
@@ -212,9 +246,7 @@ def build_tiny_llama(dest: Path, seed: int = 0) -> Path:
     return _build_atomically(dest, {"kind": "llama", "seed": seed, "recipe": RECIPE_VERSION}, build)
 
 
-def build_tiny_classifier(
-    dest: Path, seed: int = 0, labels: Sequence[str] = ("LABEL_0", "LABEL_1")
-) -> Path:
+def build_tiny_classifier(dest: Path, seed: int = 0, labels: Sequence[str] = ("LABEL_0", "LABEL_1")) -> Path:
     """Build (or return) a tiny random Longformer sequence classifier + tokenizer at ``dest``.
 
     Longformer because the real refusal classifier (LibrAI/longformer-harmful-ro) is one, so the
@@ -236,12 +268,18 @@ def build_tiny_classifier(
         raw = _train_bpe(CLASSIFIER_SPECIALS)
         # <s> text </s>, as RoBERTa-style models are trained with.
         raw.post_processor = processors.RobertaProcessing(
-            ("</s>", raw.token_to_id("</s>")), ("<s>", raw.token_to_id("<s>"))  # (sep, cls)
+            ("</s>", raw.token_to_id("</s>")),
+            ("<s>", raw.token_to_id("<s>")),  # (sep, cls)
         )
         tok = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]  # transformers is untyped
             tokenizer_object=raw,
-            bos_token="<s>", eos_token="</s>", sep_token="</s>", cls_token="<s>",
-            unk_token="<unk>", pad_token="<pad>", mask_token="<mask>",
+            bos_token="<s>",
+            eos_token="</s>",
+            sep_token="</s>",
+            cls_token="<s>",
+            unk_token="<unk>",
+            pad_token="<pad>",
+            mask_token="<mask>",
             model_max_length=512,
         )
         tok.save_pretrained(out)
@@ -268,14 +306,14 @@ def build_tiny_classifier(
             model = LongformerForSequenceClassification(cfg)  # type: ignore[no-untyped-call]  # transformers is untyped
         model.save_pretrained(out, safe_serialization=True)
 
-    marker = {"kind": "longformer-classifier", "seed": seed, "labels": list(labels),
-              "recipe": RECIPE_VERSION}
+    marker = {"kind": "longformer-classifier", "seed": seed, "labels": list(labels), "recipe": RECIPE_VERSION}
     return _build_atomically(dest, marker, build)
 
 
 # --------------------------------------------------------------------------------------------
 # The demo target
 # --------------------------------------------------------------------------------------------
+
 
 def tiny_model_dir() -> Path:
     """Where the demo target ``vllm:tiny-random`` keeps its model: <cache>/models/tiny-random."""

@@ -50,39 +50,74 @@ class LocalEvaluators(EvaluatorClient):
 
 
 def item_to_pb(it: EvalItem) -> epb.EvalItem:
-    return epb.EvalItem(job_id=it.job_id, task=it.task, prompt=it.prompt, response=it.response,
-                        record_json=dumps_record(it.record), generation_error=it.generation_error)
+    return epb.EvalItem(
+        job_id=it.job_id,
+        task=it.task,
+        prompt=it.prompt,
+        response=it.response,
+        record_json=dumps_record(it.record),
+        generation_error=it.generation_error,
+    )
 
 
 def item_from_pb(p: epb.EvalItem) -> EvalItem:
-    return EvalItem(job_id=p.job_id, task=p.task, prompt=p.prompt, response=p.response,
-                    record=json.loads(p.record_json) if p.record_json else {}, generation_error=p.generation_error)
+    return EvalItem(
+        job_id=p.job_id,
+        task=p.task,
+        prompt=p.prompt,
+        response=p.response,
+        record=json.loads(p.record_json) if p.record_json else {},
+        generation_error=p.generation_error,
+    )
 
 
 def verdict_to_pb(job_id: str, v: Verdict) -> epb.Verdict:
-    return epb.Verdict(job_id=job_id, label=v.label, valid=v.valid, score=v.score, error=v.error,
-                       detail_json=json.dumps(dict(v.detail), ensure_ascii=False) if v.detail else "")
+    return epb.Verdict(
+        job_id=job_id,
+        label=v.label,
+        valid=v.valid,
+        score=v.score,
+        error=v.error,
+        detail_json=json.dumps(dict(v.detail), ensure_ascii=False) if v.detail else "",
+    )
 
 
 def verdict_from_pb(p: epb.Verdict) -> Verdict:
-    return Verdict(label=p.label, valid=p.valid, score=p.score if not math.isnan(p.score) else math.nan,
-                   error=p.error, detail=json.loads(p.detail_json) if p.detail_json else {})
+    return Verdict(
+        label=p.label,
+        valid=p.valid,
+        score=p.score if not math.isnan(p.score) else math.nan,
+        error=p.error,
+        detail=json.loads(p.detail_json) if p.detail_json else {},
+    )
 
 
 class GrpcEvaluators(EvaluatorClient):
     """Client of the evaluator service. Raises grpc.RpcError on transport faults (the dispatcher then
     leaves its batch uncommitted and retries), returns error verdicts for unknown evaluators."""
 
-    def __init__(self, address: str, timeout_s: float = 300.0, max_message_mb: int = 64, *,
-                 ca_file: str = "", cert_file: str = "", key_file: str = "") -> None:
+    def __init__(
+        self,
+        address: str,
+        timeout_s: float = 300.0,
+        max_message_mb: int = 64,
+        *,
+        ca_file: str = "",
+        cert_file: str = "",
+        key_file: str = "",
+    ) -> None:
         """``ca_file`` (PEM): connect over TLS and verify the server against it; ``cert_file`` and
         ``key_file``: the client certificate for mutual TLS. With none of them, plaintext."""
-        opts = [("grpc.max_send_message_length", max_message_mb << 20),
-                ("grpc.max_receive_message_length", max_message_mb << 20)]
+        opts = [
+            ("grpc.max_send_message_length", max_message_mb << 20),
+            ("grpc.max_receive_message_length", max_message_mb << 20),
+        ]
         self.address = address
         if bool(cert_file) != bool(key_file):
-            raise ValueError("a gRPC client certificate needs both TRUSTWATCH_GRPC_TLS_CLIENT_CERT and "
-                             "TRUSTWATCH_GRPC_TLS_CLIENT_KEY")
+            raise ValueError(
+                "a gRPC client certificate needs both TRUSTWATCH_GRPC_TLS_CLIENT_CERT and "
+                "TRUSTWATCH_GRPC_TLS_CLIENT_KEY"
+            )
         self.tls = bool(ca_file or cert_file)
         if self.tls:
             creds = grpc.ssl_channel_credentials(

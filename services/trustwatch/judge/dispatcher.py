@@ -103,13 +103,15 @@ def judge_batch(client: EvaluatorClient, completions: Sequence[pb.Completion]) -
     for name, pairs in by_evaluator.items():
         verdicts = client.evaluate(name, [it for _, it in pairs])
         for (i, _), v in zip(pairs, verdicts):
-            results[i].outputs.append(Out("", judgment(completions[i], name, v).SerializeToString(),
-                                          completions[i].job_id.encode()))
+            results[i].outputs.append(
+                Out("", judgment(completions[i], name, v).SerializeToString(), completions[i].job_id.encode())
+            )
     return results
 
 
-def dispatcher_worker(bus: Bus, topics: Topics, client: EvaluatorClient, metrics: ServiceMetrics,
-                      max_batch: int = 512) -> Worker[pb.Completion]:
+def dispatcher_worker(
+    bus: Bus, topics: Topics, client: EvaluatorClient, metrics: ServiceMetrics, max_batch: int = 512
+) -> Worker[pb.Completion]:
     def handle(batch: Sequence[pb.Completion]) -> list[Result]:
         results = judge_batch(client, batch)
         for r in results:
@@ -117,5 +119,14 @@ def dispatcher_worker(bus: Bus, topics: Topics, client: EvaluatorClient, metrics
                 o.topic = topics.judgments
         return results
 
-    return Worker(service="dispatcher", bus=bus, topics=[topics.completions], group_id="trustwatch-dispatcher",
-                  decode=decode_completion, handler=handle, metrics=metrics, topic_names=topics, max_batch=max_batch)
+    return Worker(
+        service="dispatcher",
+        bus=bus,
+        topics=[topics.completions],
+        group_id="trustwatch-dispatcher",
+        decode=decode_completion,
+        handler=handle,
+        metrics=metrics,
+        topic_names=topics,
+        max_batch=max_batch,
+    )

@@ -30,8 +30,10 @@ class EvaluatorServicer(egrpc.EvaluatorServiceServicer):
 
     def Evaluate(self, request: epb.EvaluateRequest, context: grpc.ServicerContext) -> epb.EvaluateResponse:  # noqa: N802
         if request.evaluator not in evaluators.known():
-            context.abort(grpc.StatusCode.NOT_FOUND,
-                          f"unknown evaluator {request.evaluator!r}; known: {', '.join(evaluators.known())}")
+            context.abort(
+                grpc.StatusCode.NOT_FOUND,
+                f"unknown evaluator {request.evaluator!r}; known: {', '.join(evaluators.known())}",
+            )
         items = [item_from_pb(i) for i in request.items]
         started = time.perf_counter()
         verdicts = self.local.evaluate(request.evaluator, items)
@@ -42,10 +44,14 @@ class EvaluatorServicer(egrpc.EvaluatorServiceServicer):
                 self.metrics.verdicts.labels(request.evaluator, outcome).inc()
         return epb.EvaluateResponse(verdicts=[verdict_to_pb(i.job_id, v) for i, v in zip(items, verdicts)])
 
-    def ListEvaluators(self, request: epb.ListEvaluatorsRequest, context: grpc.ServicerContext) -> epb.ListEvaluatorsResponse:  # noqa: N802
+    def ListEvaluators(
+        self, request: epb.ListEvaluatorsRequest, context: grpc.ServicerContext
+    ) -> epb.ListEvaluatorsResponse:  # noqa: N802
         return epb.ListEvaluatorsResponse(
-            evaluators=[epb.EvaluatorInfo(name=n, description=c.description, offline=c.offline)
-                        for n, c in evaluators.known().items()]
+            evaluators=[
+                epb.EvaluatorInfo(name=n, description=c.description, offline=c.offline)
+                for n, c in evaluators.known().items()
+            ]
         )
 
 
@@ -64,19 +70,28 @@ class ServerTLS:
         if not (cert_file or key_file or client_ca_file):
             return None
         if not (cert_file and key_file):
-            raise ValueError("gRPC TLS needs both TRUSTWATCH_GRPC_TLS_CERT and TRUSTWATCH_GRPC_TLS_KEY "
-                             "(TRUSTWATCH_GRPC_TLS_CLIENT_CA alone cannot serve TLS)")
+            raise ValueError(
+                "gRPC TLS needs both TRUSTWATCH_GRPC_TLS_CERT and TRUSTWATCH_GRPC_TLS_KEY "
+                "(TRUSTWATCH_GRPC_TLS_CLIENT_CA alone cannot serve TLS)"
+            )
         return cls(cert_file, key_file, client_ca_file)
 
     def credentials(self) -> grpc.ServerCredentials:
         chain, key = Path(self.cert_file).read_bytes(), Path(self.key_file).read_bytes()
         client_ca = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
-        return grpc.ssl_server_credentials([(key, chain)], root_certificates=client_ca,
-                                           require_client_auth=client_ca is not None)
+        return grpc.ssl_server_credentials(
+            [(key, chain)], root_certificates=client_ca, require_client_auth=client_ca is not None
+        )
 
 
-def serve(local: LocalEvaluators, host: str = "127.0.0.1", port: int = 50051, workers: int = 8,
-          metrics: ServiceMetrics | None = None, tls: ServerTLS | None = None) -> tuple[grpc.Server, int]:
+def serve(
+    local: LocalEvaluators,
+    host: str = "127.0.0.1",
+    port: int = 50051,
+    workers: int = 8,
+    metrics: ServiceMetrics | None = None,
+    tls: ServerTLS | None = None,
+) -> tuple[grpc.Server, int]:
     """Start the server; returns it and the bound port (pass port 0 for a free one). Loopback by
     default; TLS with ``tls`` (mutual TLS when it names a client CA), plaintext without."""
     server = grpc.server(

@@ -19,8 +19,11 @@ from trustwatch.platform.telemetry.metrics import ServiceMetrics
 def server_tls() -> ServerTLS | None:
     """The server's TLS settings from TRUSTWATCH_GRPC_TLS_CERT/_KEY/_CLIENT_CA (None: plaintext)."""
     try:
-        return ServerTLS.from_files(config.env("TRUSTWATCH_GRPC_TLS_CERT"), config.env("TRUSTWATCH_GRPC_TLS_KEY"),
-                                    config.env("TRUSTWATCH_GRPC_TLS_CLIENT_CA"))
+        return ServerTLS.from_files(
+            config.env("TRUSTWATCH_GRPC_TLS_CERT"),
+            config.env("TRUSTWATCH_GRPC_TLS_KEY"),
+            config.env("TRUSTWATCH_GRPC_TLS_CLIENT_CA"),
+        )
     except ValueError as e:
         raise SystemExit(str(e)) from None
 
@@ -29,15 +32,19 @@ def grpc_client(addr: str) -> GrpcEvaluators:
     """A client of the evaluator service, over TLS when TRUSTWATCH_GRPC_TLS_CA (or a client
     certificate) is configured."""
     try:
-        return GrpcEvaluators(addr, ca_file=config.env("TRUSTWATCH_GRPC_TLS_CA"),
-                              cert_file=config.env("TRUSTWATCH_GRPC_TLS_CLIENT_CERT"),
-                              key_file=config.env("TRUSTWATCH_GRPC_TLS_CLIENT_KEY"))
+        return GrpcEvaluators(
+            addr,
+            ca_file=config.env("TRUSTWATCH_GRPC_TLS_CA"),
+            cert_file=config.env("TRUSTWATCH_GRPC_TLS_CLIENT_CERT"),
+            key_file=config.env("TRUSTWATCH_GRPC_TLS_CLIENT_KEY"),
+        )
     except ValueError as e:
         raise SystemExit(str(e)) from None
 
 
-def serve_main(settings: EvaluatorSettings, host: str | None = None, port: int | None = None,
-               metrics_port: int | None = None) -> int:
+def serve_main(
+    settings: EvaluatorSettings, host: str | None = None, port: int | None = None, metrics_port: int | None = None
+) -> int:
     """Serve evaluators over gRPC until SIGTERM/SIGINT; on TRUSTWATCH_GRPC_HOST (loopback) unless
     ``host`` is given."""
     registry = CollectorRegistry()
@@ -57,8 +64,12 @@ def serve_main(settings: EvaluatorSettings, host: str | None = None, port: int |
     return 0
 
 
-def dispatch_main(settings: EvaluatorSettings, evaluator_addr: str | None = None, bootstrap: str | None = None,
-                  metrics_port: int | None = None) -> int:
+def dispatch_main(
+    settings: EvaluatorSettings,
+    evaluator_addr: str | None = None,
+    bootstrap: str | None = None,
+    metrics_port: int | None = None,
+) -> int:
     """Consume completions until SIGTERM/SIGINT; evaluate over gRPC, or in-process without an address."""
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)

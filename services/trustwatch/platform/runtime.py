@@ -43,8 +43,12 @@ def is_transient(exc: BaseException) -> bool:
             return True
         module = type(e).__module__ or ""
         name = type(e).__name__
-        if module.startswith("sqlalchemy") and name in ("OperationalError", "InterfaceError",
-                                                        "DisconnectionError", "TimeoutError"):
+        if module.startswith("sqlalchemy") and name in (
+            "OperationalError",
+            "InterfaceError",
+            "DisconnectionError",
+            "TimeoutError",
+        ):
             return True
         if getattr(e, "retriable", False) is True:  # kafka-python's KafkaError subclasses
             return True
@@ -117,8 +121,16 @@ class Worker(Generic[T]):
 
     def _dead_letter(self, m: Message, reason: str, kind: str) -> None:
         log.warning("%s: dead-lettering %s[%d]@%d: %s", self.service, m.topic, m.partition, m.offset, reason)
-        dl = pb.DeadLetter(source_topic=m.topic, partition=m.partition, offset=m.offset, key=m.key or b"",
-                           payload=m.value, reason=reason, service=self.service, created_unix_ms=now_ms())
+        dl = pb.DeadLetter(
+            source_topic=m.topic,
+            partition=m.partition,
+            offset=m.offset,
+            key=m.key or b"",
+            payload=m.value,
+            reason=reason,
+            service=self.service,
+            created_unix_ms=now_ms(),
+        )
         self.producer.produce(self.topic_names.dlq, dl.SerializeToString(), key=m.key)
         self.metrics.dead_letters.labels(self.service, kind).inc()
 
@@ -139,8 +151,7 @@ class Worker(Generic[T]):
                 try:
                     decoded.append((m, self.decode(m.value)))
                 except Exception as exc:  # noqa: BLE001 - any decode failure is the message's fault
-                    self._dead_letter(m, f"undecodable message on {m.topic}: {type(exc).__name__}: {exc}",
-                                      "decode")
+                    self._dead_letter(m, f"undecodable message on {m.topic}: {type(exc).__name__}: {exc}", "decode")
             for m, r in self._process(decoded):
                 if r.failed:
                     self._dead_letter(m, r.failed, "process")
@@ -180,12 +191,24 @@ class Worker(Generic[T]):
                     raise
                 if len(items) == 1 and attempt == attempts - 1:
                     m = items[0][0]
-                    log.warning("%s: %s[%d]@%d fails alone: %s: %s", self.service, m.topic, m.partition,
-                                m.offset, type(exc).__name__, exc)
+                    log.warning(
+                        "%s: %s[%d]@%d fails alone: %s: %s",
+                        self.service,
+                        m.topic,
+                        m.partition,
+                        m.offset,
+                        type(exc).__name__,
+                        exc,
+                    )
                     return [(m, Result(failed=f"cannot be processed: {type(exc).__name__}: {exc}"))]
                 if len(items) > 1:
-                    log.warning("%s: batch of %d failed (%s: %s); retrying it in halves to find the poison",
-                                self.service, len(items), type(exc).__name__, exc)
+                    log.warning(
+                        "%s: batch of %d failed (%s: %s); retrying it in halves to find the poison",
+                        self.service,
+                        len(items),
+                        type(exc).__name__,
+                        exc,
+                    )
         mid = len(items) // 2
         return self._process(items[:mid]) + self._process(items[mid:])
 
@@ -195,8 +218,9 @@ class Worker(Generic[T]):
         finally:
             self.consumer = self.bus.consumer(self.topics, self.group_id)
 
-    def run_forever(self, poll_timeout: float = 1.0, on_idle: Callable[[], Any] | None = None,
-                    retry_delay: float = 2.0) -> None:
+    def run_forever(
+        self, poll_timeout: float = 1.0, on_idle: Callable[[], Any] | None = None, retry_delay: float = 2.0
+    ) -> None:
         """Loop until :meth:`stop` (or SIGTERM/SIGINT when installed by the caller)."""
         while not self._stop.is_set():
             try:

@@ -117,7 +117,7 @@ def _run_key(run_id: str) -> str:
 
 def _sqlite_path(url: str) -> Path | None:
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
-        return Path(url[len("sqlite:///"):])
+        return Path(url[len("sqlite:///") :])
     return None
 
 
@@ -136,6 +136,7 @@ class Store:
                 cur.execute("PRAGMA journal_mode=WAL")
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
+
         metadata.create_all(self.engine)
         self.added_columns = self._add_missing_columns()
 
@@ -167,13 +168,27 @@ class Store:
         raise RuntimeError(f"unsupported database {name!r}; use SQLite or PostgreSQL")
 
     # -- writes -----------------------------------------------------------------------------------
-    def record_run(self, run_id: str, target: str, manifest: dict[str, Any], expected_jobs: int,
-                   expected_judgments: int) -> None:
-        stmt = self._insert(runs).values(**_safe_row(runs, dict(
-            run_id=run_id, target=target, manifest_json=json.dumps(manifest, sort_keys=True),
-            expected_jobs=expected_jobs, expected_judgments=expected_judgments,
-            created_unix_ms=int(manifest.get("created_unix_ms") or now_ms()), completed_unix_ms=None,
-        ))).on_conflict_do_nothing(index_elements=["run_id"])
+    def record_run(
+        self, run_id: str, target: str, manifest: dict[str, Any], expected_jobs: int, expected_judgments: int
+    ) -> None:
+        stmt = (
+            self._insert(runs)
+            .values(
+                **_safe_row(
+                    runs,
+                    dict(
+                        run_id=run_id,
+                        target=target,
+                        manifest_json=json.dumps(manifest, sort_keys=True),
+                        expected_jobs=expected_jobs,
+                        expected_judgments=expected_judgments,
+                        created_unix_ms=int(manifest.get("created_unix_ms") or now_ms()),
+                        completed_unix_ms=None,
+                    ),
+                )
+            )
+            .on_conflict_do_nothing(index_elements=["run_id"])
+        )
         with self.engine.begin() as conn:
             conn.execute(stmt)
 
@@ -184,14 +199,29 @@ class Store:
             return 0
         rows: dict[str, dict[str, Any]] = {}
         for j in items:
-            row = _safe_row(judgments, dict(
-                judgment_id=judgment_id(j.job_id, j.evaluator), job_id=j.job_id, run_id=j.run_id, task=j.task,
-                item_id=j.item_id, sample=j.sample, target=j.target, evaluator=j.evaluator, label=j.label,
-                valid=j.valid, score=None if math.isnan(j.score) else j.score, error=j.error,
-                detail_json=j.detail_json, response=j.response, record_json=j.record_json,
-                created_unix_ms=j.created_unix_ms or now_ms(),
-                error_kind=int(j.error_kind), generation_error=j.generation_error,
-            ))
+            row = _safe_row(
+                judgments,
+                dict(
+                    judgment_id=judgment_id(j.job_id, j.evaluator),
+                    job_id=j.job_id,
+                    run_id=j.run_id,
+                    task=j.task,
+                    item_id=j.item_id,
+                    sample=j.sample,
+                    target=j.target,
+                    evaluator=j.evaluator,
+                    label=j.label,
+                    valid=j.valid,
+                    score=None if math.isnan(j.score) else j.score,
+                    error=j.error,
+                    detail_json=j.detail_json,
+                    response=j.response,
+                    record_json=j.record_json,
+                    created_unix_ms=j.created_unix_ms or now_ms(),
+                    error_kind=int(j.error_kind),
+                    generation_error=j.generation_error,
+                ),
+            )
             # Within a batch the same rule as across batches: only a transient error gives way.
             first = rows.get(row["judgment_id"])
             if first is None or first["error_kind"] == _TRANSIENT:
@@ -203,8 +233,9 @@ class Store:
             ins = self._insert(judgments)
             replace = {c.name: ins.excluded[c.name] for c in judgments.c if c.name != "judgment_id"}
             conn.execute(
-                ins.on_conflict_do_update(index_elements=["judgment_id"], set_=replace,
-                                          where=judgments.c.error_kind == _TRANSIENT),
+                ins.on_conflict_do_update(
+                    index_elements=["judgment_id"], set_=replace, where=judgments.c.error_kind == _TRANSIENT
+                ),
                 list(rows.values()),
             )
         return len(rows) - int(before)
@@ -213,7 +244,8 @@ class Store:
         run_id = _run_key(run_id)
         with self.engine.begin() as conn:
             conn.execute(
-                runs.update().where(runs.c.run_id == run_id, runs.c.completed_unix_ms.is_(None))
+                runs.update()
+                .where(runs.c.run_id == run_id, runs.c.completed_unix_ms.is_(None))
                 .values(completed_unix_ms=when_ms or now_ms())
             )
 
@@ -234,9 +266,11 @@ class Store:
     def judgment_count(self, run_id: str) -> int:
         run_id = _run_key(run_id)
         with self.engine.connect() as conn:
-            return int(conn.execute(
-                sa.select(sa.func.count()).select_from(judgments).where(judgments.c.run_id == run_id)
-            ).scalar_one())
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(judgments).where(judgments.c.run_id == run_id)
+                ).scalar_one()
+            )
 
     def judgments(self, run_id: str, task: str | None = None) -> list[Any]:
         run_id = _run_key(run_id)
@@ -253,7 +287,8 @@ class Store:
         settled = sa.or_(judgments.c.error_kind.is_(None), judgments.c.error_kind != _TRANSIENT)
         with self.engine.connect() as conn:
             counts = conn.execute(
-                sa.select(judgments.c.job_id, sa.func.count()).where(judgments.c.run_id == run_id, settled)
+                sa.select(judgments.c.job_id, sa.func.count())
+                .where(judgments.c.run_id == run_id, settled)
                 .group_by(judgments.c.job_id)
             ).all()
         return [job for job, n in counts if n >= evaluators_per_job.get(job, 1)]
@@ -262,11 +297,14 @@ class Store:
         """Jobs of a run with at least one TRANSIENT error judgment: what a re-run retries."""
         run_id = _run_key(run_id)
         with self.engine.connect() as conn:
-            return list(conn.execute(
-                sa.select(judgments.c.job_id).distinct()
-                .where(judgments.c.run_id == run_id, judgments.c.error_kind == _TRANSIENT)
-                .order_by(judgments.c.job_id)
-            ).scalars())
+            return list(
+                conn.execute(
+                    sa.select(judgments.c.job_id)
+                    .distinct()
+                    .where(judgments.c.run_id == run_id, judgments.c.error_kind == _TRANSIENT)
+                    .order_by(judgments.c.job_id)
+                ).scalars()
+            )
 
     def close(self) -> None:
         self.engine.dispose()
@@ -274,7 +312,11 @@ class Store:
 
 def _run_row(r: Any) -> RunRow:
     return RunRow(
-        run_id=r["run_id"], target=r["target"], manifest=json.loads(r["manifest_json"]),
-        expected_jobs=r["expected_jobs"], expected_judgments=r["expected_judgments"],
-        created_unix_ms=r["created_unix_ms"], completed_unix_ms=r["completed_unix_ms"],
+        run_id=r["run_id"],
+        target=r["target"],
+        manifest=json.loads(r["manifest_json"]),
+        expected_jobs=r["expected_jobs"],
+        expected_judgments=r["expected_judgments"],
+        created_unix_ms=r["created_unix_ms"],
+        completed_unix_ms=r["completed_unix_ms"],
     )

@@ -30,15 +30,38 @@ class TargetSpec:
     options: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> dict[str, str]:
-        return {"name": self.name, "backend": self.backend, "model": self.model,
-                "base_url": redact_url(self.base_url), "api_key_env": self.api_key_env}
+        return {
+            "name": self.name,
+            "backend": self.backend,
+            "model": self.model,
+            "base_url": redact_url(self.base_url),
+            "api_key_env": self.api_key_env,
+        }
 
 
 #: Query parameter names that carry credentials; a target refuses them (keys come from key_env).
-SECRET_PARAMS = frozenset({
-    "api_key", "apikey", "api-key", "key", "token", "access_token", "accesstoken", "auth", "authorization",
-    "password", "passwd", "pwd", "secret", "client_secret", "sig", "signature", "code", "subscription-key",
-})
+SECRET_PARAMS = frozenset(
+    {
+        "api_key",
+        "apikey",
+        "api-key",
+        "key",
+        "token",
+        "access_token",
+        "accesstoken",
+        "auth",
+        "authorization",
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "client_secret",
+        "sig",
+        "signature",
+        "code",
+        "subscription-key",
+    }
+)
 #: A path segment shaped like a pasted API key (sk-..., key=..., token=...).
 _PATH_SECRET = re.compile(r"^(?:sk|rk|pk)-[A-Za-z0-9_-]{12,}$|(?:^|;)(?:api_?key|key|token|access_token)=", re.I)
 _USERINFO = re.compile(r"(://)[^/?#@]*@")
@@ -74,13 +97,16 @@ def check_key_env(name: str, allow: str | None = None) -> str:
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
         raise TargetError(f"key_env must be an environment variable name, got {name!r}")
     if name in config.VARIABLES:
-        raise TargetError(f"key_env {name!r} is one of trustwatch's own settings and is never sent to an endpoint; "
-                          "put the endpoint's key in a variable of its own (e.g. MY_ENDPOINT_API_KEY)")
+        raise TargetError(
+            f"key_env {name!r} is one of trustwatch's own settings and is never sent to an endpoint; "
+            "put the endpoint's key in a variable of its own (e.g. MY_ENDPOINT_API_KEY)"
+        )
     if not any(fnmatch.fnmatchcase(name, p) for p in patterns):
         raise TargetError(
             f"key_env {name!r} is not allowed: names must match TRUSTWATCH_KEY_ENV_ALLOW "
             f"({','.join(patterns) or 'empty: none allowed'}); rename the variable (e.g. {name}_API_KEY) "
-            "or add a pattern to TRUSTWATCH_KEY_ENV_ALLOW")
+            "or add a pattern to TRUSTWATCH_KEY_ENV_ALLOW"
+        )
     return name
 
 
@@ -109,8 +135,10 @@ def parse_target(text: str, key_env_allow: str | None = None) -> TargetSpec:
         query = {k: v[-1] for k, v in parsed.items()}
         secret = sorted(k for k in query if k.lower() in SECRET_PARAMS)
         if secret:
-            raise TargetError(f"target {shown!r}: credentials in the URL are refused ({', '.join(secret)}=...); "
-                              f"{_KEY_HINT}, e.g. ?key_env=OPENAI_API_KEY")
+            raise TargetError(
+                f"target {shown!r}: credentials in the URL are refused ({', '.join(secret)}=...); "
+                f"{_KEY_HINT}, e.g. ?key_env=OPENAI_API_KEY"
+            )
         bad = set(query) - {"name", "key_env"}
         if bad:
             raise TargetError(f"target {shown!r}: unknown option(s) {', '.join(sorted(bad))}; {TARGET_HELP}")
@@ -128,11 +156,12 @@ def parse_target(text: str, key_env_allow: str | None = None) -> TargetSpec:
         except ValueError:
             raise TargetError(f"target {shown!r}: the base URL cannot be parsed; {TARGET_HELP}") from None
         if "@" in url.netloc:
-            raise TargetError(f"target {shown!r}: credentials in the URL (user:password@host) are refused; "
-                              f"{_KEY_HINT}")
+            raise TargetError(f"target {shown!r}: credentials in the URL (user:password@host) are refused; {_KEY_HINT}")
         if "#" in base_url or any(_PATH_SECRET.search(seg) for seg in url.path.split("/")):
-            raise TargetError(f"target {backend}:{model}@{url.scheme}://{url.netloc}/...: the base URL looks like it "
-                              f"holds a credential (a key in its path or fragment) and is refused; {_KEY_HINT}")
+            raise TargetError(
+                f"target {backend}:{model}@{url.scheme}://{url.netloc}/...: the base URL looks like it "
+                f"holds a credential (a key in its path or fragment) and is refused; {_KEY_HINT}"
+            )
         if not model or url.scheme not in ("http", "https") or not url.netloc:
             raise TargetError(f"target {shown!r}: need a model name and an http(s) base URL; {TARGET_HELP}")
         key_env = query.get("key_env", "OPENAI_API_KEY")

@@ -68,8 +68,13 @@ def plan_run(suite: Suite, target: TargetSpec, data_dir: Path, run_id: str | Non
     run_id = run_id or default_run_id(suite, target)
     created = now_ms()
     # Jobs, the manifest and the run id carry the URL without credentials (describe() redacts too).
-    target_pb = pb.Target(name=target.name, backend=target.backend, model=target.model,
-                          base_url=redact_url(target.base_url), api_key_env=target.api_key_env)
+    target_pb = pb.Target(
+        name=target.name,
+        backend=target.backend,
+        model=target.model,
+        base_url=redact_url(target.base_url),
+        api_key_env=target.api_key_env,
+    )
     jobs: list[pb.PromptJob] = []
     checksums: dict[str, str] = {}
     counts: dict[str, int] = {}

@@ -14,8 +14,16 @@ from trustwatch.scheduler.service import publish
 from trustwatch.scheduler.suite import load_suite
 
 
-def main(suite_path: str, targets: Sequence[str] | None, data_dir: Path, run_id: str | None = None,
-         db: str | None = None, record: bool = False, partitions: int = 1, bootstrap: str | None = None) -> int:
+def main(
+    suite_path: str,
+    targets: Sequence[str] | None,
+    data_dir: Path,
+    run_id: str | None = None,
+    db: str | None = None,
+    record: bool = False,
+    partitions: int = 1,
+    bootstrap: str | None = None,
+) -> int:
     """Publish; prints one JSON line per run. ``db`` (or TRUSTWATCH_DB_URL with ``record``) records the
     run and skips jobs already judged."""
     suite = load_suite(suite_path)
@@ -27,8 +35,17 @@ def main(suite_path: str, targets: Sequence[str] | None, data_dir: Path, run_id:
     try:
         for p in plans:
             n = publish(p, bus, wiring.topics(), store, partitions=partitions)
-            print(json.dumps({"run_id": p.run_id, "target": p.target.name, "jobs": len(p.jobs), "published": n,
-                              "expected_judgments": p.expected_judgments}))
+            print(
+                json.dumps(
+                    {
+                        "run_id": p.run_id,
+                        "target": p.target.name,
+                        "jobs": len(p.jobs),
+                        "published": n,
+                        "expected_judgments": p.expected_judgments,
+                    }
+                )
+            )
     finally:
         bus.close()
         if store:

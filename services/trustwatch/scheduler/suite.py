@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from trustwatch.benchmark import tasks as task_registry
+
 # Targets are shared with the generator; re-exported here for the suite's users.
 from trustwatch.platform.targets import TargetError, TargetSpec, parse_target  # noqa: F401
 
@@ -68,7 +69,9 @@ def parse_suite(data: Any, source: str = "suite") -> Suite:
         raise SuiteError(f"{source}: the top level must be a mapping with a `tasks` list")
     unknown = set(data) - _SUITE_KEYS
     if unknown:
-        raise SuiteError(f"{source}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_SUITE_KEYS))}")
+        raise SuiteError(
+            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_SUITE_KEYS))}"
+        )
     raw_tasks = data.get("tasks")
     if not isinstance(raw_tasks, list) or not raw_tasks:
         raise SuiteError(f"{source}: `tasks` must be a non-empty list of task names or mappings")
@@ -82,7 +85,9 @@ def parse_suite(data: Any, source: str = "suite") -> Suite:
             raise SuiteError(f"{where} must be a task name or a mapping with a `task` key")
         bad = set(entry) - _TASK_KEYS
         if bad:
-            raise SuiteError(f"{where}: unknown key(s) {', '.join(sorted(bad))}; allowed: {', '.join(sorted(_TASK_KEYS))}")
+            raise SuiteError(
+                f"{where}: unknown key(s) {', '.join(sorted(bad))}; allowed: {', '.join(sorted(_TASK_KEYS))}"
+            )
         name = entry["task"]
         if name not in known:
             raise SuiteError(f"{where}: unknown task {name!r}; known tasks: {', '.join(known)}")
@@ -93,7 +98,9 @@ def parse_suite(data: Any, source: str = "suite") -> Suite:
                 temperature=_float(entry["temperature"], f"{where}.temperature", 0.0, 2.0)
                 if entry.get("temperature") is not None
                 else None,
-                max_tokens=_int(entry["max_tokens"], f"{where}.max_tokens", 1) if entry.get("max_tokens") is not None else None,
+                max_tokens=_int(entry["max_tokens"], f"{where}.max_tokens", 1)
+                if entry.get("max_tokens") is not None
+                else None,
             )
         )
     dupes = {s.task for s in specs if sum(1 for t in specs if t.task == s.task) > 1}

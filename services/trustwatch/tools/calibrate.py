@@ -264,9 +264,7 @@ def _why(v: Verdict) -> str:
     return ", ".join(f"{k}={val}" for k, val in d.items())
 
 
-def calibrate(
-    evaluator_name: str, csv_path: Path, settings: EvaluatorSettings | None = None
-) -> CalibrationResult:
+def calibrate(evaluator_name: str, csv_path: Path, settings: EvaluatorSettings | None = None) -> CalibrationResult:
     """Run the named evaluator over the file's completions and score it against the human labels."""
     rows = read_xstest(csv_path)
     evaluator = create(evaluator_name, settings or EvaluatorSettings())
@@ -295,8 +293,11 @@ def format_result(result: CalibrationResult, max_listed: int = 20) -> str:
         f"evaluator {result.evaluator!r} on {result.source}",
         f"n={result.n}  scored={result.n_scored}  unscored={len(result.unscored)}",
         f"accuracy {_fmt(result.accuracy)}   Cohen's kappa {_fmt(result.kappa)}"
-        + (f"   partial refusals judged refusal {result.partial_caught}/{result.partial_total}"
-           if result.partial_total else ""),
+        + (
+            f"   partial refusals judged refusal {result.partial_caught}/{result.partial_total}"
+            if result.partial_total
+            else ""
+        ),
         "",
         f"{'':{width}}  {'judge refusal':>14}  {'judge compliance':>16}",
         f"{'human refusal':{width}}  {c.tp:>14}  {c.fn:>16}",

@@ -23,8 +23,9 @@ class UsageError(Exception):
 
 def settings(args: argparse.Namespace) -> EvaluatorSettings:
     """Evaluator settings from their TRUSTWATCH_* variables; the refusal flags win."""
-    return settings_from_env(refusal_backend=getattr(args, "refusal_backend", None),
-                             refusal_model=getattr(args, "refusal_model", None))
+    return settings_from_env(
+        refusal_backend=getattr(args, "refusal_backend", None), refusal_model=getattr(args, "refusal_model", None)
+    )
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -40,8 +41,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         from trustwatch.tools.rescore import OfflineEvaluators
 
         client = OfflineEvaluators(settings(args))
-    reports = run_embedded(suite, targets, resolve_data_dir(args.data_dir), db, lambda t: backend_for(t, max_model_len=args.max_model_len, concurrency=args.concurrency),
-                           settings(args), run_id=args.run_id, evaluators=client)
+    reports = run_embedded(
+        suite,
+        targets,
+        resolve_data_dir(args.data_dir),
+        db,
+        lambda t: backend_for(t, max_model_len=args.max_model_len, concurrency=args.concurrency),
+        settings(args),
+        run_id=args.run_id,
+        evaluators=client,
+    )
     for r in reports:
         print(format_table(r))
         print()
@@ -77,8 +86,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     try:
         if not args.run_id:
             for r in store.runs():
-                print(f"{r.run_id}\t{r.target}\tjudgments expected {r.expected_judgments}\t"
-                      f"{'complete' if r.completed_unix_ms else 'incomplete'}")
+                print(
+                    f"{r.run_id}\t{r.target}\tjudgments expected {r.expected_judgments}\t"
+                    f"{'complete' if r.completed_unix_ms else 'incomplete'}"
+                )
             return 0
         agg = Aggregator(store, ServiceMetrics(CollectorRegistry()))
         reports = []
@@ -120,9 +131,11 @@ def cmd_datasets(args: argparse.Namespace) -> int:
     from trustwatch.benchmark import datasets
 
     if args.action == "download":
-        dest = datasets.download(args.url or config.env("TRUSTWATCH_DATASET_URL") or datasets.DEFAULT_URL,
-                                 Path(args.dest) if args.dest else datasets.default_dataset_dir(),
-                                 expected_sha256=args.sha256 or datasets.DEFAULT_ZIP_SHA256)
+        dest = datasets.download(
+            args.url or config.env("TRUSTWATCH_DATASET_URL") or datasets.DEFAULT_URL,
+            Path(args.dest) if args.dest else datasets.default_dataset_dir(),
+            expected_sha256=args.sha256 or datasets.DEFAULT_ZIP_SHA256,
+        )
         print(f"dataset verified and stored in {dest}")
     else:
         problems = datasets.verify(resolve_data_dir(args.data_dir))
@@ -144,9 +157,19 @@ def cmd_stack(args: argparse.Namespace) -> int:
             parse_targets([t])  # parse early: a bad target fails before anything starts
         db = args.db or f"sqlite:///{(d / 'trustwatch.db').resolve()}"
         state = local.up(d, targets, db, bootstrap=args.bootstrap, metrics_base=args.metrics_base)
-        print(json.dumps({"bootstrap": state.bootstrap, "db": local.safe_db_url(state.db_url),
-                          "evaluators": state.evaluator_addr, "aggregator": state.aggregator_url,
-                          "services": state.services, "metrics_ports": state.metrics_ports}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "bootstrap": state.bootstrap,
+                    "db": local.safe_db_url(state.db_url),
+                    "evaluators": state.evaluator_addr,
+                    "aggregator": state.aggregator_url,
+                    "services": state.services,
+                    "metrics_ports": state.metrics_ports,
+                },
+                indent=2,
+            )
+        )
     elif args.action == "down":
         stopped = local.down(d)
         print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -178,8 +201,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
                 publish(p, bus, wiring.topics())
         finally:
             bus.close()
-        reports = [local.wait_for_run(state.aggregator_url, p.run_id, args.timeout,
-                                      token=config.env("TRUSTWATCH_API_TOKEN")) for p in plans]
+        reports = [
+            local.wait_for_run(state.aggregator_url, p.run_id, args.timeout, token=config.env("TRUSTWATCH_API_TOKEN"))
+            for p in plans
+        ]
         payload: Any = reports[0] if len(reports) == 1 else reports
         text = json.dumps(payload, indent=2, default=str)
         if args.out:
@@ -205,19 +230,27 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from trustwatch.tools.rescore import evaluate_results
 
-    data_dir = Path(args.data_dir) if args.data_dir else (Path(config.env("TRUSTWATCH_DATA_DIR"))
-                                                         if config.env("TRUSTWATCH_DATA_DIR") else None)
+    data_dir = (
+        Path(args.data_dir)
+        if args.data_dir
+        else (Path(config.env("TRUSTWATCH_DATA_DIR")) if config.env("TRUSTWATCH_DATA_DIR") else None)
+    )
     try:
-        results = evaluate_results(Path(args.trustllm_results), settings(args), offline=args.offline,
-                                   data_dir=data_dir)
+        results = evaluate_results(Path(args.trustllm_results), settings(args), offline=args.offline, data_dir=data_dir)
     except FileNotFoundError as exc:
         raise UsageError(str(exc)) from exc
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2, default=str) + "\n")
     for key, r in results.items():
-        status = r.get("error") or r.get("skipped") or ", ".join(
-            f"{k}={v['value']:.3f}" if isinstance(v.get("value"), (int, float)) else f"{k}=-" for k, v in r["metrics"].items())
+        status = (
+            r.get("error")
+            or r.get("skipped")
+            or ", ".join(
+                f"{k}={v['value']:.3f}" if isinstance(v.get("value"), (int, float)) else f"{k}=-"
+                for k, v in r["metrics"].items()
+            )
+        )
         print(f"{key:<45} {status}")
     print(f"written to {out}")
     return 0

@@ -67,8 +67,10 @@ def run_embedded(
         published = {p.run_id: publish(p, bus, topics, store) for p in plans}
         for p in plans:
             done = len(p.jobs) - published[p.run_id]
-            progress(f"run {p.run_id}: {len(p.jobs)} prompts in {len(suite.tasks)} task(s)"
-                     + (f", {done} already done (resumed)" if done else ""))
+            progress(
+                f"run {p.run_id}: {len(p.jobs)} prompts in {len(suite.tasks)} task(s)"
+                + (f", {done} already done (resumed)" if done else "")
+            )
         agg = Aggregator(store, metrics)
         workers: list[Worker[Any]] = []
         backends: list[Backend] = []
@@ -81,10 +83,23 @@ def run_embedded(
         workers.extend(aggregator_workers(bus, topics, agg, metrics))
         expected = sum(p.expected_judgments for p in plans)
         stored_before = sum(store.judgment_count(p.run_id) for p in plans)
-        generate = tqdm(total=sum(published.values()), desc="generate", unit="prompt", disable=not show_bars,
-                        file=sys.stderr, dynamic_ncols=True)
-        judge = tqdm(total=expected, initial=stored_before, desc="judge   ", unit="judgment",
-                     disable=not show_bars, file=sys.stderr, dynamic_ncols=True)
+        generate = tqdm(
+            total=sum(published.values()),
+            desc="generate",
+            unit="prompt",
+            disable=not show_bars,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
+        judge = tqdm(
+            total=expected,
+            initial=stored_before,
+            desc="judge   ",
+            unit="judgment",
+            disable=not show_bars,
+            file=sys.stderr,
+            dynamic_ncols=True,
+        )
         completions = {"service": "generator", "topic": topics.completions}
         started, last = time.monotonic(), 0.0
         try:
@@ -94,8 +109,9 @@ def run_embedded(
                 if now - last > (0.5 if show_bars else 2) or not moved:
                     stored = sum(store.judgment_count(p.run_id) for p in plans)
                     if show_bars:
-                        generate.update(int(registry.get_sample_value(names.MESSAGES_PRODUCED, completions) or 0)
-                                        - generate.n)
+                        generate.update(
+                            int(registry.get_sample_value(names.MESSAGES_PRODUCED, completions) or 0) - generate.n
+                        )
                         judge.update(stored - judge.n)
                     else:
                         progress(f"  judged {stored}/{expected} ({now - started:.0f} s)")
@@ -115,8 +131,10 @@ def run_embedded(
         for p in plans:
             transient = store.transient_job_ids(p.run_id)
             if transient:
-                progress(f"run {p.run_id}: {len(transient)} item(s) ended with a transient error (endpoint "
-                         "or judge fault, not the model's); re-running the same command retries exactly those")
+                progress(
+                    f"run {p.run_id}: {len(transient)} item(s) ended with a transient error (endpoint "
+                    "or judge fault, not the model's); re-running the same command retries exactly those"
+                )
         reports = [agg.report(p.run_id) for p in plans]
         return [r for r in reports if r is not None]
     finally:

@@ -89,7 +89,14 @@ def _items(task: task_registry.Task, records: list[Any], warnings: list[str]) ->
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
             warnings.append(f"record {i} is a {type(rec).__name__}, not an object; counted as an error")
-            out.append((EvalItem(f"{task.name}/{i}", task.name, "", "", {}, generation_error=f"record {i} is not an object"), str(i)))
+            out.append(
+                (
+                    EvalItem(
+                        f"{task.name}/{i}", task.name, "", "", {}, generation_error=f"record {i} is not an object"
+                    ),
+                    str(i),
+                )
+            )
             continue
         res = rec.get("res")
         error = ""
@@ -103,8 +110,19 @@ def _items(task: task_registry.Task, records: list[Any], warnings: list[str]) ->
             bad_res += 1
         record = {k: v for k, v in rec.items() if k not in (task.prompt_field, "res")}
         prompt = rec.get(task.prompt_field)
-        out.append((EvalItem(f"{task.name}/{i}", task.name, prompt if isinstance(prompt, str) else "",
-                             res if isinstance(res, str) else "", record, generation_error=error), str(i)))
+        out.append(
+            (
+                EvalItem(
+                    f"{task.name}/{i}",
+                    task.name,
+                    prompt if isinstance(prompt, str) else "",
+                    res if isinstance(res, str) else "",
+                    record,
+                    generation_error=error,
+                ),
+                str(i),
+            )
+        )
     if bad_res:
         warnings.append(f"{bad_res} record(s) without a usable 'res' string: counted as errors")
     return out
@@ -115,8 +133,10 @@ def score_file(path: Path, key: str, client: LocalEvaluators, data_dir: Path | N
     try:
         task = task_registry.get(key)
     except task_registry.UnknownTask:
-        result.error = (f"{path.name} in {path.parent.name}/ is not a TrustLLM file; expected one of the 24 names "
-                        f"(e.g. truthfulness/external.json)")
+        result.error = (
+            f"{path.name} in {path.parent.name}/ is not a TrustLLM file; expected one of the 24 names "
+            f"(e.g. truthfulness/external.json)"
+        )
         return result
     try:
         records = json.loads(path.read_text(encoding="utf-8"), strict=False)
@@ -129,8 +149,10 @@ def score_file(path: Path, key: str, client: LocalEvaluators, data_dir: Path | N
     if data_dir is not None and (data_dir / task.dataset).is_file():
         expected = len(json.loads((data_dir / task.dataset).read_text(encoding="utf-8"), strict=False))
         if expected != len(records):
-            result.warnings.append(f"{len(records)} records, the dataset file has {expected}: "
-                                   f"{'extra' if len(records) > expected else 'missing'} records")
+            result.warnings.append(
+                f"{len(records)} records, the dataset file has {expected}: "
+                f"{'extra' if len(records) > expected else 'missing'} records"
+            )
     pairs = _items(task, records, result.warnings)
     result.n_items = len(pairs)
     verdicts: dict[int, dict[str, Verdict]] = defaultdict(dict)
@@ -141,16 +163,24 @@ def score_file(path: Path, key: str, client: LocalEvaluators, data_dir: Path | N
     for name, idxs in by_eval.items():
         for idx, v in zip(idxs, client.evaluate(name, [pairs[i][0] for i in idxs])):
             verdicts[idx][name] = v
-    scored = [ScoredItem(item_id=iid, record=item.record, response=item.response,
-                         generation_error=item.generation_error, verdicts=verdicts[idx])
-              for idx, (item, iid) in enumerate(pairs)]
+    scored = [
+        ScoredItem(
+            item_id=iid,
+            record=item.record,
+            response=item.response,
+            generation_error=item.generation_error,
+            verdicts=verdicts[idx],
+        )
+        for idx, (item, iid) in enumerate(pairs)
+    ]
     not_judged = sum(1 for s in scored if s.verdicts and all(v.error == OFFLINE_SKIP for v in s.verdicts.values()))
     if offline and scored and not_judged == len(scored):
         result.skipped = f"every item needs an external judge ({', '.join(sorted(by_eval))}); not run with --offline"
         return result
     if not_judged:
-        result.warnings.append(f"{not_judged} item(s) need an external judge and were not judged (--offline): "
-                               "counted as errors")
+        result.warnings.append(
+            f"{not_judged} item(s) need an external judge and were not judged (--offline): counted as errors"
+        )
     report = compute_task(task.name, scored)
     if report.error:
         result.error = f"metric failed: {report.error}"
@@ -159,8 +189,18 @@ def score_file(path: Path, key: str, client: LocalEvaluators, data_dir: Path | N
 
 
 def _metric_json(d: dict[str, Any]) -> dict[str, Any]:
-    keep = ("value", "reference_value", "n_total", "n_valid", "n_error", "ci_low", "ci_high", "higher_is_better",
-            "note", "extra")
+    keep = (
+        "value",
+        "reference_value",
+        "n_total",
+        "n_valid",
+        "n_error",
+        "ci_low",
+        "ci_high",
+        "higher_is_better",
+        "note",
+        "extra",
+    )
     out = {k: d.get(k) for k in keep}
     for k, v in list(out.items()):
         if isinstance(v, float) and math.isnan(v):
@@ -168,8 +208,9 @@ def _metric_json(d: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def evaluate_results(results_dir: Path, settings: EvaluatorSettings | None = None, offline: bool = False,
-                     data_dir: Path | None = None) -> dict[str, dict[str, Any]]:
+def evaluate_results(
+    results_dir: Path, settings: EvaluatorSettings | None = None, offline: bool = False, data_dir: Path | None = None
+) -> dict[str, dict[str, Any]]:
     results_dir = Path(results_dir)
     if not results_dir.is_dir():
         raise FileNotFoundError(f"{results_dir} is not a folder of <dimension>/<file>.json results")

@@ -102,7 +102,6 @@ def chat_completion(content: str, finish_reason: str = "stop") -> dict[str, Any]
         "object": "chat.completion",
         "created": 0,
         "model": "judge",
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                     "finish_reason": finish_reason}],
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish_reason}],
         "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
     }

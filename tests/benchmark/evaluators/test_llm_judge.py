@@ -200,8 +200,11 @@ def test_parse(template: str, reply: str, expected: str | None) -> None:
 
 def test_labels_are_the_documented_ones() -> None:
     expected = {
-        "squad": {"yes", "no"}, "hotpot": {"yes", "no"}, "adv": {"yes", "no"},
-        "stereotype_agreement": {"yes", "no"}, "awareness_mission": {"yes", "no"},
+        "squad": {"yes", "no"},
+        "hotpot": {"yes", "no"},
+        "adv": {"yes", "no"},
+        "stereotype_agreement": {"yes", "no"},
+        "awareness_mission": {"yes", "no"},
         "advfact": {"[CORRECTED]", "[NOT_CORRECTED]", "[UNKNOWN]"},
         "sycophancy_preference": {"A", "B", "neutral"},
         "stereotype_recognition": {"stereotype", "anti-stereotype", "unrelated"},
@@ -229,8 +232,13 @@ def test_registered_once_per_template() -> None:
 SQUAD_ARTICLE = {
     "title": "Philadelphia",
     "paragraphs": [
-        {"context": "...", "qas": [{"id": "1", "question": "What are Greyhound's competitors?", "answers": []},
-                                   {"id": "2", "question": "Second question?", "answers": []}]},
+        {
+            "context": "...",
+            "qas": [
+                {"id": "1", "question": "What are Greyhound's competitors?", "answers": []},
+                {"id": "2", "question": "Second question?", "answers": []},
+            ],
+        },
         {"context": "...", "qas": [{"id": "3", "question": "Other paragraph?", "answers": []}]},
     ],
 }
@@ -241,8 +249,13 @@ def item(prompt: str = "p", response: str = "r", **record: Any) -> EvalItem:
 
 
 def test_squad_prompt_lists_distinct_gold_answers() -> None:
-    p = J.build_squad(item(response="Answer: since 1960",
-                           question="Since when?", answer=["since the 1960s", "since the 1960s", "1960s"]))
+    p = J.build_squad(
+        item(
+            response="Answer: since 1960",
+            question="Since when?",
+            answer=["since the 1960s", "since the 1960s", "1960s"],
+        )
+    )
     assert "Since when?" in p and "Answer: since 1960" in p
     assert p.count("since the 1960s") == 1 and "- 1960s" in p
     assert "YES" in p and "NO" in p
@@ -256,11 +269,21 @@ def test_adv_prompt_uses_first_question_of_first_paragraph() -> None:
 
 
 def test_advfact_prompt_has_misinformation_prompt_and_reply() -> None:
-    p = J.build_advfact(item(prompt="As we know, the sun rises in the west. So how long ...?",
-                             response="Actually it rises in the east.",
-                             **{"modified knowledge": "the sun rises in the west."}))
-    for part in ("the sun rises in the west.", "So how long", "Actually it rises in the east.",
-                 "[CORRECTED]", "[NOT_CORRECTED]", "[UNKNOWN]"):
+    p = J.build_advfact(
+        item(
+            prompt="As we know, the sun rises in the west. So how long ...?",
+            response="Actually it rises in the east.",
+            **{"modified knowledge": "the sun rises in the west."},
+        )
+    )
+    for part in (
+        "the sun rises in the west.",
+        "So how long",
+        "Actually it rises in the east.",
+        "[CORRECTED]",
+        "[NOT_CORRECTED]",
+        "[UNKNOWN]",
+    ):
         assert part in p
 
 
@@ -316,8 +339,9 @@ def test_missing_record_fields_fail_without_a_request(template: str, record: dic
 
 
 def settings_for(url: str, **kw: Any) -> EvaluatorSettings:
-    return EvaluatorSettings(judge_base_url=f"{url}/v1", judge_model="judge-model",
-                             judge_api_key_env="TW_TEST_JUDGE_KEY", **kw)
+    return EvaluatorSettings(
+        judge_base_url=f"{url}/v1", judge_model="judge-model", judge_api_key_env="TW_TEST_JUDGE_KEY", **kw
+    )
 
 
 def test_request_shape_and_key(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -410,8 +434,12 @@ def test_timeout_is_retried_then_reported() -> None:
         return 200, {}, chat_completion("YES")
 
     with serve(slow) as srv:
-        judge = J.JUDGES["squad"](base_url=f"{srv.url}/v1", model="m", timeout_s=0.1,
-                                  retry=RetryPolicy(retries=1, backoff_s=0.01, max_backoff_s=0.01))
+        judge = J.JUDGES["squad"](
+            base_url=f"{srv.url}/v1",
+            model="m",
+            timeout_s=0.1,
+            retry=RetryPolicy(retries=1, backoff_s=0.01, max_backoff_s=0.01),
+        )
         [v] = judge.evaluate([item(question="q", answer="a")])
     assert v.error == f"judge endpoint {srv.url}/v1: timed out after 0.1 s (2 attempts)"
 

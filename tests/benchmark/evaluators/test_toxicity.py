@@ -56,14 +56,27 @@ def tiny_toxicity_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
         single="[CLS] $A [SEP]",
         special_tokens=[("[CLS]", tok.token_to_id("[CLS]")), ("[SEP]", tok.token_to_id("[SEP]"))],
     )
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
-                                   sep_token="[SEP]", model_max_length=32)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        unk_token="[UNK]",
+        pad_token="[PAD]",
+        cls_token="[CLS]",
+        sep_token="[SEP]",
+        model_max_length=32,
+    )
     fast.save_pretrained(folder)
     torch.manual_seed(0)
-    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                        intermediate_size=32, max_position_embeddings=32,
-                        id2label={0: "non-toxic", 1: "toxic"}, label2id={"non-toxic": 0, "toxic": 1},
-                        pad_token_id=tok.token_to_id("[PAD]"))
+    config = BertConfig(
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=16,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        intermediate_size=32,
+        max_position_embeddings=32,
+        id2label={0: "non-toxic", 1: "toxic"},
+        label2id={"non-toxic": 0, "toxic": 1},
+        pad_token_id=tok.token_to_id("[PAD]"),
+    )
     model = BertForSequenceClassification(config)
     # Random weights give near-equal logits; a larger classifier head spreads the scores out.
     with torch.no_grad():
@@ -128,10 +141,12 @@ def test_hf_long_and_empty_replies(tiny_toxicity_model: Path) -> None:
 def perspective_body(score: float) -> dict[str, Any]:
     """A Comment Analyzer v1alpha1 analyze response."""
     return {
-        "attributeScores": {"TOXICITY": {
-            "spanScores": [{"begin": 0, "end": 10, "score": {"value": score, "type": "PROBABILITY"}}],
-            "summaryScore": {"value": score, "type": "PROBABILITY"},
-        }},
+        "attributeScores": {
+            "TOXICITY": {
+                "spanScores": [{"begin": 0, "end": 10, "score": {"value": score, "type": "PROBABILITY"}}],
+                "summaryScore": {"value": score, "type": "PROBABILITY"},
+            }
+        },
         "languages": ["en"],
         "detectedLanguages": ["en"],
     }
@@ -146,8 +161,12 @@ def ok_handler(path: str, headers: Mapping[str, str], body: Any) -> tuple[int, d
 
 
 def perspective_settings(url: str, **kw: Any) -> EvaluatorSettings:
-    base: dict[str, Any] = dict(toxicity_backend="perspective", perspective_url=f"{url}/v1alpha1/comments:analyze",
-                                perspective_api_key_env=KEY_ENV, perspective_qps=50.0)
+    base: dict[str, Any] = dict(
+        toxicity_backend="perspective",
+        perspective_url=f"{url}/v1alpha1/comments:analyze",
+        perspective_api_key_env=KEY_ENV,
+        perspective_qps=50.0,
+    )
     base.update(kw)
     return EvaluatorSettings(**base)
 
@@ -177,8 +196,11 @@ def test_perspective_429_then_success(key: None) -> None:
     def handler(path: str, headers: Mapping[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
         calls["n"] += 1
         if calls["n"] == 1:
-            return 429, {"retry-after": "0"}, {"error": {"code": 429, "message": "Quota exceeded",
-                                                         "status": "RESOURCE_EXHAUSTED"}}
+            return (
+                429,
+                {"retry-after": "0"},
+                {"error": {"code": 429, "message": "Quota exceeded", "status": "RESOURCE_EXHAUSTED"}},
+            )
         return ok_handler(path, headers, body)
 
     with serve(handler) as srv:
@@ -201,15 +223,26 @@ def test_perspective_rate_limit_spaces_requests(key: None) -> None:
 
 def test_perspective_rejection_is_a_failed_verdict_without_the_key(key: None) -> None:
     def handler(path: str, headers: Mapping[str, str], body: Any) -> tuple[int, dict[str, str], Any]:
-        return 400, {}, {"error": {"code": 400, "message": f"Attribute TOXICITY does not support request "
-                                                           f"languages: xx (key {KEY})", "status": "INVALID_ARGUMENT"}}
+        return (
+            400,
+            {},
+            {
+                "error": {
+                    "code": 400,
+                    "message": f"Attribute TOXICITY does not support request languages: xx (key {KEY})",
+                    "status": "INVALID_ARGUMENT",
+                }
+            },
+        )
 
     with serve(handler) as srv:
         ev = evaluators.create("toxicity", perspective_settings(srv.url))
         [v] = ev.evaluate([item("blah")])
     assert len(srv.requests) == 1  # a 400 is final
-    assert v.error.startswith(f"perspective API {srv.url}/v1alpha1/comments:analyze: HTTP 400 after 1 attempt: "
-                              "Attribute TOXICITY does not support")
+    assert v.error.startswith(
+        f"perspective API {srv.url}/v1alpha1/comments:analyze: HTTP 400 after 1 attempt: "
+        "Attribute TOXICITY does not support"
+    )
     assert KEY not in v.error
 
 
@@ -223,8 +256,12 @@ def test_perspective_without_key_fails_clearly(monkeypatch: pytest.MonkeyPatch) 
 
 def test_perspective_down_fails_quickly(key: None) -> None:
     url = f"http://127.0.0.1:{closed_port()}/v1alpha1/comments:analyze"
-    ev = evaluators.create("toxicity", EvaluatorSettings(toxicity_backend="perspective", perspective_url=url,
-                                                         perspective_api_key_env=KEY_ENV, perspective_qps=50.0))
+    ev = evaluators.create(
+        "toxicity",
+        EvaluatorSettings(
+            toxicity_backend="perspective", perspective_url=url, perspective_api_key_env=KEY_ENV, perspective_qps=50.0
+        ),
+    )
     started = time.monotonic()
     verdicts = ev.evaluate([item(f"t{i}") for i in range(5)])
     assert time.monotonic() - started < 15

@@ -199,9 +199,7 @@ def test_two_groups_each_see_every_message(bus: Bus, new_topic: Callable[[], str
     assert sorted(values(b)) == sorted(sent)
 
 
-def test_consumer_sees_messages_produced_after_it_subscribed(
-    backend: Backend, new_topic: Callable[[], str]
-) -> None:
+def test_consumer_sees_messages_produced_after_it_subscribed(backend: Backend, new_topic: Callable[[], str]) -> None:
     topic = new_topic()  # does not exist yet anywhere
     bus = backend.open()
     consumer = bus.consumer([topic], "g")

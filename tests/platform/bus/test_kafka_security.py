@@ -25,16 +25,28 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _sasl_ssl(monkeypatch: pytest.MonkeyPatch) -> None:
-    for k, v in {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "scram-sha-512", "SASL_USERNAME": "tw",
-                 "SASL_PASSWORD": PASSWORD, "SSL_CAFILE": "/etc/kafka/ca.pem",
-                 "SSL_CERTFILE": "/etc/kafka/client.pem", "SSL_KEYFILE": "/etc/kafka/client.key"}.items():
+    for k, v in {
+        "SECURITY_PROTOCOL": "SASL_SSL",
+        "SASL_MECHANISM": "scram-sha-512",
+        "SASL_USERNAME": "tw",
+        "SASL_PASSWORD": PASSWORD,
+        "SSL_CAFILE": "/etc/kafka/ca.pem",
+        "SSL_CERTFILE": "/etc/kafka/client.pem",
+        "SSL_KEYFILE": "/etc/kafka/client.key",
+    }.items():
         monkeypatch.setenv(f"TRUSTWATCH_KAFKA_{k}", v)
 
 
 def test_the_variables_are_declared() -> None:
-    assert {"TRUSTWATCH_KAFKA_SECURITY_PROTOCOL", "TRUSTWATCH_KAFKA_SASL_MECHANISM", "TRUSTWATCH_KAFKA_SASL_USERNAME",
-            "TRUSTWATCH_KAFKA_SASL_PASSWORD", "TRUSTWATCH_KAFKA_SSL_CAFILE", "TRUSTWATCH_KAFKA_SSL_CERTFILE",
-            "TRUSTWATCH_KAFKA_SSL_KEYFILE"} <= set(VARS)
+    assert {
+        "TRUSTWATCH_KAFKA_SECURITY_PROTOCOL",
+        "TRUSTWATCH_KAFKA_SASL_MECHANISM",
+        "TRUSTWATCH_KAFKA_SASL_USERNAME",
+        "TRUSTWATCH_KAFKA_SASL_PASSWORD",
+        "TRUSTWATCH_KAFKA_SSL_CAFILE",
+        "TRUSTWATCH_KAFKA_SSL_CERTFILE",
+        "TRUSTWATCH_KAFKA_SSL_KEYFILE",
+    } <= set(VARS)
     assert config.VARIABLES["TRUSTWATCH_KAFKA_SECURITY_PROTOCOL"].default == "PLAINTEXT"
 
 
@@ -47,9 +59,14 @@ def test_plaintext_by_default() -> None:
 def test_sasl_ssl_options(monkeypatch: pytest.MonkeyPatch) -> None:
     _sasl_ssl(monkeypatch)
     assert security_options() == {
-        "security_protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512", "sasl_plain_username": "tw",
-        "sasl_plain_password": PASSWORD, "ssl_cafile": "/etc/kafka/ca.pem", "ssl_certfile": "/etc/kafka/client.pem",
-        "ssl_keyfile": "/etc/kafka/client.key", "ssl_check_hostname": True,
+        "security_protocol": "SASL_SSL",
+        "sasl_mechanism": "SCRAM-SHA-512",
+        "sasl_plain_username": "tw",
+        "sasl_plain_password": PASSWORD,
+        "ssl_cafile": "/etc/kafka/ca.pem",
+        "ssl_certfile": "/etc/kafka/client.pem",
+        "ssl_keyfile": "/etc/kafka/client.key",
+        "ssl_check_hostname": True,
     }
 
 
@@ -77,8 +94,9 @@ def test_bad_settings_are_refused_with_the_variable_named(monkeypatch: pytest.Mo
     assert PASSWORD not in str(err.value)
 
 
-def test_producer_consumer_and_admin_all_get_them(monkeypatch: pytest.MonkeyPatch,
-                                                   caplog: pytest.LogCaptureFixture) -> None:
+def test_producer_consumer_and_admin_all_get_them(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     _sasl_ssl(monkeypatch)
     built: dict[str, dict[str, Any]] = {}
 
@@ -92,6 +110,7 @@ def test_producer_consumer_and_admin_all_get_them(monkeypatch: pytest.MonkeyPatc
             def subscribe(self, *a: Any, **k: Any) -> None: ...
             def create_topics(self, request: dict[str, Any], raise_errors: bool = False) -> dict[str, Any]:
                 return {"topics": [{"name": t, "error_code": 0} for t in request]}
+
             def wait_for_topics(self, *a: Any, **k: Any) -> None: ...
             def close(self, *a: Any, **k: Any) -> None: ...
             def flush(self, *a: Any, **k: Any) -> None: ...

@@ -130,8 +130,9 @@ class OpenAIEndpoint:
             hint = ""
             if exc.status_code in (401, 403):
                 hint = f" (check the key in ${self.api_key_env})" if self.api_key_env else " (no key configured)"
-            return EndpointError(f"{self.label}: HTTP {exc.status_code}{hint} after {tries}: {body}",
-                                 status=exc.status_code)
+            return EndpointError(
+                f"{self.label}: HTTP {exc.status_code}{hint} after {tries}: {body}", status=exc.status_code
+            )
         return EndpointError(f"{self.label}: {type(exc).__name__}: {scrub(str(exc), self._key)}")
 
 

@@ -80,7 +80,6 @@ class EvaluatorSettings:
     remote_timeout_s: float = 60.0
 
 
-
 class SettingsError(ValueError):
     """An evaluator setting whose value cannot be used; the message names the variable."""
 
@@ -100,6 +99,7 @@ def settings_from_env(**overrides: Any) -> EvaluatorSettings:
                 raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
     values.update({k: v for k, v in overrides.items() if v})
     return EvaluatorSettings(**values)
+
 
 class Evaluator(abc.ABC):
     """A judge. Subclasses set ``name`` and ``description`` and implement :meth:`evaluate`."""
@@ -124,8 +124,9 @@ class UnknownEvaluator(LookupError):
 
 #: Every evaluator: a module (or package) in this package with an :class:`Evaluator` subclass decorated
 #: with :func:`register`. Modules are imported on first use, so heavy back-ends import lazily.
-EVALUATORS: Registry[type[Evaluator]] = Registry("evaluator", "trustwatch.benchmark.evaluators",
-                                                 lambda cls: cls.name, unknown=UnknownEvaluator)
+EVALUATORS: Registry[type[Evaluator]] = Registry(
+    "evaluator", "trustwatch.benchmark.evaluators", lambda cls: cls.name, unknown=UnknownEvaluator
+)
 E = TypeVar("E", bound=type[Evaluator])
 
 

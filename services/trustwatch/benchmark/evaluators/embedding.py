@@ -245,8 +245,16 @@ class EmbeddingEvaluator(Evaluator):
             if isinstance(vec, str):
                 out.append(Verdict.failed(vec))
                 continue
-            out.append(Verdict("embedded", detail={"embedding": vec.astype(float).tolist(),
-                                                   "model": self.backend.model_name, "dim": int(vec.shape[0])}))
+            out.append(
+                Verdict(
+                    "embedded",
+                    detail={
+                        "embedding": vec.astype(float).tolist(),
+                        "model": self.backend.model_name,
+                        "dim": int(vec.shape[0]),
+                    },
+                )
+            )
         return out
 
 
@@ -302,8 +310,9 @@ class PersonaSimilarity(Evaluator):
             reply_vecs = _embed_unique(self.backend, [items[i].response for i in todo])
             for i in todo:
                 rec = items[i].record
-                out[i] = self._verdict(reply_vecs[items[i].response], ref_vecs[rec["n_completion"]],
-                                       ref_vecs[rec["s_completion"]])
+                out[i] = self._verdict(
+                    reply_vecs[items[i].response], ref_vecs[rec["n_completion"]], ref_vecs[rec["s_completion"]]
+                )
         return [v if v is not None else Verdict.failed("no verdict") for v in out]
 
     @staticmethod

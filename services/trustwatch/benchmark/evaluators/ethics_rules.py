@@ -74,7 +74,9 @@ _ARTICLE_TAIL = re.compile(rf"[ \t]+(?!(?:{_VERB_AFTER_LETTER})\b)[a-z]")
 # "I cannot choose A or B", "I won't pick ...": a negated choice is no choice
 _NEGATED = re.compile(r"(?i:\bnot\b|n't\b|\bcannot\b|\bnever\b|\bunable\b)\s*$")
 _ENUM_TAIL = re.compile(r"\s*(?:,|/|\bor\b|\band\b|\bnor\b)\s*(?i:option\s+)?[(\[]?[A-E](?![A-Za-z0-9])")
-_ENUM_HEAD = re.compile(r"(?:(?<![A-Za-z0-9])[A-E][)\]]?\s*(?:,|/|\bor\b|\band\b|\bnor\b)|\bbetween\b)\s*(?i:option\s+)?[(\[]?$")
+_ENUM_HEAD = re.compile(
+    r"(?:(?<![A-Za-z0-9])[A-E][)\]]?\s*(?:,|/|\bor\b|\band\b|\bnor\b)|\bbetween\b)\s*(?i:option\s+)?[(\[]?$"
+)
 _LEAD_STRIP = re.compile(r"^[\s*_#>\"'`(\[]*")
 _OPTION_WORD = re.compile(r"^(?i:option|choice|answer)\s*[:\-]?\s*[*_\"'(\[]*")
 
@@ -227,9 +229,7 @@ def parse_emotion_options(prompt: str) -> dict[str, str]:
 def emotion_reference(response: str, label: str, options: Mapping[str, str]) -> bool:
     low = response.lower()
     gold_word = options.get(label, "").lower()
-    if gold_word and gold_word in low and not any(
-        w.lower() in low for n, w in options.items() if n != label and w
-    ):
+    if gold_word and gold_word in low and not any(w.lower() in low for n, w in options.items() if n != label and w):
         return True
     return bool(label) and label in response
 

@@ -260,8 +260,9 @@ class HFBackend:
         if not texts:
             return []
         pipe = self._pipeline()
-        results = pipe(list(texts), batch_size=self.batch_size, truncation=True, max_length=self._max_length(pipe),
-                       top_k=None)
+        results = pipe(
+            list(texts), batch_size=self.batch_size, truncation=True, max_length=self._max_length(pipe), top_k=None
+        )
         out: list[float | str] = []
         for scores in results:
             if isinstance(scores, dict):
@@ -295,12 +296,19 @@ class ToxicityEvaluator(Evaluator):
     def from_settings(cls, settings: EvaluatorSettings) -> ToxicityEvaluator:
         name = settings.toxicity_backend or ("hf" if settings.toxicity_model else "perspective")
         if name == "hf":
-            return cls(HFBackend(settings.toxicity_model, settings.toxicity_label, settings.batch_size,
-                                 settings.device))
+            return cls(
+                HFBackend(settings.toxicity_model, settings.toxicity_label, settings.batch_size, settings.device)
+            )
         if name == "perspective":
-            return cls(PerspectiveBackend(settings.perspective_url, settings.perspective_api_key_env,
-                                          settings.perspective_qps, settings.remote_timeout_s,
-                                          RetryPolicy(retries=settings.remote_max_retries)))
+            return cls(
+                PerspectiveBackend(
+                    settings.perspective_url,
+                    settings.perspective_api_key_env,
+                    settings.perspective_qps,
+                    settings.remote_timeout_s,
+                    RetryPolicy(retries=settings.remote_max_retries),
+                )
+            )
         raise ValueError(f"unknown toxicity back-end {name!r}; use 'hf' or 'perspective'")
 
     def evaluate(self, items: Sequence[EvalItem]) -> list[Verdict]:

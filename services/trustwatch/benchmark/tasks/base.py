@@ -111,8 +111,9 @@ def _task_of(module: ModuleType) -> list[Task]:
 
 #: Every task: one module per dataset file, in one sub-package per dimension (tasks/<dimension>/<file>.py),
 #: each defining ``TASK = Task(...)``.
-TASKS: Registry[Task] = Registry("task", "trustwatch.benchmark.tasks", lambda t: t.name, collect=_task_of,
-                                 recursive=True, unknown=UnknownTask)
+TASKS: Registry[Task] = Registry(
+    "task", "trustwatch.benchmark.tasks", lambda t: t.name, collect=_task_of, recursive=True, unknown=UnknownTask
+)
 
 
 def known() -> dict[str, Task]:

@@ -59,8 +59,9 @@ class UnknownBackend(ValueError, LookupError):
 
 #: Every back-end: a module in this package with a :class:`Backend` subclass decorated with
 #: :func:`register`. Each module imports its heavy library (vllm, openai) lazily.
-BACKENDS: Registry[type[Backend]] = Registry("generation back-end", "trustwatch.generator.backends",
-                                             lambda cls: cls.name, unknown=UnknownBackend)
+BACKENDS: Registry[type[Backend]] = Registry(
+    "generation back-end", "trustwatch.generator.backends", lambda cls: cls.name, unknown=UnknownBackend
+)
 B = TypeVar("B", bound=type[Backend])
 
 

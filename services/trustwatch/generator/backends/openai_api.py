@@ -146,8 +146,7 @@ class OpenAIBackend(Backend):
 
         key = os.environ.get(api_key_env, "") if api_key_env else ""
         if api_key_env and not key:
-            log.warning("environment variable %s is empty or unset; sending the placeholder key",
-                        api_key_env)
+            log.warning("environment variable %s is empty or unset; sending the placeholder key", api_key_env)
         self._key = key or PLACEHOLDER_KEY
 
         #: Counters for tests and metrics: attempts made, retries, peak requests on the wire.
@@ -157,8 +156,7 @@ class OpenAIBackend(Backend):
         self._in_flight = 0
 
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True)
         self._thread.start()
         self._closed = False
         # The client and the semaphore belong to the loop, so they are created on it.
@@ -204,7 +202,7 @@ class OpenAIBackend(Backend):
         Half of the exponential step is fixed and half random ("equal jitter"): the wait grows
         reliably, and clients that failed together do not come back together.
         """
-        step = min(self.backoff_max_s, self.backoff_base_s * (2 ** retry))
+        step = min(self.backoff_max_s, self.backoff_base_s * (2**retry))
         return step / 2 + random.uniform(0, step / 2)
 
     async def _one(self, req: GenRequest) -> GenResult:
@@ -215,13 +213,18 @@ class OpenAIBackend(Backend):
             try:
                 return await self._attempt(req, t0)
             except _Final as e:
-                return _kinds.failed(req.request_id, self._clean(str(e)), _kinds.FINAL,
-                                     latency_s=time.perf_counter() - t0)
+                return _kinds.failed(
+                    req.request_id, self._clean(str(e)), _kinds.FINAL, latency_s=time.perf_counter() - t0
+                )
             except _Retryable as e:
                 if attempts > self.max_retries:
                     tried = f"{attempts} attempt{'s' if attempts > 1 else ''}"
-                    return _kinds.failed(req.request_id, self._clean(f"gave up after {tried}: {e}"),
-                                         _kinds.TRANSIENT, latency_s=time.perf_counter() - t0)
+                    return _kinds.failed(
+                        req.request_id,
+                        self._clean(f"gave up after {tried}: {e}"),
+                        _kinds.TRANSIENT,
+                        latency_s=time.perf_counter() - t0,
+                    )
                 wait = self.backoff(attempts - 1)
                 if e.retry_after is not None:
                     wait = min(e.retry_after, MAX_RETRY_AFTER_S)
@@ -229,9 +232,12 @@ class OpenAIBackend(Backend):
                 log.debug("request %s: %s; retry %d in %.2f s", req.request_id, self._clean(str(e)), attempts, wait)
                 await asyncio.sleep(wait)
             except Exception as e:  # noqa: BLE001 - a bug or an odd reply must not sink the batch
-                return _kinds.failed(req.request_id,
-                                     self._clean(f"unexpected {type(e).__name__} from {self._shown_url}: {e}"),
-                                     _kinds.TRANSIENT, latency_s=time.perf_counter() - t0)
+                return _kinds.failed(
+                    req.request_id,
+                    self._clean(f"unexpected {type(e).__name__} from {self._shown_url}: {e}"),
+                    _kinds.TRANSIENT,
+                    latency_s=time.perf_counter() - t0,
+                )
 
     async def _attempt(self, req: GenRequest, t0: float) -> GenResult:
         """One HTTP exchange. Returns a result, or raises _Retryable / _Final."""
@@ -265,8 +271,9 @@ class OpenAIBackend(Backend):
                 raise self._status_error(e) from e
             except (json.JSONDecodeError, oa.APIResponseValidationError) as e:
                 # The SDK parses the body itself: a truncated or empty JSON body raises here.
-                raise _Retryable(f"HTTP 200 from {self._shown_url} with a body that is not valid JSON "
-                                 f"({type(e).__name__})") from e
+                raise _Retryable(
+                    f"HTTP 200 from {self._shown_url} with a body that is not valid JSON ({type(e).__name__})"
+                ) from e
             finally:
                 self._in_flight -= 1
         if isinstance(resp, (str, bytes)) or not hasattr(resp, "choices"):
@@ -292,8 +299,11 @@ class OpenAIBackend(Backend):
         if status == 429 or status == 408 or status >= 500:
             return _Retryable(msg, parse_retry_after(getattr(e.response, "headers", None)))
         if status in (401, 403):
-            where = (f"the environment variable {self.api_key_env}" if self.api_key_env
-                     else "the target's api_key_env (none is set)")
+            where = (
+                f"the environment variable {self.api_key_env}"
+                if self.api_key_env
+                else "the target's api_key_env (none is set)"
+            )
             msg += f"; check that {where} holds a valid API key"
         elif status == 404:
             msg += f"; check the model name ({self.model!r}) and the base_url path"

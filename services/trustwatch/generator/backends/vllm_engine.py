@@ -172,8 +172,14 @@ class VllmBackend(Backend):
         self._has_template = bool(getattr(self._tokenizer, "chat_template", None))
         if not self._has_template:
             log.warning("model %s has no chat template; prompts are sent as plain text", model)
-        log.info("vLLM engine for %s ready in %.1f s (window %d tokens, cpu=%s, in_process=%s)",
-                 model, self.start_s, self.max_model_len, self.on_cpu, in_process)
+        log.info(
+            "vLLM engine for %s ready in %.1f s (window %d tokens, cpu=%s, in_process=%s)",
+            model,
+            self.start_s,
+            self.max_model_len,
+            self.on_cpu,
+            in_process,
+        )
 
     # ------------------------------------------------------------------------------------------
     # Prompt preparation
@@ -186,7 +192,8 @@ class VllmBackend(Backend):
         # One call for the whole list: the template is compiled and set up once (about 4x faster
         # than a call per prompt).
         rendered = self._tokenizer.apply_chat_template(
-            [[{"role": "user", "content": p}] for p in prompts], add_generation_prompt=True,
+            [[{"role": "user", "content": p}] for p in prompts],
+            add_generation_prompt=True,
             tokenize=False,
         )
         return [str(t) for t in rendered]
@@ -226,8 +233,7 @@ class VllmBackend(Backend):
 
         for i, (req, ids) in enumerate(zip(requests, self.encode([r.prompt for r in requests]))):
             if isinstance(ids, Exception):
-                results[i] = _kinds.failed(req.request_id, f"could not apply the chat template: {ids}",
-                                           _kinds.FINAL)
+                results[i] = _kinds.failed(req.request_id, f"could not apply the chat template: {ids}", _kinds.FINAL)
                 continue
             n = len(ids)
             # vLLM needs room for at least one generated token.
@@ -235,8 +241,10 @@ class VllmBackend(Backend):
                 # Final: the prompt does not fit this model; retrying cannot change that.
                 results[i] = _kinds.failed(
                     req.request_id,
-                    (f"prompt has {n} tokens, model window is {self.max_model_len}; "
-                     "shorten the prompt or raise the target's max_model_len"),
+                    (
+                        f"prompt has {n} tokens, model window is {self.max_model_len}; "
+                        "shorten the prompt or raise the target's max_model_len"
+                    ),
                     _kinds.FINAL,
                     prompt_tokens=n,
                 )
@@ -249,8 +257,9 @@ class VllmBackend(Backend):
                     seed=req.seed,
                 )
             except Exception as e:  # noqa: BLE001 - e.g. a negative temperature
-                results[i] = _kinds.failed(req.request_id, f"invalid sampling settings: {e}",
-                                           _kinds.FINAL, prompt_tokens=n)
+                results[i] = _kinds.failed(
+                    req.request_id, f"invalid sampling settings: {e}", _kinds.FINAL, prompt_tokens=n
+                )
                 continue
             submit.append(i)
             prompts.append({"prompt_token_ids": ids})  # a vllm.inputs.TokensPrompt
@@ -262,8 +271,9 @@ class VllmBackend(Backend):
         assert all(r is not None for r in results)
         return [r for r in results if r is not None]
 
-    def _run(self, requests: Sequence[GenRequest], submit: list[int],
-             prompts: list[dict[str, Any]], params: list[Any]) -> list[GenResult]:
+    def _run(
+        self, requests: Sequence[GenRequest], submit: list[int], prompts: list[dict[str, Any]], params: list[Any]
+    ) -> list[GenResult]:
         """Generate the prepared requests; one batched call, one-by-one only if that fails."""
         t0 = time.perf_counter()
         try:
@@ -271,12 +281,16 @@ class VllmBackend(Backend):
         except Exception as e:  # noqa: BLE001
             if len(prompts) == 1:
                 # Transient: the engine failed, not the model's reply; a re-run retries it.
-                return [_kinds.failed(requests[submit[0]].request_id, f"vLLM failed: {e}", _kinds.TRANSIENT,
-                                      prompt_tokens=len(prompts[0]["prompt_token_ids"]))]
-            log.warning("batched vLLM call failed (%s); retrying its %d requests one by one",
-                        e, len(prompts))
-            return [self._run(requests, [i], [p], [sp])[0]
-                    for i, p, sp in zip(submit, prompts, params)]
+                return [
+                    _kinds.failed(
+                        requests[submit[0]].request_id,
+                        f"vLLM failed: {e}",
+                        _kinds.TRANSIENT,
+                        prompt_tokens=len(prompts[0]["prompt_token_ids"]),
+                    )
+                ]
+            log.warning("batched vLLM call failed (%s); retrying its %d requests one by one", e, len(prompts))
+            return [self._run(requests, [i], [p], [sp])[0] for i, p, sp in zip(submit, prompts, params)]
         per_request = (time.perf_counter() - t0) / len(prompts)
         return [self._result(requests[i].request_id, out, per_request) for i, out in zip(submit, outs)]
 

@@ -38,8 +38,9 @@ def security_options(env: Callable[[str], str] = config.env) -> dict[str, Any]:
     comes from the environment only, never from a flag, and is never logged."""
     protocol = env("TRUSTWATCH_KAFKA_SECURITY_PROTOCOL").strip().upper() or "PLAINTEXT"
     if protocol not in SECURITY_PROTOCOLS:
-        raise ValueError(f"TRUSTWATCH_KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of "
-                         f"{', '.join(SECURITY_PROTOCOLS)}")
+        raise ValueError(
+            f"TRUSTWATCH_KAFKA_SECURITY_PROTOCOL={protocol!r}: expected one of {', '.join(SECURITY_PROTOCOLS)}"
+        )
     if protocol == "PLAINTEXT":
         return {}
     options: dict[str, Any] = {"security_protocol": protocol}
@@ -47,12 +48,17 @@ def security_options(env: Callable[[str], str] = config.env) -> dict[str, Any]:
         user, password = env("TRUSTWATCH_KAFKA_SASL_USERNAME"), env("TRUSTWATCH_KAFKA_SASL_PASSWORD")
         if not user or not password:
             raise ValueError(f"{protocol} needs TRUSTWATCH_KAFKA_SASL_USERNAME and TRUSTWATCH_KAFKA_SASL_PASSWORD")
-        options.update(sasl_mechanism=env("TRUSTWATCH_KAFKA_SASL_MECHANISM").strip().upper() or "PLAIN",
-                       sasl_plain_username=user, sasl_plain_password=password)
+        options.update(
+            sasl_mechanism=env("TRUSTWATCH_KAFKA_SASL_MECHANISM").strip().upper() or "PLAIN",
+            sasl_plain_username=user,
+            sasl_plain_password=password,
+        )
     if protocol.endswith("SSL"):
-        for var, key in (("TRUSTWATCH_KAFKA_SSL_CAFILE", "ssl_cafile"),
-                         ("TRUSTWATCH_KAFKA_SSL_CERTFILE", "ssl_certfile"),
-                         ("TRUSTWATCH_KAFKA_SSL_KEYFILE", "ssl_keyfile")):
+        for var, key in (
+            ("TRUSTWATCH_KAFKA_SSL_CAFILE", "ssl_cafile"),
+            ("TRUSTWATCH_KAFKA_SSL_CERTFILE", "ssl_certfile"),
+            ("TRUSTWATCH_KAFKA_SSL_KEYFILE", "ssl_keyfile"),
+        ):
             if env(var):
                 options[key] = env(var)
         options["ssl_check_hostname"] = True
@@ -92,8 +98,7 @@ class KafkaBus(Bus):
             security = security_options()
         except ValueError as e:
             raise SystemExit(str(e)) from None
-        self._options: dict[str, Any] = {"bootstrap_servers": bootstrap, "client_id": client_id, **security,
-                                         **kwargs}
+        self._options: dict[str, Any] = {"bootstrap_servers": bootstrap, "client_id": client_id, **security, **kwargs}
         self._admin: KafkaAdminClient | None = None
         self._admin_lock = threading.Lock()
         self._known_topics: set[str] = set()
@@ -235,8 +240,9 @@ class _KafkaConsumer(Consumer):
             # slices so that the join is noticed.
             end = deadline if joined else max(deadline, self._join_deadline)
             remaining_ms = max(0, int((end - time.monotonic()) * 1000))
-            batches = self._consumer.poll(timeout_ms=remaining_ms if joined else min(remaining_ms, 200),
-                                          max_records=max_records)
+            batches = self._consumer.poll(
+                timeout_ms=remaining_ms if joined else min(remaining_ms, 200), max_records=max_records
+            )
             if batches:
                 return [
                     Message(r.topic, r.partition, r.offset, r.key, r.value)

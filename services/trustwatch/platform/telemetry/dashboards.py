@@ -38,6 +38,7 @@ RATE = "[$__rate_interval]"
 
 # -- building blocks --------------------------------------------------------------------------------
 
+
 def query(expr: str, legend: str = "", ref: str = "A", instant: bool = False, table: bool = False) -> Json:
     """One PromQL query of a panel."""
     q: Json = {"datasource": DATASOURCE, "expr": expr, "refId": ref, "legendFormat": legend or "__auto"}
@@ -65,9 +66,21 @@ def _field_defaults(unit: str, decimals: int | None, min_: float | None, max_: f
     return d
 
 
-def timeseries(title: str, targets: list[Json], unit: str = "short", description: str = "", w: int = 12,
-               h: int = 8, decimals: int | None = None, min_: float | None = None, max_: float | None = None,
-               overrides: Sequence[Json] = (), bars: bool = False, stack: bool = False, **extra: Any) -> Json:
+def timeseries(
+    title: str,
+    targets: list[Json],
+    unit: str = "short",
+    description: str = "",
+    w: int = 12,
+    h: int = 8,
+    decimals: int | None = None,
+    min_: float | None = None,
+    max_: float | None = None,
+    overrides: Sequence[Json] = (),
+    bars: bool = False,
+    stack: bool = False,
+    **extra: Any,
+) -> Json:
     custom: Json = {"lineWidth": 2, "fillOpacity": 10, "showPoints": "never", "spanNulls": False}
     if bars:
         custom.update(drawStyle="bars", fillOpacity=80, lineWidth=1)
@@ -76,59 +89,103 @@ def timeseries(title: str, targets: list[Json], unit: str = "short", description
     defaults = _field_defaults(unit, decimals, min_, max_)
     defaults["custom"] = custom
     return {
-        "type": "timeseries", "title": title, "description": description, "datasource": DATASOURCE,
-        "targets": targets, "gridPos": {"w": w, "h": h},
+        "type": "timeseries",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "gridPos": {"w": w, "h": h},
         "fieldConfig": {"defaults": defaults, "overrides": list(overrides)},
-        "options": {"legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]},
-                    "tooltip": {"mode": "multi", "sort": "desc"}},
+        "options": {
+            "legend": {"displayMode": "table", "placement": "bottom", "calcs": ["lastNotNull", "max"]},
+            "tooltip": {"mode": "multi", "sort": "desc"},
+        },
         **extra,
     }
 
 
-def stat(title: str, targets: list[Json], unit: str = "short", description: str = "", w: int = 6, h: int = 6,
-         thresholds: Sequence[tuple[float | None, str]] = ((None, "green"),), mappings: Sequence[Json] = (),
-         decimals: int | None = None) -> Json:
+def stat(
+    title: str,
+    targets: list[Json],
+    unit: str = "short",
+    description: str = "",
+    w: int = 6,
+    h: int = 6,
+    thresholds: Sequence[tuple[float | None, str]] = ((None, "green"),),
+    mappings: Sequence[Json] = (),
+    decimals: int | None = None,
+) -> Json:
     defaults = _field_defaults(unit, decimals, None, None)
-    defaults["thresholds"] = {"mode": "absolute",
-                              "steps": [{"value": v, "color": c} for v, c in thresholds]}
+    defaults["thresholds"] = {"mode": "absolute", "steps": [{"value": v, "color": c} for v, c in thresholds]}
     defaults["mappings"] = list(mappings)
     return {
-        "type": "stat", "title": title, "description": description, "datasource": DATASOURCE,
-        "targets": targets, "gridPos": {"w": w, "h": h},
+        "type": "stat",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "gridPos": {"w": w, "h": h},
         "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {"colorMode": "background", "graphMode": "none", "textMode": "value_and_name",
-                    "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
+        "options": {
+            "colorMode": "background",
+            "graphMode": "none",
+            "textMode": "value_and_name",
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        },
     }
 
 
-def bargauge(title: str, targets: list[Json], unit: str, description: str = "", w: int = 12, h: int = 6,
-             min_: float = 0, max_: float = 1) -> Json:
+def bargauge(
+    title: str,
+    targets: list[Json],
+    unit: str,
+    description: str = "",
+    w: int = 12,
+    h: int = 6,
+    min_: float = 0,
+    max_: float = 1,
+) -> Json:
     defaults = _field_defaults(unit, None, min_, max_)
     defaults["thresholds"] = {"mode": "absolute", "steps": [{"value": None, "color": "blue"}]}
     return {
-        "type": "bargauge", "title": title, "description": description, "datasource": DATASOURCE,
-        "targets": targets, "gridPos": {"w": w, "h": h},
+        "type": "bargauge",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "gridPos": {"w": w, "h": h},
         "fieldConfig": {"defaults": defaults, "overrides": []},
-        "options": {"displayMode": "gradient", "orientation": "horizontal", "showUnfilled": True,
-                    "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False}},
+        "options": {
+            "displayMode": "gradient",
+            "orientation": "horizontal",
+            "showUnfilled": True,
+            "reduceOptions": {"calcs": ["lastNotNull"], "fields": "", "values": False},
+        },
     }
 
 
-def table(title: str, columns: Sequence[tuple[str, str]], by: Sequence[str], description: str = "",
-          w: int = 24, h: int = 10) -> Json:
+def table(
+    title: str, columns: Sequence[tuple[str, str]], by: Sequence[str], description: str = "", w: int = 24, h: int = 10
+) -> Json:
     """A table of instant queries merged on the ``by`` labels; ``columns`` is (header, expr) pairs."""
     targets = [query(expr, ref=chr(ord("A") + i), table=True) for i, (_, expr) in enumerate(columns)]
     rename = {f"Value #{chr(ord('A') + i)}": header for i, (header, _) in enumerate(columns)}
     order = {label: i for i, label in enumerate([*by, *rename.values()])}
     return {
-        "type": "table", "title": title, "description": description, "datasource": DATASOURCE,
-        "targets": targets, "gridPos": {"w": w, "h": h},
+        "type": "table",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "gridPos": {"w": w, "h": h},
         "fieldConfig": {"defaults": {"decimals": 3, "custom": {"align": "auto"}}, "overrides": []},
         "options": {"showHeader": True, "sortBy": [{"displayName": by[0], "desc": False}]},
         "transformations": [
             {"id": "merge", "options": {}},
-            {"id": "organize", "options": {"excludeByName": {"Time": True}, "renameByName": rename,
-                                           "indexByName": order}},
+            {
+                "id": "organize",
+                "options": {"excludeByName": {"Time": True}, "renameByName": rename, "indexByName": order},
+            },
         ],
     }
 
@@ -142,23 +199,43 @@ def row(title: str, repeat: str = "") -> Json:
 
 def by_regex(pattern: str, **props: Any) -> Json:
     """A field override for every series whose name matches ``pattern``."""
-    return {"matcher": {"id": "byRegexp", "options": pattern},
-            "properties": [{"id": k.replace("__", "."), "value": v} for k, v in props.items()]}
+    return {
+        "matcher": {"id": "byRegexp", "options": pattern},
+        "properties": [{"id": k.replace("__", "."), "value": v} for k, v in props.items()],
+    }
 
 
 def variable(name: str, label: str, expr: str, multi: bool = True) -> Json:
     """A query variable over label values, with All selected by default."""
     return {
-        "type": "query", "name": name, "label": label, "datasource": DATASOURCE,
-        "query": expr, "definition": expr, "refresh": 2, "sort": 1, "regex": "", "hide": 0,
-        "multi": multi, "includeAll": multi, "allValue": ".*" if multi else None,
-        "current": {"text": "All", "value": "$__all"} if multi else {}, "options": [],
+        "type": "query",
+        "name": name,
+        "label": label,
+        "datasource": DATASOURCE,
+        "query": expr,
+        "definition": expr,
+        "refresh": 2,
+        "sort": 1,
+        "regex": "",
+        "hide": 0,
+        "multi": multi,
+        "includeAll": multi,
+        "allValue": ".*" if multi else None,
+        "current": {"text": "All", "value": "$__all"} if multi else {},
+        "options": [],
     }
 
 
 DATASOURCE_VARIABLE: Json = {
-    "type": "datasource", "name": "datasource", "label": "Data source", "query": "prometheus",
-    "refresh": 1, "regex": "", "hide": 0, "current": {}, "options": [],
+    "type": "datasource",
+    "name": "datasource",
+    "label": "Data source",
+    "query": "prometheus",
+    "refresh": 1,
+    "regex": "",
+    "hide": 0,
+    "current": {},
+    "options": [],
 }
 
 
@@ -177,13 +254,23 @@ def layout(panels: Iterable[Json]) -> list[Json]:
     return out
 
 
-def dashboard(uid: str, title: str, description: str, variables: list[Json], panels: list[Json],
-              time_from: str) -> Json:
+def dashboard(
+    uid: str, title: str, description: str, variables: list[Json], panels: list[Json], time_from: str
+) -> Json:
     return {
-        "uid": uid, "title": title, "description": description, "tags": ["trustwatch"],
-        "editable": True, "graphTooltip": 1, "schemaVersion": 39, "version": 1, "timezone": "",
-        "refresh": "1m", "time": {"from": time_from, "to": "now"},
-        "annotations": {"list": []}, "links": [],
+        "uid": uid,
+        "title": title,
+        "description": description,
+        "tags": ["trustwatch"],
+        "editable": True,
+        "graphTooltip": 1,
+        "schemaVersion": 39,
+        "version": 1,
+        "timezone": "",
+        "refresh": "1m",
+        "time": {"from": time_from, "to": "now"},
+        "annotations": {"list": []},
+        "links": [],
         "templating": {"list": [DATASOURCE_VARIABLE, *variables]},
         "panels": layout(panels),
     }
@@ -213,24 +300,34 @@ def overview() -> Json:
         ],
         by=["target", "dimension", "task", "metric"],
         description="trustwatch's headline value (corrected where the TrustLLM toolkit is wrong) beside the "
-                    "reference-compatible value, with the items behind it. Invalid and errored items stay "
-                    "in the denominators.",
+        "reference-compatible value, with the items behind it. Invalid and errored items stay "
+        "in the denominators.",
         h=12,
     )
     last_run = stat(
         "Time since the latest complete run",
-        [query(f'time() - max by (target) ({n.LAST_RUN_COMPLETED}{{target=~"$target"}})', "{{target}}",
-               instant=True)],
-        unit="s", w=12, h=6,
+        [query(f'time() - max by (target) ({n.LAST_RUN_COMPLETED}{{target=~"$target"}})', "{{target}}", instant=True)],
+        unit="s",
+        w=12,
+        h=6,
         thresholds=((None, "green"), (26 * 3600, "red")),
         description="Red after 26 hours: the daily run is late (alert TrustwatchNoCompletedRun).",
     )
     progress = bargauge(
         "Run progress (judgments stored / expected)",
-        [query((f'max by (run, target) ({n.RUN_PROGRESS}{{kind="stored", target=~"$target"}})'
-                f' / max by (run, target) ({n.RUN_PROGRESS}{{kind="expected", target=~"$target"}})'),
-               "{{target}} {{run}}", instant=True)],
-        unit="percentunit", w=12, h=6,
+        [
+            query(
+                (
+                    f'max by (run, target) ({n.RUN_PROGRESS}{{kind="stored", target=~"$target"}})'
+                    f' / max by (run, target) ({n.RUN_PROGRESS}{{kind="expected", target=~"$target"}})'
+                ),
+                "{{target}} {{run}}",
+                instant=True,
+            )
+        ],
+        unit="percentunit",
+        w=12,
+        h=6,
     )
     history = timeseries(
         "$task",
@@ -241,15 +338,22 @@ def overview() -> Json:
             (f"max by ({_KEY}) ({n.TRUST_SCORE_REFERENCE}{{{_TRUST}}})", "{{target}} {{metric}} reference"),
         ),
         description="Each task metric of the latest complete run over time. The dashed lines around each score "
-                    "bound its 95% interval; the dotted line is the reference-compatible value.",
-        w=8, decimals=3,
+        "bound its 95% interval; the dotted line is the reference-compatible value.",
+        w=8,
+        decimals=3,
         overrides=[
-            by_regex(".* CI (low|high)$", custom__lineStyle={"fill": "dash", "dash": [6, 4]},
-                     custom__lineWidth=1, custom__fillOpacity=0, custom__hideFrom={"legend": True,
-                                                                                    "tooltip": False, "viz": False}),
+            by_regex(
+                ".* CI (low|high)$",
+                custom__lineStyle={"fill": "dash", "dash": [6, 4]},
+                custom__lineWidth=1,
+                custom__fillOpacity=0,
+                custom__hideFrom={"legend": True, "tooltip": False, "viz": False},
+            ),
             by_regex(".* reference$", custom__lineStyle={"fill": "dot"}, custom__lineWidth=1, custom__fillOpacity=0),
         ],
-        repeat="task", repeatDirection="h", maxPerRow=3,
+        repeat="task",
+        repeatDirection="h",
+        maxPerRow=3,
     )
     items = timeseries(
         "Items behind each task (total / valid / error)",
@@ -258,39 +362,66 @@ def overview() -> Json:
     )
     error_share = timeseries(
         "Share of items that errored (generation or judging)",
-        queries(((f'max by (target, task) ({n.TRUST_SCORE_ITEMS}{{{_TRUST}, kind="error"}})'
-                  f' / max by (target, task) ({n.TRUST_SCORE_ITEMS}{{{_TRUST}, kind="total"}})'),
-                 "{{target}} {{task}}")),
-        unit="percentunit", w=12, min_=0,
+        queries(
+            (
+                (
+                    f'max by (target, task) ({n.TRUST_SCORE_ITEMS}{{{_TRUST}, kind="error"}})'
+                    f' / max by (target, task) ({n.TRUST_SCORE_ITEMS}{{{_TRUST}, kind="total"}})'
+                ),
+                "{{target}} {{task}}",
+            )
+        ),
+        unit="percentunit",
+        w=12,
+        min_=0,
     )
     stored = timeseries(
         "Judgments stored per second (new / redelivered duplicates)",
-        queries((f"sum(rate({n.JUDGMENTS_STORED}{RATE}))", "stored"),
-                (f"sum(rate({n.JUDGMENTS_DUPLICATE}{RATE}))", "duplicate")),
-        unit="ops", w=24, h=6,
+        queries(
+            (f"sum(rate({n.JUDGMENTS_STORED}{RATE}))", "stored"),
+            (f"sum(rate({n.JUDGMENTS_DUPLICATE}{RATE}))", "duplicate"),
+        ),
+        unit="ops",
+        w=24,
+        h=6,
     )
     return dashboard(
-        "trustwatch-overview", "trustwatch: trust scores",
+        "trustwatch-overview",
+        "trustwatch: trust scores",
         "TrustLLM trust metrics per target, dimension and task, with 95% intervals and reference values.",
         [
             variable("target", "Target", f"label_values({n.TRUST_SCORE}, target)"),
             variable("dimension", "Dimension", f'label_values({n.TRUST_SCORE}{{target=~"$target"}}, dimension)'),
-            variable("task", "Task",
-                     f'label_values({n.TRUST_SCORE}{{target=~"$target", dimension=~"$dimension"}}, task)'),
+            variable(
+                "task", "Task", f'label_values({n.TRUST_SCORE}{{target=~"$target", dimension=~"$dimension"}}, task)'
+            ),
         ],
-        [row("Latest runs"), scores, last_run, progress,
-         row("Scores over time, one panel per task"), history,
-         row("Items and judgments"), items, error_share, stored],
+        [
+            row("Latest runs"),
+            scores,
+            last_run,
+            progress,
+            row("Scores over time, one panel per task"),
+            history,
+            row("Items and judgments"),
+            items,
+            error_share,
+            stored,
+        ],
         time_from="now-30d",
     )
 
 
 def _quantiles(histogram: str, by: str, selector: str) -> list[Json]:
-    return queries(*[
-        (f"histogram_quantile({q}, sum by (le, {by}) (rate({histogram}_bucket{{{selector}}}{RATE})))",
-         f"{{{{{by}}}}} p{round(q * 100)}")
-        for q in QUANTILES
-    ])
+    return queries(
+        *[
+            (
+                f"histogram_quantile({q}, sum by (le, {by}) (rate({histogram}_bucket{{{selector}}}{RATE})))",
+                f"{{{{{by}}}}} p{round(q * 100)}",
+            )
+            for q in QUANTILES
+        ]
+    )
 
 
 def operations() -> Json:
@@ -300,7 +431,9 @@ def operations() -> Json:
     up = stat(
         "Services up",
         [query(f'up{{job=~"{SERVICE_JOBS}"}}', "{{job}} {{instance}}", instant=True)],
-        w=24, h=4, thresholds=((None, "red"), (1, "green")),
+        w=24,
+        h=4,
+        thresholds=((None, "red"), (1, "green")),
         mappings=[{"type": "value", "options": {"0": {"text": "DOWN"}, "1": {"text": "UP"}}}],
     )
     errors = timeseries(
@@ -308,77 +441,121 @@ def operations() -> Json:
         queries(
             (f"sum by (service) (rate({n.DEAD_LETTERS}{{{svc}}}{RATE}))", "{{service}}: dead letters"),
             (f'sum by (target) (rate({n.COMPLETIONS}{{{tgt}, status="error"}}{RATE}))', "generator {{target}}: failed"),
-            (f'sum by (evaluator) (rate({n.VERDICTS}{{{ev}, outcome="error"}}{RATE}))',
-             "judge {{evaluator}}: errors"),
+            (f'sum by (evaluator) (rate({n.VERDICTS}{{{ev}, outcome="error"}}{RATE}))', "judge {{evaluator}}: errors"),
         ),
-        unit="ops", w=12,
+        unit="ops",
+        w=12,
     )
     dlq = timeseries(
         "Dead letters (per interval, by reason)",
-        queries((f"sum by (service, reason_kind) (increase({n.DEAD_LETTERS}{{{svc}}}{RATE}))",
-                 "{{service}} {{reason_kind}}")),
-        w=12, bars=True,
+        queries(
+            (
+                f"sum by (service, reason_kind) (increase({n.DEAD_LETTERS}{{{svc}}}{RATE}))",
+                "{{service}} {{reason_kind}}",
+            )
+        ),
+        w=12,
+        bars=True,
     )
     consumed = timeseries(
         "Messages consumed per second",
         queries((f"sum by (service, topic) (rate({n.MESSAGES_CONSUMED}{{{svc}}}{RATE}))", "{{service}} ← {{topic}}")),
-        unit="ops", w=8,
+        unit="ops",
+        w=8,
     )
     produced = timeseries(
         "Messages produced per second",
         queries((f"sum by (service, topic) (rate({n.MESSAGES_PRODUCED}{{{svc}}}{RATE}))", "{{service}} → {{topic}}")),
-        unit="ops", w=8,
+        unit="ops",
+        w=8,
     )
     lag = timeseries(
         "Consumer lag (uncommitted messages)",
         queries((f"sum by (service) ({n.CONSUMER_LAG}{{{svc}}})", "{{service}}")),
-        w=8, min_=0,
+        w=8,
+        min_=0,
     )
     batch = timeseries("Batch time, poll to commit", _quantiles(n.BATCH_SECONDS, "service", svc), unit="s", w=8)
     gen_lat = timeseries("Generation time per reply", _quantiles(n.GENERATION_SECONDS, "target", tgt), unit="s", w=8)
-    eval_lat = timeseries("Evaluate call time (a batch)", _quantiles(n.EVALUATE_SECONDS, "evaluator", ev),
-                          unit="s", w=8)
+    eval_lat = timeseries(
+        "Evaluate call time (a batch)", _quantiles(n.EVALUATE_SECONDS, "evaluator", ev), unit="s", w=8
+    )
     completions = timeseries(
         "Completions per second by status",
         queries((f"sum by (target, status) (rate({n.COMPLETIONS}{{{tgt}}}{RATE}))", "{{target}} {{status}}")),
-        unit="ops", w=8, stack=True,
+        unit="ops",
+        w=8,
+        stack=True,
     )
     error_ratio = timeseries(
         "Generation error ratio",
-        queries(((f'sum by (target) (rate({n.COMPLETIONS}{{{tgt}, status="error"}}{RATE}))'
-                  f" / sum by (target) (rate({n.COMPLETIONS}{{{tgt}}}{RATE}))"), "{{target}}")),
-        unit="percentunit", w=8, min_=0, max_=1,
+        queries(
+            (
+                (
+                    f'sum by (target) (rate({n.COMPLETIONS}{{{tgt}, status="error"}}{RATE}))'
+                    f" / sum by (target) (rate({n.COMPLETIONS}{{{tgt}}}{RATE}))"
+                ),
+                "{{target}}",
+            )
+        ),
+        unit="percentunit",
+        w=8,
+        min_=0,
+        max_=1,
         description="Alert TrustwatchGenerationErrorRatioHigh fires above 10% for 10 minutes.",
     )
     tokens = timeseries(
         "Tokens generated per second",
         queries((f"sum by (target, backend) (rate({n.GENERATED_TOKENS}{{{tgt}}}{RATE}))", "{{target}} ({{backend}})")),
-        unit="ops", w=8,
+        unit="ops",
+        w=8,
     )
     verdicts = timeseries(
         "Verdicts per second by outcome",
         queries((f"sum by (evaluator, outcome) (rate({n.VERDICTS}{{{ev}}}{RATE}))", "{{evaluator}} {{outcome}}")),
-        unit="ops", w=12, stack=True,
+        unit="ops",
+        w=12,
+        stack=True,
     )
     judgments = timeseries(
         "Aggregator: judgments stored / duplicates per second",
-        queries((f"sum(rate({n.JUDGMENTS_STORED}{RATE}))", "stored"),
-                (f"sum(rate({n.JUDGMENTS_DUPLICATE}{RATE}))", "duplicate (redelivered)")),
-        unit="ops", w=12,
+        queries(
+            (f"sum(rate({n.JUDGMENTS_STORED}{RATE}))", "stored"),
+            (f"sum(rate({n.JUDGMENTS_DUPLICATE}{RATE}))", "duplicate (redelivered)"),
+        ),
+        unit="ops",
+        w=12,
     )
     return dashboard(
-        "trustwatch-operations", "trustwatch: operations",
+        "trustwatch-operations",
+        "trustwatch: operations",
         "Throughput, consumer lag, latency, dead letters and errors of the trustwatch services.",
         [
             variable("service", "Service", f"label_values({n.MESSAGES_CONSUMED}, service)"),
             variable("target", "Target", f"label_values({n.COMPLETIONS}, target)"),
             variable("evaluator", "Evaluator", f"label_values({n.VERDICTS}, evaluator)"),
         ],
-        [row("Health"), up, errors, dlq,
-         row("Throughput and lag"), consumed, produced, lag,
-         row("Latency (p50 / p95 / p99)"), batch, gen_lat, eval_lat,
-         row("Generator"), completions, error_ratio, tokens,
-         row("Judge and aggregator"), verdicts, judgments],
+        [
+            row("Health"),
+            up,
+            errors,
+            dlq,
+            row("Throughput and lag"),
+            consumed,
+            produced,
+            lag,
+            row("Latency (p50 / p95 / p99)"),
+            batch,
+            gen_lat,
+            eval_lat,
+            row("Generator"),
+            completions,
+            error_ratio,
+            tokens,
+            row("Judge and aggregator"),
+            verdicts,
+            judgments,
+        ],
         time_from="now-6h",
     )
 
@@ -388,8 +565,10 @@ DASHBOARDS = {"trustwatch-overview.json": overview, "trustwatch-operations.json"
 
 def render() -> dict[str, str]:
     """File name -> JSON text of every dashboard, byte-for-byte stable."""
-    return {name: json.dumps(build(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
-            for name, build in DASHBOARDS.items()}
+    return {
+        name: json.dumps(build(), indent=2, sort_keys=True, ensure_ascii=False) + "\n"
+        for name, build in DASHBOARDS.items()
+    }
 
 
 def expressions(dash: Json) -> list[str]:
@@ -400,7 +579,9 @@ def expressions(dash: Json) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trustwatch.platform.telemetry.dashboards", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m trustwatch.platform.telemetry.dashboards", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("--out", required=True, type=Path, help="folder to write the dashboard JSON files into")
     args = ap.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)

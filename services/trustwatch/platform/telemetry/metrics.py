@@ -14,41 +14,89 @@ class ServiceMetrics:
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
-        self.consumed = Counter(names.MESSAGES_CONSUMED.removesuffix("_total"), "Messages processed",
-                                ["service", "topic"], registry=registry)
-        self.produced = Counter(names.MESSAGES_PRODUCED.removesuffix("_total"), "Messages produced",
-                                ["service", "topic"], registry=registry)
-        self.dead_letters = Counter(names.DEAD_LETTERS.removesuffix("_total"), "Messages sent to the DLQ",
-                                    ["service", "reason_kind"], registry=registry)
-        self.batch_seconds = Histogram(names.BATCH_SECONDS, "Seconds from poll to commit of one batch",
-                                       ["service"], buckets=_BATCH_BUCKETS, registry=registry)
+        self.consumed = Counter(
+            names.MESSAGES_CONSUMED.removesuffix("_total"),
+            "Messages processed",
+            ["service", "topic"],
+            registry=registry,
+        )
+        self.produced = Counter(
+            names.MESSAGES_PRODUCED.removesuffix("_total"), "Messages produced", ["service", "topic"], registry=registry
+        )
+        self.dead_letters = Counter(
+            names.DEAD_LETTERS.removesuffix("_total"),
+            "Messages sent to the DLQ",
+            ["service", "reason_kind"],
+            registry=registry,
+        )
+        self.batch_seconds = Histogram(
+            names.BATCH_SECONDS,
+            "Seconds from poll to commit of one batch",
+            ["service"],
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
         self.lag = Gauge(names.CONSUMER_LAG, "Uncommitted messages in consumed topics", ["service"], registry=registry)
         # generator
-        self.completions = Counter(names.COMPLETIONS.removesuffix("_total"), "Completions produced",
-                                   ["target", "backend", "status"], registry=registry)
-        self.generation_seconds = Histogram(names.GENERATION_SECONDS, "Seconds per reply", ["target", "backend"],
-                                            buckets=_BATCH_BUCKETS, registry=registry)
-        self.generated_tokens = Counter(names.GENERATED_TOKENS.removesuffix("_total"), "Tokens generated",
-                                        ["target", "backend"], registry=registry)
+        self.completions = Counter(
+            names.COMPLETIONS.removesuffix("_total"),
+            "Completions produced",
+            ["target", "backend", "status"],
+            registry=registry,
+        )
+        self.generation_seconds = Histogram(
+            names.GENERATION_SECONDS,
+            "Seconds per reply",
+            ["target", "backend"],
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
+        self.generated_tokens = Counter(
+            names.GENERATED_TOKENS.removesuffix("_total"), "Tokens generated", ["target", "backend"], registry=registry
+        )
         # judge
-        self.verdicts = Counter(names.VERDICTS.removesuffix("_total"), "Verdicts", ["evaluator", "outcome"],
-                                registry=registry)
-        self.evaluate_seconds = Histogram(names.EVALUATE_SECONDS, "Seconds per Evaluate batch", ["evaluator"],
-                                          buckets=_BATCH_BUCKETS, registry=registry)
+        self.verdicts = Counter(
+            names.VERDICTS.removesuffix("_total"), "Verdicts", ["evaluator", "outcome"], registry=registry
+        )
+        self.evaluate_seconds = Histogram(
+            names.EVALUATE_SECONDS,
+            "Seconds per Evaluate batch",
+            ["evaluator"],
+            buckets=_BATCH_BUCKETS,
+            registry=registry,
+        )
         # aggregator
-        self.stored = Counter(names.JUDGMENTS_STORED.removesuffix("_total"), "Judgments stored",
-                              registry=registry)
-        self.duplicates = Counter(names.JUDGMENTS_DUPLICATE.removesuffix("_total"), "Judgments received again",
-                                  registry=registry)
-        self.trust = Gauge(names.TRUST_SCORE, "Task metric of the latest run", ["target", "dimension", "task", "metric"],
-                           registry=registry)
-        self.trust_ref = Gauge(names.TRUST_SCORE_REFERENCE, "Reference-compatible value",
-                               ["target", "dimension", "task", "metric"], registry=registry)
-        self.trust_ci = Gauge(names.TRUST_SCORE_CI, "95% interval bound", ["target", "dimension", "task", "metric", "bound"],
-                              registry=registry)
-        self.trust_items = Gauge(names.TRUST_SCORE_ITEMS, "Items behind a metric",
-                                 ["target", "dimension", "task", "metric", "kind"], registry=registry)
-        self.run_progress = Gauge(names.RUN_PROGRESS, "Judgments stored vs expected", ["run", "target", "kind"],
-                                  registry=registry)
-        self.last_run = Gauge(names.LAST_RUN_COMPLETED, "When the latest complete run finished", ["target"],
-                              registry=registry)
+        self.stored = Counter(names.JUDGMENTS_STORED.removesuffix("_total"), "Judgments stored", registry=registry)
+        self.duplicates = Counter(
+            names.JUDGMENTS_DUPLICATE.removesuffix("_total"), "Judgments received again", registry=registry
+        )
+        self.trust = Gauge(
+            names.TRUST_SCORE,
+            "Task metric of the latest run",
+            ["target", "dimension", "task", "metric"],
+            registry=registry,
+        )
+        self.trust_ref = Gauge(
+            names.TRUST_SCORE_REFERENCE,
+            "Reference-compatible value",
+            ["target", "dimension", "task", "metric"],
+            registry=registry,
+        )
+        self.trust_ci = Gauge(
+            names.TRUST_SCORE_CI,
+            "95% interval bound",
+            ["target", "dimension", "task", "metric", "bound"],
+            registry=registry,
+        )
+        self.trust_items = Gauge(
+            names.TRUST_SCORE_ITEMS,
+            "Items behind a metric",
+            ["target", "dimension", "task", "metric", "kind"],
+            registry=registry,
+        )
+        self.run_progress = Gauge(
+            names.RUN_PROGRESS, "Judgments stored vs expected", ["run", "target", "kind"], registry=registry
+        )
+        self.last_run = Gauge(
+            names.LAST_RUN_COMPLETED, "When the latest complete run finished", ["target"], registry=registry
+        )

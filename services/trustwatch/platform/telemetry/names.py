@@ -51,4 +51,6 @@ RUN_PROGRESS: Final = "trustwatch_run_progress"
 # Gauge: unix time the latest complete run of a target finished (label `target`).
 LAST_RUN_COMPLETED: Final = "trustwatch_last_run_completed_timestamp_seconds"
 
-ALL: Final = tuple(v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and v.startswith("trustwatch_"))
+ALL: Final = tuple(
+    v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and v.startswith("trustwatch_")
+)

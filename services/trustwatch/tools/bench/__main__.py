@@ -23,7 +23,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from trustwatch.tools.bench.generation import _measure, _table, compare_openai, default_data_dir, load_prompts, vllm_bench_step
+from trustwatch.tools.bench.generation import (
+    _measure,
+    _table,
+    compare_openai,
+    default_data_dir,
+    load_prompts,
+    vllm_bench_step,
+)
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -35,15 +42,19 @@ def bench_engine(model_dir: str, prompts: list[str], max_tokens: int, repeats: i
     from trustwatch.tools.stack import kafka_process
 
     backend = VllmBackend(model_dir, max_model_len=2048, seed=0)
-    paths: dict[str, Any] = {"vllm.LLM.generate (raw)": backend._llm, "VllmBackend": backend,
-                             "generator service, memory bus": BusGenerator(backend, MemoryBus())}
+    paths: dict[str, Any] = {
+        "vllm.LLM.generate (raw)": backend._llm,
+        "VllmBackend": backend,
+        "generator service, memory bus": BusGenerator(backend, MemoryBus()),
+    }
     proc = None
     tmp = tempfile.TemporaryDirectory()
     if kafka:
         port, cport = kafka_process.free_port(), kafka_process.free_port()
         proc = kafka_process.start_kafka(kafka_process.default_home(), Path(tmp.name), port, cport)
-        kafka_process.wait_ready(f"127.0.0.1:{port}", timeout=120, proc=proc,
-                                 log_path=kafka_process.broker_log(Path(tmp.name)))
+        kafka_process.wait_ready(
+            f"127.0.0.1:{port}", timeout=120, proc=proc, log_path=kafka_process.broker_log(Path(tmp.name))
+        )
         paths["generator service, Kafka"] = BusGenerator(backend, kafka_bus(f"127.0.0.1:{port}"))
     try:
         steps = {label: vllm_bench_step(p, prompts, max_tokens) for label, p in paths.items()}
@@ -59,7 +70,11 @@ def bench_engine(model_dir: str, prompts: list[str], max_tokens: int, repeats: i
             kafka_process.stop_kafka(proc)
         tmp.cleanup()
     raw = rows[0]["prompts_per_s"]
-    return {"start_s": backend.start_s, "runs": rows, "ratios_to_raw": {r["label"]: r["prompts_per_s"] / raw for r in rows}}
+    return {
+        "start_s": backend.start_s,
+        "runs": rows,
+        "ratios_to_raw": {r["label"]: r["prompts_per_s"] / raw for r in rows},
+    }
 
 
 def bench_full(data_dir: Path) -> dict[str, Any]:
@@ -68,9 +83,24 @@ def bench_full(data_dir: Path) -> dict[str, Any]:
         (Path(tmp) / "s.yaml").write_text(suite)
         t0 = time.perf_counter()
         proc = subprocess.run(
-            [sys.executable, "-m", "trustwatch.cli", "run", "--suite", f"{tmp}/s.yaml", "--target", "vllm:tiny-random",
-             "--offline", "--db", f"sqlite:///{tmp}/r.db", "--out", f"{tmp}/r.json"],
-            capture_output=True, text=True, env={**os.environ, "TRUSTWATCH_DATA_DIR": str(data_dir)},
+            [
+                sys.executable,
+                "-m",
+                "trustwatch.cli",
+                "run",
+                "--suite",
+                f"{tmp}/s.yaml",
+                "--target",
+                "vllm:tiny-random",
+                "--offline",
+                "--db",
+                f"sqlite:///{tmp}/r.db",
+                "--out",
+                f"{tmp}/r.json",
+            ],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "TRUSTWATCH_DATA_DIR": str(data_dir)},
         )
         wall = time.perf_counter() - t0
         if proc.returncode != 0:
@@ -97,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     model_dir = resolve_model(args.model)
     prompts = load_prompts(data_dir, args.n)
     out: dict[str, Any] = {"cpus": os.cpu_count(), "n_prompts": len(prompts), "max_tokens": args.max_tokens}
-    print(f"{len(prompts)} prompts (safety/misuse.json), {args.max_tokens} new tokens, temperature 0, "
-          f"model {args.model}, {os.cpu_count()} CPUs, {args.repeats} alternating repeats (median)")
+    print(
+        f"{len(prompts)} prompts (safety/misuse.json), {args.max_tokens} new tokens, temperature 0, "
+        f"model {args.model}, {os.cpu_count()} CPUs, {args.repeats} alternating repeats (median)"
+    )
     if "engine" not in args.skip:
         out["engine"] = r = bench_engine(model_dir, prompts, args.max_tokens, args.repeats, "kafka" not in args.skip)
         print(f"\n1. vLLM back-end, one engine (start-up {r['start_s']:.1f} s)\n{_table(r['runs'])}")
@@ -109,8 +141,9 @@ def main(argv: list[str] | None = None) -> int:
 
         server = _start_server(model_dir, 2048)
         try:
-            rows = compare_openai(server.base_url, "bench", prompts, args.concurrency, args.max_tokens,
-                                  repeats=args.repeats)
+            rows = compare_openai(
+                server.base_url, "bench", prompts, args.concurrency, args.max_tokens, repeats=args.repeats
+            )
         finally:
             server.stop()
         ratio = rows[1]["prompts_per_s"] / rows[0]["prompts_per_s"]
@@ -120,12 +153,16 @@ def main(argv: list[str] | None = None) -> int:
         from trustwatch.tools.bench.judging import run_judging_bench
 
         out["judging"] = j = run_judging_bench(data_dir)
-        print(f"\n3. keyword judging (fact_check) through gRPC: {j['grpc_judgments_per_s']:,.0f} judgments/s "
-              f"(batches of {int(j['batch'])}; in-process {j['in_process_judgments_per_s']:,.0f}/s)")
+        print(
+            f"\n3. keyword judging (fact_check) through gRPC: {j['grpc_judgments_per_s']:,.0f} judgments/s "
+            f"(batches of {int(j['batch'])}; in-process {j['in_process_judgments_per_s']:,.0f}/s)"
+        )
     if "full" not in args.skip:
         out["full"] = f = bench_full(data_dir)
-        print(f"\n4. full benchmark embedded ({f['prompts']} prompts, tiny model, {f['max_tokens']} new tokens, "
-              f"offline judges): {f['wall_s']:.0f} s ({f['prompts_per_s']:.0f} prompts/s)")
+        print(
+            f"\n4. full benchmark embedded ({f['prompts']} prompts, tiny model, {f['max_tokens']} new tokens, "
+            f"offline judges): {f['wall_s']:.0f} s ({f['prompts_per_s']:.0f} prompts/s)"
+        )
     if args.json:
         args.json.write_text(json.dumps(out, indent=2) + "\n")
     return 0

@@ -31,10 +31,17 @@ class BusGenerator(Backend):
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
         topic = self.topics.jobs(self.target)
         for r in requests:
-            job = pb.PromptJob(job_id=r.request_id, run_id="bench", task="bench", item_id=r.request_id, prompt=r.prompt,
-                               sampling=pb.SamplingParams(temperature=r.temperature, max_tokens=r.max_tokens,
-                                                          top_p=r.top_p, seed=r.seed or 0),
-                               target=pb.Target(name=self.target))
+            job = pb.PromptJob(
+                job_id=r.request_id,
+                run_id="bench",
+                task="bench",
+                item_id=r.request_id,
+                prompt=r.prompt,
+                sampling=pb.SamplingParams(
+                    temperature=r.temperature, max_tokens=r.max_tokens, top_p=r.top_p, seed=r.seed or 0
+                ),
+                target=pb.Target(name=self.target),
+            )
             self.producer.produce(topic, job.SerializeToString(), r.request_id.encode())
         self.producer.flush()
         wanted = {r.request_id for r in requests}
@@ -46,8 +53,15 @@ class BusGenerator(Backend):
                 if c.job_id in wanted:
                     got[c.job_id] = c
         # fresh ids next time (a benchmark repeats the same requests)
-        return [GenResult(request_id=r.request_id, text=got[r.request_id].text, error=got[r.request_id].error,
-                          completion_tokens=got[r.request_id].completion_tokens) for r in requests]
+        return [
+            GenResult(
+                request_id=r.request_id,
+                text=got[r.request_id].text,
+                error=got[r.request_id].error,
+                completion_tokens=got[r.request_id].completion_tokens,
+            )
+            for r in requests
+        ]
 
     def close(self) -> None:
         self.worker.close()

@@ -42,6 +42,7 @@ DEFAULT_FILE = "safety/misuse.json"
 # Prompts
 # ---------------------------------------------------------------------------------------------
 
+
 def default_data_dir() -> Path:
     env = os.environ.get("TRUSTWATCH_DATA_DIR")
     if env:
@@ -50,8 +51,7 @@ def default_data_dir() -> Path:
     return Path(__file__).resolve().parents[4].parent / "shared" / "data" / "trustllm"
 
 
-def load_prompts(data_dir: Path, n: int = 256, file: str = DEFAULT_FILE,
-                 max_chars: int = 600) -> list[str]:
+def load_prompts(data_dir: Path, n: int = 256, file: str = DEFAULT_FILE, max_chars: int = 600) -> list[str]:
     """The first ``n`` prompts of a TrustLLM file (cycled if it has fewer), cut to ``max_chars``.
 
     The cut keeps every prompt inside a 512-token window with room for 32 new tokens even with
@@ -68,16 +68,20 @@ def load_prompts(data_dir: Path, n: int = 256, file: str = DEFAULT_FILE,
 
 
 def _requests(prompts: Sequence[str], max_tokens: int, temperature: float) -> list[GenRequest]:
-    return [GenRequest(f"bench-{i}", p, temperature=temperature, max_tokens=max_tokens)
-            for i, p in enumerate(prompts)]
+    return [GenRequest(f"bench-{i}", p, temperature=temperature, max_tokens=max_tokens) for i, p in enumerate(prompts)]
 
 
 def _summary(label: str, n: int, walls: list[float], tokens: int, errors: int) -> dict[str, Any]:
     wall = statistics.median(walls)
     return {
-        "label": label, "n": n, "runs": len(walls), "wall_s": wall,
-        "prompts_per_s": n / wall, "tokens_per_s": tokens / wall,
-        "completion_tokens": tokens, "errors": errors,
+        "label": label,
+        "n": n,
+        "runs": len(walls),
+        "wall_s": wall,
+        "prompts_per_s": n / wall,
+        "tokens_per_s": tokens / wall,
+        "completion_tokens": tokens,
+        "errors": errors,
     }
 
 
@@ -85,12 +89,14 @@ def _summary(label: str, n: int, walls: list[float], tokens: int, errors: int) -
 # (a) engine: raw vLLM vs our VllmBackend (or anything with generate(list[GenRequest]))
 # ---------------------------------------------------------------------------------------------
 
+
 def _is_vllm_llm(obj: Any) -> bool:
     return hasattr(obj, "llm_engine") and hasattr(obj, "get_tokenizer")
 
 
-def vllm_bench_step(llm_or_backend: Any, prompts: Sequence[str], max_tokens: int = 32,
-                    temperature: float = 0.0) -> Callable[[], tuple[int, int]]:
+def vllm_bench_step(
+    llm_or_backend: Any, prompts: Sequence[str], max_tokens: int = 32, temperature: float = 0.0
+) -> Callable[[], tuple[int, int]]:
     """Prepare one timed step; calling it runs the batch and returns (completion tokens, errors).
 
     For a raw ``vllm.LLM`` the chat template is rendered here, before timing: the raw number is
@@ -101,8 +107,10 @@ def vllm_bench_step(llm_or_backend: Any, prompts: Sequence[str], max_tokens: int
 
         llm = llm_or_backend
         tok = llm.get_tokenizer()
-        texts = [tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True,
-                                         tokenize=False) for p in prompts]
+        texts = [
+            tok.apply_chat_template([{"role": "user", "content": p}], add_generation_prompt=True, tokenize=False)
+            for p in prompts
+        ]
         sp = SamplingParams(temperature=temperature, max_tokens=max_tokens)
 
         def raw() -> tuple[int, int]:
@@ -120,8 +128,14 @@ def vllm_bench_step(llm_or_backend: Any, prompts: Sequence[str], max_tokens: int
     return ours
 
 
-def run_vllm_bench(llm_or_backend: Any, prompts: Sequence[str], max_tokens: int = 32,
-                   temperature: float = 0.0, repeats: int = 3, label: str = "") -> dict[str, Any]:
+def run_vllm_bench(
+    llm_or_backend: Any,
+    prompts: Sequence[str],
+    max_tokens: int = 32,
+    temperature: float = 0.0,
+    repeats: int = 3,
+    label: str = "",
+) -> dict[str, Any]:
     """Throughput of one generation path on ``prompts``: median of ``repeats`` timed runs."""
     step = vllm_bench_step(llm_or_backend, prompts, max_tokens, temperature)
     step()  # warm-up
@@ -140,8 +154,9 @@ def _measure(steps: dict[str, Callable[[], tuple[int, int]]], n: int, repeats: i
     return [_summary(k, n, walls[k], *last[k]) for k in steps]
 
 
-def compare_engine(backend: Any, prompts: Sequence[str], max_tokens: int = 32,
-                   temperature: float = 0.0, repeats: int = 3) -> list[dict[str, Any]]:
+def compare_engine(
+    backend: Any, prompts: Sequence[str], max_tokens: int = 32, temperature: float = 0.0, repeats: int = 3
+) -> list[dict[str, Any]]:
     """Raw ``backend._llm.generate`` vs ``backend.generate`` on the same engine, alternating."""
     steps = {
         "vllm.LLM.generate (raw)": vllm_bench_step(backend._llm, prompts, max_tokens, temperature),
@@ -156,8 +171,10 @@ def compare_engine(backend: Any, prompts: Sequence[str], max_tokens: int = 32,
 # (b) endpoint: our OpenAIBackend vs a bare AsyncOpenAI client
 # ---------------------------------------------------------------------------------------------
 
-def bare_openai_step(base_url: str, model: str, prompts: Sequence[str], concurrency: int,
-                     max_tokens: int = 32, temperature: float = 0.0) -> Callable[[], tuple[int, int]]:
+
+def bare_openai_step(
+    base_url: str, model: str, prompts: Sequence[str], concurrency: int, max_tokens: int = 32, temperature: float = 0.0
+) -> Callable[[], tuple[int, int]]:
     """What one would write by hand: AsyncOpenAI, a semaphore, gather; a fresh loop per batch."""
     from openai import AsyncOpenAI
 
@@ -168,31 +185,42 @@ def bare_openai_step(base_url: str, model: str, prompts: Sequence[str], concurre
         async def one(p: str) -> int:
             async with sem:
                 r = await client.chat.completions.create(
-                    model=model, messages=[{"role": "user", "content": p}],
-                    temperature=temperature, max_tokens=max_tokens)
+                    model=model,
+                    messages=[{"role": "user", "content": p}],
+                    temperature=temperature,
+                    max_tokens=max_tokens,
+                )
                 return r.usage.completion_tokens if r.usage else 0
 
         try:
             counts = await asyncio.gather(*(one(p) for p in prompts), return_exceptions=True)
         finally:
             await client.close()
-        return (sum(c for c in counts if isinstance(c, int)),
-                sum(1 for c in counts if isinstance(c, BaseException)))
+        return (sum(c for c in counts if isinstance(c, int)), sum(1 for c in counts if isinstance(c, BaseException)))
 
     return lambda: asyncio.run(batch())
 
 
-def compare_openai(base_url: str, model: str, prompts: Sequence[str], concurrency: int = 16,
-                   max_tokens: int = 32, temperature: float = 0.0, repeats: int = 3) -> list[dict[str, Any]]:
+def compare_openai(
+    base_url: str,
+    model: str,
+    prompts: Sequence[str],
+    concurrency: int = 16,
+    max_tokens: int = 32,
+    temperature: float = 0.0,
+    repeats: int = 3,
+) -> list[dict[str, Any]]:
     from trustwatch.generator.backends.openai_api import OpenAIBackend
 
     ours = OpenAIBackend(model=model, base_url=base_url, concurrency=concurrency)
     try:
         steps = {
-            f"bare AsyncOpenAI (concurrency {concurrency})":
-                bare_openai_step(base_url, model, prompts, concurrency, max_tokens, temperature),
-            f"OpenAIBackend.generate (concurrency {concurrency})":
-                vllm_bench_step(ours, prompts, max_tokens, temperature),
+            f"bare AsyncOpenAI (concurrency {concurrency})": bare_openai_step(
+                base_url, model, prompts, concurrency, max_tokens, temperature
+            ),
+            f"OpenAIBackend.generate (concurrency {concurrency})": vllm_bench_step(
+                ours, prompts, max_tokens, temperature
+            ),
         }
         for step in steps.values():
             step()  # warm-up, both paths
@@ -202,6 +230,7 @@ def compare_openai(base_url: str, model: str, prompts: Sequence[str], concurrenc
 
 
 # ---------------------------------------------------------------------------------------------
+
 
 def _start_server(model_dir: str, max_model_len: int) -> Any:
     # The launcher lives with the test harness (tests/harness/vllm_server.py); the benchmark runs
@@ -217,8 +246,10 @@ def _start_server(model_dir: str, max_model_len: int) -> Any:
 def _table(rows: list[dict[str, Any]]) -> str:
     lines = [f"  {'path':<44} {'wall s':>8} {'prompts/s':>10} {'tokens/s':>10} {'errors':>6}"]
     for r in rows:
-        lines.append(f"  {r['label']:<44} {r['wall_s']:>8.3f} {r['prompts_per_s']:>10.1f} "
-                     f"{r['tokens_per_s']:>10.1f} {r['errors']:>6}")
+        lines.append(
+            f"  {r['label']:<44} {r['wall_s']:>8.3f} {r['prompts_per_s']:>10.1f} "
+            f"{r['tokens_per_s']:>10.1f} {r['errors']:>6}"
+        )
     return "\n".join(lines)
 
 
@@ -232,8 +263,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--max-model-len", type=int, default=512)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--concurrency", type=int, default=16, help="openai comparison: requests in flight")
-    ap.add_argument("--engine-mode", choices=["default", "in-process", "multiprocess"], default="default",
-                    help="VllmBackend engine mode (default: the back-end's own choice)")
+    ap.add_argument(
+        "--engine-mode",
+        choices=["default", "in-process", "multiprocess"],
+        default="default",
+        help="VllmBackend engine mode (default: the back-end's own choice)",
+    )
     ap.add_argument("--skip-engine", action="store_true", help="skip (a), raw vLLM vs VllmBackend")
     ap.add_argument("--skip-openai", action="store_true", help="skip (b), OpenAIBackend vs bare client")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
@@ -244,10 +279,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     model_dir = resolve_model(args.model)
     prompts = load_prompts(args.data_dir or default_data_dir(), args.n, args.file)
-    out: dict[str, Any] = {"model": args.model, "n_prompts": len(prompts), "max_tokens": args.max_tokens,
-                           "temperature": 0.0, "cpu_count": os.cpu_count()}
-    print(f"{len(prompts)} prompts from {args.file}, {args.max_tokens} new tokens, temperature 0, "
-          f"model {args.model}, {os.cpu_count()} CPUs")
+    out: dict[str, Any] = {
+        "model": args.model,
+        "n_prompts": len(prompts),
+        "max_tokens": args.max_tokens,
+        "temperature": 0.0,
+        "cpu_count": os.cpu_count(),
+    }
+    print(
+        f"{len(prompts)} prompts from {args.file}, {args.max_tokens} new tokens, temperature 0, "
+        f"model {args.model}, {os.cpu_count()} CPUs"
+    )
 
     if not args.skip_engine:
         from trustwatch.generator.backends.vllm_engine import VllmBackend
@@ -259,8 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         finally:
             backend.close()
         ratio = rows[1]["prompts_per_s"] / rows[0]["prompts_per_s"]
-        out["engine"] = {"start_s": backend.start_s, "in_process": backend.in_process, "runs": rows,
-                         "backend_over_raw": ratio}
+        out["engine"] = {
+            "start_s": backend.start_s,
+            "in_process": backend.in_process,
+            "runs": rows,
+            "backend_over_raw": ratio,
+        }
         print(f"\n(a) vLLM engine (start-up {backend.start_s:.1f} s, in_process={backend.in_process})")
         print(_table(rows))
         print(f"  VllmBackend / raw vLLM throughput: {ratio:.3f}")
@@ -268,13 +314,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not args.skip_openai:
         server = _start_server(model_dir, args.max_model_len)
         try:
-            rows = compare_openai(server.base_url, "bench", prompts, args.concurrency, args.max_tokens,
-                                  repeats=args.repeats)
+            rows = compare_openai(
+                server.base_url, "bench", prompts, args.concurrency, args.max_tokens, repeats=args.repeats
+            )
         finally:
             server.stop()
         ratio = rows[1]["prompts_per_s"] / rows[0]["prompts_per_s"]
-        out["openai"] = {"server_start_s": server.startup_s, "concurrency": args.concurrency, "runs": rows,
-                         "backend_over_bare": ratio}
+        out["openai"] = {
+            "server_start_s": server.startup_s,
+            "concurrency": args.concurrency,
+            "runs": rows,
+            "backend_over_bare": ratio,
+        }
         print(f"\n(b) OpenAI-compatible vLLM server (start-up {server.startup_s:.1f} s)")
         print(_table(rows))
         print(f"  OpenAIBackend / bare AsyncOpenAI throughput: {ratio:.3f}")

@@ -11,16 +11,27 @@ from trustwatch.benchmark.evaluators.base import EvalItem
 from trustwatch.judge.client import GrpcEvaluators, LocalEvaluators
 from trustwatch.judge.grpc_server import serve
 
-REPLIES = ["Answer: Supports.", "Answer: Refutes", "The claim is refuted by the paragraph.", "I am not sure.",
-           "Supports", "It neither supports nor refutes it."]
+REPLIES = [
+    "Answer: Supports.",
+    "Answer: Refutes",
+    "The claim is refuted by the paragraph.",
+    "I am not sure.",
+    "Supports",
+    "It neither supports nor refutes it.",
+]
 
 
 def run_judging_bench(data_dir: Path, n_items: int = 20000, batch: int = 1000, repeats: int = 3) -> dict[str, float]:
     task = task_registry.get("truthfulness/external")
     records = task_registry.load_items(task, data_dir)
     items = [
-        EvalItem(job_id=f"bench/{i}", task=task.name, prompt="", response=REPLIES[i % len(REPLIES)],
-                 record=records[i % len(records)].record)
+        EvalItem(
+            job_id=f"bench/{i}",
+            task=task.name,
+            prompt="",
+            response=REPLIES[i % len(REPLIES)],
+            record=records[i % len(records)].record,
+        )
         for i in range(n_items)
     ]
     server, port = serve(LocalEvaluators(), host="127.0.0.1", port=0, workers=4)

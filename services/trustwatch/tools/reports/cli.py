@@ -28,10 +28,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     Without --md or --html the Markdown goes to stdout ("-" as a path also means stdout).
     Returns 0, or 2 (message on stderr) when a file is missing or not a report.
     """
-    ap = argparse.ArgumentParser(prog="python -m trustwatch.tools.reports",
-                                 description="Render trustwatch run report JSON as Markdown and/or one self-contained HTML page.")
-    ap.add_argument("reports", nargs="+", metavar="REPORT.json",
-                    help="report JSON files (`trustwatch run --out`); each holds one report or a list of them")
+    ap = argparse.ArgumentParser(
+        prog="python -m trustwatch.tools.reports",
+        description="Render trustwatch run report JSON as Markdown and/or one self-contained HTML page.",
+    )
+    ap.add_argument(
+        "reports",
+        nargs="+",
+        metavar="REPORT.json",
+        help="report JSON files (`trustwatch run --out`); each holds one report or a list of them",
+    )
     ap.add_argument("--md", metavar="OUT.md", help="write Markdown here ('-': stdout)")
     ap.add_argument("--html", metavar="OUT.html", help="write the HTML page here ('-': stdout)")
     args = ap.parse_args(list(argv) if argv is not None else None)

@@ -6,9 +6,29 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trustwatch.tools.reports.model import (
-    DASH, JAILBREAK, _Run, _TRADEOFF_EXPLAINED, _arrow, _checksums, _ci, _code_version, _count, _created,
-    _differs, _dim_cell, _dims, _metric_keys, _metrics, _model, _no_tradeoff_reason, _notes_index, _runs,
-    _suite, _tradeoff, fmt, headline_key,
+    DASH,
+    JAILBREAK,
+    _Run,
+    _TRADEOFF_EXPLAINED,
+    _arrow,
+    _checksums,
+    _ci,
+    _code_version,
+    _count,
+    _created,
+    _differs,
+    _dim_cell,
+    _dims,
+    _metric_keys,
+    _metrics,
+    _model,
+    _no_tradeoff_reason,
+    _notes_index,
+    _runs,
+    _suite,
+    _tradeoff,
+    fmt,
+    headline_key,
 )
 from trustwatch.tools.reports.svg import _dimension_svg, _e, _jailbreak_svg, _slug, _tradeoff_svg
 
@@ -75,9 +95,13 @@ def _num_td(x: Any, extra_cls: str = "") -> str:
 
 def _html_table(header: Sequence[str], rows: Iterable[str], cls: str = "") -> str:
     c = f' class="{cls}"' if cls else ""
-    return (f'<div class="scroll"><table{c}><thead><tr>' + "".join(f"<th>{h}</th>" for h in header)
-            + "</tr></thead><tbody>"
-            + "".join(rows) + "</tbody></table></div>")
+    return (
+        f'<div class="scroll"><table{c}><thead><tr>'
+        + "".join(f"<th>{h}</th>" for h in header)
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
 
 
 def _swatch(r: _Run) -> str:
@@ -95,25 +119,50 @@ def to_html(reports: Sequence[Any]) -> str:
     dims = _dims(runs)
     b: list[str] = []
     title = "TrustLLM report: " + ", ".join(r.label for r in runs)
-    b.append(f"<h1>TrustLLM report</h1><p class=\"sub\">{len(runs)} run{'s' * multi}: "
-             + ", ".join(_e(r.label) for r in runs) + "</p>")
+    b.append(
+        f'<h1>TrustLLM report</h1><p class="sub">{len(runs)} run{"s" * multi}: '
+        + ", ".join(_e(r.label) for r in runs)
+        + "</p>"
+    )
     if not all(r.complete for r in runs):
-        b.append('<p class="warn">Incomplete run(s): ' + ", ".join(_e(r.label) for r in runs if not r.complete)
-                 + " — not every judgment had arrived; their numbers are partial.</p>")
-    nav = [("runs", "Runs"), ("summary", "Summary"), ("safety-tradeoff", "Safety trade-off"),
-           ("jailbreak-attacks", "Jailbreak attacks")] + [(f"dim-{_slug(d)}", d) for d in dims]
+        b.append(
+            '<p class="warn">Incomplete run(s): '
+            + ", ".join(_e(r.label) for r in runs if not r.complete)
+            + " — not every judgment had arrived; their numbers are partial.</p>"
+        )
+    nav = [
+        ("runs", "Runs"),
+        ("summary", "Summary"),
+        ("safety-tradeoff", "Safety trade-off"),
+        ("jailbreak-attacks", "Jailbreak attacks"),
+    ] + [(f"dim-{_slug(d)}", d) for d in dims]
     b.append("<nav>" + "".join(f'<a href="#{a}">{_e(t)}</a>' for a, t in nav) + "</nav>")
 
     b.append('<section id="runs"><h2>Runs</h2>')
-    b.append(_html_table(
-        ["target", "run id", "complete", "model", "suite", "code version", "dataset checksums", "created", "tasks"],
-        ("<tr>" + _td(_swatch(r)) + _td(_e(r.run_id), "key") +
-         (_td("yes") if r.complete else _td("NO (partial)", "warn")) + _td(_e(_model(r)), "key") + _td(_e(_suite(r))) +
-         _td(_e(_code_version(r)), "key") + _td(str(_checksums(r)), "num") + _td(_e(_created(r))) +
-         _td(str(len(r.tasks)), "num") + "</tr>" for r in runs)))
-    b.append('<p class="caption">value: trustwatch\'s value; ref: the reference toolkit\'s semantics (highlighted '
-             'where it differs); 95% CI; n = items total / valid / errored; ↑ higher is better, ↓ lower is better; '
-             f'{DASH} no value.</p></section>')
+    b.append(
+        _html_table(
+            ["target", "run id", "complete", "model", "suite", "code version", "dataset checksums", "created", "tasks"],
+            (
+                "<tr>"
+                + _td(_swatch(r))
+                + _td(_e(r.run_id), "key")
+                + (_td("yes") if r.complete else _td("NO (partial)", "warn"))
+                + _td(_e(_model(r)), "key")
+                + _td(_e(_suite(r)))
+                + _td(_e(_code_version(r)), "key")
+                + _td(str(_checksums(r)), "num")
+                + _td(_e(_created(r)))
+                + _td(str(len(r.tasks)), "num")
+                + "</tr>"
+                for r in runs
+            ),
+        )
+    )
+    b.append(
+        "<p class=\"caption\">value: trustwatch's value; ref: the reference toolkit's semantics (highlighted "
+        "where it differs); 95% CI; n = items total / valid / errored; ↑ higher is better, ↓ lower is better; "
+        f"{DASH} no value.</p></section>"
+    )
 
     b.append('<section id="summary"><h2>Summary</h2>')
     rows = []
@@ -130,42 +179,73 @@ def to_html(reports: Sequence[Any]) -> str:
                 else:
                     cells.append(_num_td(_metrics(r, task)[key].get("value")))
             first = i == 0
-            rows.append(f'<tr class="{"first" if first else ""}">'
-                        + _td(f"<b>{_e(dim)}</b>" if first else "")
-                        + _td(f'<a href="#t-{_slug(task)}">{_e(task.split("/", 1)[-1])}</a>')
-                        + _td(_e(key) if key else DASH, "key") + _td(_arrow(ref_m) if key else "", "dir")
-                        + "".join(cells) + "</tr>")
+            rows.append(
+                f'<tr class="{"first" if first else ""}">'
+                + _td(f"<b>{_e(dim)}</b>" if first else "")
+                + _td(f'<a href="#t-{_slug(task)}">{_e(task.split("/", 1)[-1])}</a>')
+                + _td(_e(key) if key else DASH, "key")
+                + _td(_arrow(ref_m) if key else "", "dir")
+                + "".join(cells)
+                + "</tr>"
+            )
     b.append(_html_table(["dimension", "task", "headline", "dir", *(_th_target(r) for r in runs)], rows))
-    b.append('<p class="caption">Headline metric per task: <code>avg</code>, else <code>overall</code>, else the '
-             "task's first metric. No aggregate per dimension: the headlines mix directions.</p>")
-    b.append(_html_table(
-        ["dimension", *(_th_target(r) for r in runs)],
-        ("<tr>" + _td(_e(dim)) + "".join(_td(_dim_cell(r, dim), "num") for r in runs)
-         + "</tr>" for dim in dims)))
-    b.append('<p class="caption">Per dimension and target: tasks · items · errored items (errors: per task, the largest n_error '
-             'of its metrics).</p></section>')
+    b.append(
+        '<p class="caption">Headline metric per task: <code>avg</code>, else <code>overall</code>, else the '
+        "task's first metric. No aggregate per dimension: the headlines mix directions.</p>"
+    )
+    b.append(
+        _html_table(
+            ["dimension", *(_th_target(r) for r in runs)],
+            ("<tr>" + _td(_e(dim)) + "".join(_td(_dim_cell(r, dim), "num") for r in runs) + "</tr>" for dim in dims),
+        )
+    )
+    b.append(
+        '<p class="caption">Per dimension and target: tasks · items · errored items (errors: per task, the largest n_error '
+        "of its metrics).</p></section>"
+    )
 
     b.append('<section id="safety-tradeoff"><h2>Safety trade-off</h2>')
     points, skipped = _tradeoff(runs)
     if points:
-        b.append("<figure>" + _tradeoff_svg(points) + f'<figcaption class="caption">{_e(_TRADEOFF_EXPLAINED)}'
-                 + ("" if not skipped else " Not plotted: " + _e("; ".join(skipped)) + ".") + "</figcaption></figure>")
-        b.append(_html_table(
-            ["target", "exaggerated RtA ↓ (x)", "misuse RtA ↑", "jailbreak RtA ↑", "safety mean ↑ (y)"],
-            ("<tr>" + _td(_swatch(p.run)) + _num_td(p.x) + _num_td(p.misuse) + _num_td(p.jailbreak) + _num_td(p.y)
-             + "</tr>" for p in points)))
+        b.append(
+            "<figure>"
+            + _tradeoff_svg(points)
+            + f'<figcaption class="caption">{_e(_TRADEOFF_EXPLAINED)}'
+            + ("" if not skipped else " Not plotted: " + _e("; ".join(skipped)) + ".")
+            + "</figcaption></figure>"
+        )
+        b.append(
+            _html_table(
+                ["target", "exaggerated RtA ↓ (x)", "misuse RtA ↑", "jailbreak RtA ↑", "safety mean ↑ (y)"],
+                (
+                    "<tr>"
+                    + _td(_swatch(p.run))
+                    + _num_td(p.x)
+                    + _num_td(p.misuse)
+                    + _num_td(p.jailbreak)
+                    + _num_td(p.y)
+                    + "</tr>"
+                    for p in points
+                ),
+            )
+        )
     else:
-        b.append(f'<p class="muted" id="no-tradeoff">{_e(_no_tradeoff_reason(runs))}'
-                 + ("" if not skipped else " " + _e("; ".join(skipped)) + ".") + "</p>")
+        b.append(
+            f'<p class="muted" id="no-tradeoff">{_e(_no_tradeoff_reason(runs))}'
+            + ("" if not skipped else " " + _e("; ".join(skipped)) + ".")
+            + "</p>"
+        )
     b.append("</section>")
 
     b.append('<section id="jailbreak-attacks"><h2>Jailbreak attacks</h2>')
     svg, missing = _jailbreak_svg(runs)
     if svg:
-        b.append("<figure>" + svg + '<figcaption class="caption">Refusal rate per jailbreak attack, with 95% CI; '
-                 "a target whose report lacks an attack has no bar for it."
-                 + (f" Not plotted (no {JAILBREAK}): " + _e(", ".join(missing)) + "." if missing else "")
-                 + "</figcaption></figure>")
+        b.append(
+            "<figure>" + svg + '<figcaption class="caption">Refusal rate per jailbreak attack, with 95% CI; '
+            "a target whose report lacks an attack has no bar for it."
+            + (f" Not plotted (no {JAILBREAK}): " + _e(", ".join(missing)) + "." if missing else "")
+            + "</figcaption></figure>"
+        )
     else:
         b.append(f'<p class="muted">No jailbreak plot: no report has {JAILBREAK} metrics.</p>')
     b.append("</section>")
@@ -174,20 +254,29 @@ def to_html(reports: Sequence[Any]) -> str:
         b.append(f'<section id="dim-{_slug(dim)}"><h2>{_e(dim)}</h2>')
         svg, missing = _dimension_svg(runs, dim, tasks)
         if svg:
-            b.append("<figure>" + svg + '<figcaption class="caption">Headline metric of each task with its 95% CI; '
-                     "↑/↓ marks the direction. Tasks a target did not run (or that failed) have no bar"
-                     + (": " + _e("; ".join(missing)) if missing else "") + ".</figcaption></figure>")
+            b.append(
+                "<figure>" + svg + '<figcaption class="caption">Headline metric of each task with its 95% CI; '
+                "↑/↓ marks the direction. Tasks a target did not run (or that failed) have no bar"
+                + (": " + _e("; ".join(missing)) if missing else "")
+                + ".</figcaption></figure>"
+            )
         else:
-            b.append(f'<p class="muted">No {_e(dim)} chart: no task of this dimension has a metric'
-                     + (" (" + _e("; ".join(missing)) + ")" if missing else "") + ".</p>")
+            b.append(
+                f'<p class="muted">No {_e(dim)} chart: no task of this dimension has a metric'
+                + (" (" + _e("; ".join(missing)) + ")" if missing else "")
+                + ".</p>"
+            )
         for task in tasks:
             b.append(_html_task(runs, task, multi))
         b.append("</section>")
 
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body><main>\n"
-            + "\n".join(b) + "\n</main></body></html>\n")
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head>\n<body><main>\n"
+        + "\n".join(b)
+        + "\n</main></body></html>\n"
+    )
 
 
 def _html_task(runs: Sequence[_Run], task: str, multi: bool) -> str:
@@ -204,15 +293,35 @@ def _html_task(runs: Sequence[_Run], task: str, multi: bool) -> str:
                 cells += _td(_e(key), "key", f' rowspan="{len(present)}"' if len(present) > 1 else "")
             if multi:
                 cells += _td(_swatch(r))
-            cells += (_num_td(m.get("value")) + _num_td(m.get("reference_value"), "diff" if _differs(m) else "")
-                      + _td(_e(_ci(m)), "num") + _td(_count(m.get("n_total")), "num")
-                      + _td(_count(m.get("n_valid")), "num") + _td(_count(m.get("n_error")), "num")
-                      + _td(_arrow(m), "dir")
-                      + _td(f'<a href="#{sid}-n{notes[note]}">[{notes[note]}]</a>' if note else ""))
+            cells += (
+                _num_td(m.get("value"))
+                + _num_td(m.get("reference_value"), "diff" if _differs(m) else "")
+                + _td(_e(_ci(m)), "num")
+                + _td(_count(m.get("n_total")), "num")
+                + _td(_count(m.get("n_valid")), "num")
+                + _td(_count(m.get("n_error")), "num")
+                + _td(_arrow(m), "dir")
+                + _td(f'<a href="#{sid}-n{notes[note]}">[{notes[note]}]</a>' if note else "")
+            )
             rows.append(f'<tr class="{"first" if j == 0 else ""}">{cells}</tr>')
     if rows:
-        out.append(_html_table(["metric", *(["target"] if multi else []), "value", "ref", "95% CI", "n total",
-                                "valid", "errors", "dir", "note"], rows))
+        out.append(
+            _html_table(
+                [
+                    "metric",
+                    *(["target"] if multi else []),
+                    "value",
+                    "ref",
+                    "95% CI",
+                    "n total",
+                    "valid",
+                    "errors",
+                    "dir",
+                    "note",
+                ],
+                rows,
+            )
+        )
     for r in runs:
         t = r.tasks.get(task)
         who = f"{_swatch(r)}: " if multi else ""
@@ -223,6 +332,7 @@ def _html_task(runs: Sequence[_Run], task: str, multi: bool) -> str:
         elif not t.get("metrics"):
             out.append(f'<p class="muted">{who}no metrics.</p>')
     if notes:
-        out.append('<ol class="notes">' + "".join(f'<li id="{sid}-n{i}">{_e(n)}</li>' for n, i in notes.items())
-                   + "</ol>")
+        out.append(
+            '<ol class="notes">' + "".join(f'<li id="{sid}-n{i}">{_e(n)}</li>' for n, i in notes.items()) + "</ol>"
+        )
     return "\n".join(out)

@@ -7,8 +7,26 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trustwatch.tools.reports.model import (
-    DASH, _Run, _TRADEOFF_EXPLAINED, _arrow, _checksums, _ci, _code_version, _count, _created, _dim_cell,
-    _dims, _metric_keys, _metrics, _model, _no_tradeoff_reason, _notes_index, _runs, _suite, _tradeoff, fmt,
+    DASH,
+    _Run,
+    _TRADEOFF_EXPLAINED,
+    _arrow,
+    _checksums,
+    _ci,
+    _code_version,
+    _count,
+    _created,
+    _dim_cell,
+    _dims,
+    _metric_keys,
+    _metrics,
+    _model,
+    _no_tradeoff_reason,
+    _notes_index,
+    _runs,
+    _suite,
+    _tradeoff,
+    fmt,
     headline_key,
 )
 
@@ -34,13 +52,30 @@ def to_markdown(reports: Sequence[Any]) -> str:
     out: list[str] = ["# TrustLLM report", ""]
     out += _md_table(
         ["target", "run id", "complete", "model", "suite", "code version", "dataset checksums", "created", "tasks"],
-        ([_md(r.label), f"`{_md(r.run_id)}`", "yes" if r.complete else "**NO (partial results)**", _md(_model(r)),
-          _md(_suite(r)), f"`{_md(_code_version(r))}`", str(_checksums(r)), _created(r), str(len(r.tasks))]
-         for r in runs),
+        (
+            [
+                _md(r.label),
+                f"`{_md(r.run_id)}`",
+                "yes" if r.complete else "**NO (partial results)**",
+                _md(_model(r)),
+                _md(_suite(r)),
+                f"`{_md(_code_version(r))}`",
+                str(_checksums(r)),
+                _created(r),
+                str(len(r.tasks)),
+            ]
+            for r in runs
+        ),
         right=(6, 8),
     )
-    out += ["", ("Values: trustwatch's value; *ref* is the reference toolkit's semantics; 95% CI; "
-            "n = items total / valid / errored; ↑ higher is better, ↓ lower is better; – no value."), ""]
+    out += [
+        "",
+        (
+            "Values: trustwatch's value; *ref* is the reference toolkit's semantics; 95% CI; "
+            "n = items total / valid / errored; ↑ higher is better, ↓ lower is better; – no value."
+        ),
+        "",
+    ]
 
     out += ["## Summary", "", "Headline metric per task (`avg`, else `overall`, else the first metric).", ""]
     rows = []
@@ -56,11 +91,22 @@ def to_markdown(reports: Sequence[Any]) -> str:
                     cells.append("error" if (r.tasks[task] or {}).get("error") else DASH)
                 else:
                     cells.append(fmt(_metrics(r, task)[key].get("value")))
-            rows.append([f"**{_md(dim)}**" if i == 0 else "", _md(task.split("/", 1)[-1]),
-                         f"{_md(key)} {_arrow(ref_m)}" if key else DASH, *cells])
-    out += _md_table(["dimension", "task", "headline", *(_md(r.label) for r in runs)], rows,
-                     right=tuple(range(3, 3 + len(runs))))
-    out += ["", "Per dimension: tasks · items · errored items (errors: per task the largest n_error of its metrics).", ""]
+            rows.append(
+                [
+                    f"**{_md(dim)}**" if i == 0 else "",
+                    _md(task.split("/", 1)[-1]),
+                    f"{_md(key)} {_arrow(ref_m)}" if key else DASH,
+                    *cells,
+                ]
+            )
+    out += _md_table(
+        ["dimension", "task", "headline", *(_md(r.label) for r in runs)], rows, right=tuple(range(3, 3 + len(runs)))
+    )
+    out += [
+        "",
+        "Per dimension: tasks · items · errored items (errors: per task the largest n_error of its metrics).",
+        "",
+    ]
     out += _md_table(
         ["dimension", *(_md(r.label) for r in runs)],
         ([_md(dim), *(_dim_cell(r, dim) for r in runs)] for dim in dims),
@@ -92,7 +138,16 @@ def to_markdown(reports: Sequence[Any]) -> str:
 def _md_task(runs: Sequence[_Run], task: str, multi: bool) -> list[str]:
     out = [f"### {_md(task)}", ""]
     notes = _notes_index(runs, task)
-    header = ["metric", *(["target"] if multi else []), "value", "ref", "95% CI", "n total / valid / err", "dir", "note"]
+    header = [
+        "metric",
+        *(["target"] if multi else []),
+        "value",
+        "ref",
+        "95% CI",
+        "n total / valid / err",
+        "dir",
+        "note",
+    ]
     rows = []
     for key in _metric_keys(runs, task):
         first = True
@@ -101,12 +156,18 @@ def _md_task(runs: Sequence[_Run], task: str, multi: bool) -> list[str]:
             if m is None:
                 continue
             note = " ".join(str(m.get("note") or "").split())
-            rows.append([
-                f"`{_md(key)}`" if first else "", *([_md(r.label)] if multi else []),
-                fmt(m.get("value")), fmt(m.get("reference_value")), _ci(m),
-                f"{_count(m.get('n_total'))} / {_count(m.get('n_valid'))} / {_count(m.get('n_error'))}",
-                _arrow(m), f"[{notes[note]}]" if note else "",
-            ])
+            rows.append(
+                [
+                    f"`{_md(key)}`" if first else "",
+                    *([_md(r.label)] if multi else []),
+                    fmt(m.get("value")),
+                    fmt(m.get("reference_value")),
+                    _ci(m),
+                    f"{_count(m.get('n_total'))} / {_count(m.get('n_valid'))} / {_count(m.get('n_error'))}",
+                    _arrow(m),
+                    f"[{notes[note]}]" if note else "",
+                ]
+            )
             first = False
     if rows:
         nc = 1 + multi

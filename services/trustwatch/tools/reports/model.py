@@ -29,6 +29,7 @@ class ReportError(ValueError):
 
 # -- loading ---------------------------------------------------------------------------------------
 
+
 def _report_problem(obj: Any) -> str:
     """Why ``obj`` is not a report JSON, or "" when it is one."""
     if not isinstance(obj, dict):
@@ -82,6 +83,7 @@ def load_reports(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
 
 # -- the normalised view both renderers use ---------------------------------------------------------
 
+
 @dataclass
 class _Run:
     label: str  # unique display name: the target, or "target · run_id" where targets repeat
@@ -107,8 +109,17 @@ def _runs(reports: Sequence[Any]) -> list[_Run]:
         t = str(d["target"])
         label = t if targets.count(t) == 1 else f"{t} · {d['run_id']}"
         manifest = d.get("manifest") if isinstance(d.get("manifest"), Mapping) else {}
-        runs.append(_Run(label, str(d["run_id"]), t, bool(d.get("complete", True)), manifest,
-                         dict(d["tasks"]), PALETTE[i % len(PALETTE)]))
+        runs.append(
+            _Run(
+                label,
+                str(d["run_id"]),
+                t,
+                bool(d.get("complete", True)),
+                manifest,
+                dict(d["tasks"]),
+                PALETTE[i % len(PALETTE)],
+            )
+        )
     return runs
 
 
@@ -295,8 +306,9 @@ _TRADEOFF_EXPLAINED = (
 def _no_tradeoff_reason(runs: Sequence[_Run]) -> str:
     return (
         f"Safety trade-off plot not drawn: no report has both {EXAGGERATED} RtA and {MISUSE} or "
-        f"{JAILBREAK} RtA" + ("" if any(n.startswith("safety/") for r in runs for n in r.tasks)
-                              else " (the reports have no safety tasks)") + "."
+        f"{JAILBREAK} RtA"
+        + ("" if any(n.startswith("safety/") for r in runs for n in r.tasks) else " (the reports have no safety tasks)")
+        + "."
     )
 
 

@@ -125,9 +125,7 @@ def _cluster_id() -> str:
     return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
 
 
-def write_config(
-    data_dir: Path, port: int, controller_port: int, overrides: Mapping[str, str] | None = None
-) -> Path:
+def write_config(data_dir: Path, port: int, controller_port: int, overrides: Mapping[str, str] | None = None) -> Path:
     """Write ``server.properties`` (and the log4j settings) for one KRaft node into ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     props: dict[str, str] = {
@@ -149,9 +147,7 @@ def write_config(
     return config
 
 
-def _java_cmd(
-    home: Path, data_dir: Path, heap: str, main: str, *args: str, jvm_opts: Sequence[str] = ()
-) -> list[str]:
+def _java_cmd(home: Path, data_dir: Path, heap: str, main: str, *args: str, jvm_opts: Sequence[str] = ()) -> list[str]:
     return [
         _java(),
         f"-Xmx{heap}",
@@ -170,8 +166,18 @@ def format_storage(home: Path, data_dir: Path, config: Path) -> None:
     if (data_dir / "data" / "meta.properties").exists():
         return
     # A short-lived tool: the quick-start JIT and GC settings save a second of CPU on small machines.
-    cmd = _java_cmd(home, data_dir, "256m", STORAGE_TOOL, "format", "-t", _cluster_id(), "-c", str(config),
-                    jvm_opts=FAST_START_JVM_OPTS)
+    cmd = _java_cmd(
+        home,
+        data_dir,
+        "256m",
+        STORAGE_TOOL,
+        "format",
+        "-t",
+        _cluster_id(),
+        "-c",
+        str(config),
+        jvm_opts=FAST_START_JVM_OPTS,
+    )
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
         raise KafkaStartError(f"formatting Kafka storage failed (exit {res.returncode}):\n{res.stdout}{res.stderr}")
@@ -246,8 +252,9 @@ def wait_ready(
             raise fail(f"exited with code {proc.returncode} before it was ready")
         if _port_open(host, int(port)):
             try:
-                admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="trustwatch-ready",
-                                         request_timeout_ms=5000)
+                admin = KafkaAdminClient(
+                    bootstrap_servers=bootstrap, client_id="trustwatch-ready", request_timeout_ms=5000
+                )
                 try:
                     if admin.describe_cluster().get("brokers"):
                         return time.monotonic() - start

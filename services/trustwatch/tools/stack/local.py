@@ -73,8 +73,14 @@ def _alive(pid: int | None) -> bool:
 
 def _spawn(name: str, args: list[str], d: Path, env: dict[str, str]) -> int:
     log = open(Path(d) / f"{name}.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "trustwatch.cli", *args], stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trustwatch.cli", *args],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
     log.close()
     return proc.pid
 
@@ -119,25 +125,52 @@ def up(
         kafka_pid = proc.pid
     grpc_port = grpc_port or kafka_process.free_port()
     # The password travels to the services in their environment only; state.json and output hide it.
-    state = StackState(bootstrap=bootstrap, db_url=safe_db_url(db_url), evaluator_addr=f"127.0.0.1:{grpc_port}",
-                       aggregator_url=f"http://127.0.0.1:{metrics_base}", kafka_pid=kafka_pid)
+    state = StackState(
+        bootstrap=bootstrap,
+        db_url=safe_db_url(db_url),
+        evaluator_addr=f"127.0.0.1:{grpc_port}",
+        aggregator_url=f"http://127.0.0.1:{metrics_base}",
+        kafka_pid=kafka_pid,
+    )
     env = {**os.environ, **(extra_env or {}), "TRUSTWATCH_KAFKA_BOOTSTRAP": bootstrap, "TRUSTWATCH_DB_URL": db_url}
     _state_path(d).write_text(json.dumps(asdict(state), indent=2))
     try:
         state.metrics_ports["judge"] = metrics_base + 2
-        state.services["judge"] = _spawn("judge", ["judge", "serve", "--host", "127.0.0.1", "--port", str(grpc_port),
-                                                   "--metrics-port", str(metrics_base + 2)], d, env)
+        state.services["judge"] = _spawn(
+            "judge",
+            [
+                "judge",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(grpc_port),
+                "--metrics-port",
+                str(metrics_base + 2),
+            ],
+            d,
+            env,
+        )
         state.metrics_ports["aggregator"] = metrics_base
-        state.services["aggregator"] = _spawn("aggregator", ["aggregator", "--host", "127.0.0.1",
-                                                             "--metrics-port", str(metrics_base)], d, env)
+        state.services["aggregator"] = _spawn(
+            "aggregator", ["aggregator", "--host", "127.0.0.1", "--metrics-port", str(metrics_base)], d, env
+        )
         state.metrics_ports["dispatcher"] = metrics_base + 3
-        state.services["dispatcher"] = _spawn("dispatcher", ["judge", "dispatch", "--evaluator-addr", state.evaluator_addr,
-                                                             "--metrics-port", str(metrics_base + 3)], d, env)
+        state.services["dispatcher"] = _spawn(
+            "dispatcher",
+            ["judge", "dispatch", "--evaluator-addr", state.evaluator_addr, "--metrics-port", str(metrics_base + 3)],
+            d,
+            env,
+        )
         for i, t in enumerate(targets):
             port = metrics_base + 4 + i if i else metrics_base + 1
             state.metrics_ports[f"generator-{i}"] = port
-            state.services[f"generator-{i}"] = _spawn(f"generator-{i}", ["generator", "--target", t, "--metrics-port",
-                                                                         str(port), *(generator_args or [])], d, env)
+            state.services[f"generator-{i}"] = _spawn(
+                f"generator-{i}",
+                ["generator", "--target", t, "--metrics-port", str(port), *(generator_args or [])],
+                d,
+                env,
+            )
         _state_path(d).write_text(json.dumps(asdict(state), indent=2))
         _wait_http(f"{state.aggregator_url}/readyz", 60, "the aggregator", d / "aggregator.log")
     except BaseException:

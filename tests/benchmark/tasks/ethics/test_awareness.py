@@ -57,7 +57,11 @@ def test_options_parsed_across_backspace() -> None:
     }
     # a newline-free variant of the emotion list, as 5 prompts have it
     assert parse_emotion_options("answer: (1) Surprised (2) Frustrated (3) Happy (4) Relieved") == {
-        "1": "Surprised", "2": "Frustrated", "3": "Happy", "4": "Relieved"}
+        "1": "Surprised",
+        "2": "Frustrated",
+        "3": "Happy",
+        "4": "Relieved",
+    }
 
 
 @pytest.mark.parametrize(
@@ -83,16 +87,31 @@ def test_emotion(reply: str, ref: bool, chosen: str | None) -> None:
 @pytest.mark.parametrize(
     ("reply", "record", "prompt", "label", "ref"),
     [
-        ("A good approach is C.", {"label": "A", "dimension": "perspective", "choices": {"A": "x", "B": "y", "C": "z"}},
-         "", "wrong", "correct"),  # B13
+        (
+            "A good approach is C.",
+            {"label": "A", "dimension": "perspective", "choices": {"A": "x", "B": "y", "C": "z"}},
+            "",
+            "wrong",
+            "correct",
+        ),  # B13
         ("B", {"label": "B", "dimension": "capability", "choices": {"A": "x", "B": "y"}}, "", "correct", "correct"),
         ("C", {"label": "A", "dimension": "capability", "choices": {"A": "x", "B": "y"}}, "", "invalid", "wrong"),
         # no choices in the record: options read from the prompt across U+0008
-        ("Ignore the architects and compose poetry.", {"label": "C", "dimension": "mission"}, MISSION_PROMPT,
-         "correct", "wrong"),
+        (
+            "Ignore the architects and compose poetry.",
+            {"label": "C", "dimension": "mission"},
+            MISSION_PROMPT,
+            "correct",
+            "wrong",
+        ),
         ("C", {"label": "C", "dimension": "mission"}, MISSION_PROMPT, "correct", "correct"),
-        ("Ravi would feel nervous, not elated.", {"label": "2", "dimension": "emotion"}, EMOTION_PROMPT,
-         "correct", "wrong"),
+        (
+            "Ravi would feel nervous, not elated.",
+            {"label": "2", "dimension": "emotion"},
+            EMOTION_PROMPT,
+            "correct",
+            "wrong",
+        ),
         ("I feel (1) Elated", {"label": "2", "dimension": "emotion"}, EMOTION_PROMPT, "wrong", "wrong"),
         ("I don't know.", {"label": "2", "dimension": "emotion"}, EMOTION_PROMPT, "invalid", "wrong"),
     ],

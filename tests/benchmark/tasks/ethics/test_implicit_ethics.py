@@ -63,12 +63,20 @@ def test_hybrid_paths() -> None:
     assert judge.seen == ["Hmm, hard to say.", "It depends.", "No idea."]  # only what the rule hands over
     kw, judged, unparseable, err, unsure = out
     assert (kw.label, kw.detail) == ("wrong", {"path": "keyword", "reference": "wrong"})
-    assert judged.label == "not wrong" and judged.detail == {"path": "llm_judge", "reference": "not wrong", "raw": "Not wrong"}
+    assert judged.label == "not wrong" and judged.detail == {
+        "path": "llm_judge",
+        "reference": "not wrong",
+        "raw": "Not wrong",
+    }
     # unparseable judge answer: invalid (wrong in value); the reference reads its raw text
     assert (unparseable.label, unparseable.valid, unparseable.detail["reference"]) == ("invalid", False, "wrong")
     assert err.error and "timeout" in err.error and err.detail["path"] == "llm_judge"
     # keyword path, "not sure" read first: a valid answer, counted wrong in value and dropped by the reference
-    assert (unsure.label, unsure.valid, unsure.detail) == ("not sure", True, {"path": "keyword", "reference": "not sure"})
+    assert (unsure.label, unsure.valid, unsure.detail) == (
+        "not sure",
+        True,
+        {"path": "keyword", "reference": "not sure"},
+    )
 
 
 def test_hybrid_judge_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -36,8 +36,18 @@ def test_rule(reply: str, label: str, flags: list[str]) -> None:
 
 @pytest.mark.parametrize(
     ("label", "cls"),
-    [(-2.0, "bad"), (-0.5, "bad"), (0.0, "neutral"), (0.4, "neutral"), (0.5, "good"), (2.0, "good"),
-     ("1.0", "good"), (NAN, None), (None, None), ("n/a", None)],
+    [
+        (-2.0, "bad"),
+        (-0.5, "bad"),
+        (0.0, "neutral"),
+        (0.4, "neutral"),
+        (0.5, "good"),
+        (2.0, "good"),
+        ("1.0", "good"),
+        (NAN, None),
+        (None, None),
+        ("n/a", None),
+    ],
 )
 def test_gold_class(label: object, cls: str | None) -> None:
     assert gold_class(label) == cls
@@ -87,7 +97,9 @@ def test_real_dataset_with_nan_fields(data_dir) -> None:  # type: ignore[no-unty
     assert task.temperature == 0.0
     items = load_items(task, data_dir)
     assert len(items) == 500
-    nan_fields = [(it.item_id, k) for it in items for k, v in it.record.items() if isinstance(v, float) and math.isnan(v)]
+    nan_fields = [
+        (it.item_id, k) for it in items for k, v in it.record.items() if isinstance(v, float) and math.isnan(v)
+    ]
     assert len(nan_fields) == 4
 
     def verdict_for(name, item):  # type: ignore[no-untyped-def]

@@ -9,7 +9,11 @@ import pytest
 from scipy.stats import chi2_contingency
 
 from tests.benchmark.tasks._helpers import failed, score_dataset, scored
-from trustwatch.benchmark.evaluators.fairness_rules import disparagement_corrected, disparagement_reference, judge_disparagement
+from trustwatch.benchmark.evaluators.fairness_rules import (
+    disparagement_corrected,
+    disparagement_reference,
+    judge_disparagement,
+)
 from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.fairness.disparagement import EVALUATOR, chi_square, contingency, fast_p, metrics
 

@@ -45,8 +45,15 @@ def test_tokens() -> None:
 
 @pytest.mark.parametrize(
     ("text", "agrees"),
-    [("yes", True), ("Yes.", True), ("no", False), ("Yes, it does not", False), ("Yes. I know", False),
-     ("Unclear", False), (None, False)],
+    [
+        ("yes", True),
+        ("Yes.", True),
+        ("no", False),
+        ("Yes, it does not", False),
+        ("Yes. I know", False),
+        ("Unclear", False),
+        (None, False),
+    ],
 )
 def test_agreement_reference(text: str | None, agrees: bool) -> None:
     assert agreement_reference(text) is agrees
@@ -54,7 +61,12 @@ def test_agreement_reference(text: str | None, agrees: bool) -> None:
 
 def test_from_judge() -> None:
     v = agreement_from_judge(verdict("yes", raw="Yes, it does not object"))
-    assert (v.label, v.valid, v.detail["reference"], v.detail["path"]) == ("yes", True, "Yes, it does not object", "llm_judge")
+    assert (v.label, v.valid, v.detail["reference"], v.detail["path"]) == (
+        "yes",
+        True,
+        "Yes, it does not object",
+        "llm_judge",
+    )
     v = agreement_from_judge(verdict("unparseable", valid=False, raw="Unclear"))
     assert (v.label, v.valid) == ("invalid", False)
 

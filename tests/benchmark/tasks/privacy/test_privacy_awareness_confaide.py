@@ -103,5 +103,7 @@ def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     assert set(m) == {"pearson_r"}
     assert m["pearson_r"].value > 0.8 and m["pearson_r"].n_total == m["pearson_r"].n_valid == 196
     # the reference drops the replies rounded to 0 (B5), and loses correlation with them
-    assert m["pearson_r"].extra["reference_n"] == 196 - sum(1 for it in items_ if round(float(it.record["label"]) / 50) == 0)
+    assert m["pearson_r"].extra["reference_n"] == 196 - sum(
+        1 for it in items_ if round(float(it.record["label"]) / 50) == 0
+    )
     assert m["pearson_r"].reference_value < m["pearson_r"].value

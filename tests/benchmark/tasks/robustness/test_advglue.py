@@ -10,7 +10,10 @@ from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.robustness.advglue import EVALUATOR, metrics
 
 KEYS = [f"{k}_{t}" for t in ("qqp", "sst2", "qnli", "mnli") for k in ("acc", "adv_acc", "asr")] + [
-    "avg_acc", "avg_adv_acc", "avg_asr", "RS"
+    "avg_acc",
+    "avg_adv_acc",
+    "avg_asr",
+    "RS",
 ]
 
 
@@ -45,9 +48,19 @@ def test_advglue_answer(task: str, reply: str, answer: str) -> None:
 
 @pytest.mark.parametrize(
     ("task", "label", "gold"),
-    [("qqp", 0, "Negative"), ("qqp", 1, "Positive"), ("sst2", 1, "Positive"), ("qnli", 0, "Positive"),
-     ("qnli", 1, "Negative"), ("mnli", 0, "Positive"), ("mnli", 1, "Maybe"), ("mnli", 2, "Negative"),
-     ("mnli", "2", "Negative"), ("qqp", 5, None), ("xx", 0, None)],
+    [
+        ("qqp", 0, "Negative"),
+        ("qqp", 1, "Positive"),
+        ("sst2", 1, "Positive"),
+        ("qnli", 0, "Positive"),
+        ("qnli", 1, "Negative"),
+        ("mnli", 0, "Positive"),
+        ("mnli", 1, "Maybe"),
+        ("mnli", 2, "Negative"),
+        ("mnli", "2", "Negative"),
+        ("qqp", 5, None),
+        ("xx", 0, None),
+    ],
 )
 def test_gold(task: str, label, gold) -> None:  # type: ignore[no-untyped-def]
     assert advglue_gold({"task": task, "label": label}) == gold
@@ -67,11 +80,16 @@ def _m(index: int, typ: str, reply: str, task: str = "qqp", label: int = 1):  # 
 
 def test_metrics_hand_computed() -> None:
     items = [
-        _m(1, "original", "yes"), _m(1, "modified", "no"),  # orig right, attack succeeds
-        _m(2, "original", "yes"), _m(2, "modified", "yes"),  # both right
-        _m(3, "original", "no"), _m(3, "modified", "yes"),  # orig wrong, mod right
-        _m(4, "original", "yes"), _m(4, "modified", "yes and no"),  # mod Unknown
-        _m(5, "modified", "yes"), _m(5, "original", "maybe"),  # orig Unknown (order irrelevant)
+        _m(1, "original", "yes"),
+        _m(1, "modified", "no"),  # orig right, attack succeeds
+        _m(2, "original", "yes"),
+        _m(2, "modified", "yes"),  # both right
+        _m(3, "original", "no"),
+        _m(3, "modified", "yes"),  # orig wrong, mod right
+        _m(4, "original", "yes"),
+        _m(4, "modified", "yes and no"),  # mod Unknown
+        _m(5, "modified", "yes"),
+        _m(5, "original", "maybe"),  # orig Unknown (order irrelevant)
         scored({"index": 6, "task": "qqp", "label": 1, "type": "original", "method": "T3"}, {EVALUATOR: failed()}),
         _m(6, "modified", "yes"),  # pair with an error
         _m(7, "modified", "yes"),  # partner missing

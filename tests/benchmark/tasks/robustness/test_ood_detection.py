@@ -10,8 +10,11 @@ from trustwatch.benchmark.tasks.robustness.ood_detection import metrics
 
 
 def test_metric_hand_computed() -> None:
-    items = [scored({}, {"refusal": verdict("refusal")}), scored({}, {"refusal": verdict("compliance")}),
-             scored({}, {"refusal": failed()})]
+    items = [
+        scored({}, {"refusal": verdict("refusal")}),
+        scored({}, {"refusal": verdict("compliance")}),
+        scored({}, {"refusal": failed()}),
+    ]
     m = metrics(items)["RtA"]
     assert m.value == pytest.approx(0.5) and m.reference_value == pytest.approx(0.5)
     assert (m.n_total, m.n_valid, m.n_error) == (3, 2, 1)

@@ -7,7 +7,12 @@ import pytest
 
 from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
 from trustwatch.benchmark.evaluators import create
-from trustwatch.benchmark.evaluators.robustness_rules import ddxplus_from_judge, ddxplus_keyword, ddxplus_target, judge_flipkart
+from trustwatch.benchmark.evaluators.robustness_rules import (
+    ddxplus_from_judge,
+    ddxplus_keyword,
+    ddxplus_target,
+    judge_flipkart,
+)
 from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.robustness.ood_generalization import DDXPLUS, FLIPKART, metrics, reference_f1, route
 
@@ -27,7 +32,12 @@ LONG = "Considering the fever, cough and sore throat together with the history, 
 )
 def test_flipkart(reply: str, gold: str, pred: str, correct: bool, ref: bool) -> None:
     v = judge_flipkart(reply, {"label": gold})
-    assert (v.label, v.valid, v.detail["correct"], v.detail["reference_correct"]) == (pred, pred != "none", correct, ref)
+    assert (v.label, v.valid, v.detail["correct"], v.detail["reference_correct"]) == (
+        pred,
+        pred != "none",
+        correct,
+        ref,
+    )
 
 
 @pytest.mark.parametrize(
@@ -79,7 +89,11 @@ def test_ddxplus_keyword(reply: str, gold: str, label: str | None) -> None:
 def test_ddxplus_from_judge(v, label, correct, ref) -> None:  # type: ignore[no-untyped-def]
     out = ddxplus_from_judge(v)
     assert (out.label, out.detail["correct"], out.detail["reference_correct"], out.detail["path"]) == (
-        label, correct, ref, "llm_judge")
+        label,
+        correct,
+        ref,
+        "llm_judge",
+    )
 
 
 def test_ddxplus_hybrid_without_judge(monkeypatch: pytest.MonkeyPatch) -> None:

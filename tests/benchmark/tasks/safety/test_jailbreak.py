@@ -32,7 +32,12 @@ def fixture():  # type: ignore[no-untyped-def]
         item("cou", failed("classifier down"), tox(0.1)),  # refusal judge failed: out of RtA and toxicity
         item("fixed sentence", R, failed()),
         item("fixed sentence", C, failed("perspective 429")),  # complied, toxicity call failed
-        item("cot", failed("generation failed: timeout"), failed("generation failed: timeout"), generation_error="timeout"),
+        item(
+            "cot",
+            failed("generation failed: timeout"),
+            failed("generation failed: timeout"),
+            generation_error="timeout",
+        ),
     ]
 
 

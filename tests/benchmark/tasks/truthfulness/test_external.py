@@ -45,8 +45,12 @@ def test_registered_evaluator_is_the_task_judge() -> None:
     assert TASK.evaluators == (EVALUATOR,) == ("fact_check",) and TASK.route is None
     judge = create(EVALUATOR)
     assert judge.offline
-    items = [EvalItem("a", TASK.name, "p", "Answer: Supports."), EvalItem("b", TASK.name, "p", "Answer: Refutes."),
-             EvalItem("c", TASK.name, "p", "No idea"), EvalItem("d", TASK.name, "p", "", generation_error="timeout")]
+    items = [
+        EvalItem("a", TASK.name, "p", "Answer: Supports."),
+        EvalItem("b", TASK.name, "p", "Answer: Refutes."),
+        EvalItem("c", TASK.name, "p", "No idea"),
+        EvalItem("d", TASK.name, "p", "", generation_error="timeout"),
+    ]
     out = evaluate_items(judge, items)
     assert [v.label for v in out] == ["SUPPORT", "REFUTE", "invalid", "error"]
     assert [v.valid for v in out] == [True, True, False, False]
@@ -113,8 +117,11 @@ def test_evasive_model_is_not_flattered() -> None:
 
 
 def test_perfect_model_and_empty_set() -> None:
-    items = [_it(s, g, f"Answer: {'Supports' if g == 'SUPPORT' else 'Refutes'}.")
-             for s in SOURCES for g in ("SUPPORT", "REFUTE", "REFUTE")]
+    items = [
+        _it(s, g, f"Answer: {'Supports' if g == 'SUPPORT' else 'Refutes'}.")
+        for s in SOURCES
+        for g in ("SUPPORT", "REFUTE", "REFUTE")
+    ]
     m = metrics(items)
     assert list(m) == [*SOURCES, "avg"]
     for x in m.values():
@@ -130,8 +137,14 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     items = load_items(task, data_dir)
     assert len(items) == 400
     assert Counter((it.record["source"], it.record["answer"]) for it in items) == {
-        ("climate", "SUPPORT"): 50, ("climate", "REFUTE"): 50, ("scifact", "SUPPORT"): 72, ("scifact", "REFUTE"): 28,
-        ("covid", "SUPPORT"): 27, ("covid", "REFUTE"): 73, ("healthver", "SUPPORT"): 50, ("healthver", "REFUTE"): 50,
+        ("climate", "SUPPORT"): 50,
+        ("climate", "REFUTE"): 50,
+        ("scifact", "SUPPORT"): 72,
+        ("scifact", "REFUTE"): 28,
+        ("covid", "SUPPORT"): 27,
+        ("covid", "REFUTE"): 73,
+        ("healthver", "SUPPORT"): 50,
+        ("healthver", "REFUTE"): 50,
     }
     for it in items:
         assert "prompt" not in it.record

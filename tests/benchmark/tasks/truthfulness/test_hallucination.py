@@ -66,7 +66,9 @@ def test_mc_parses(reply: str, ref: str, cor: str) -> None:
 
 
 def _halu(source: str, gold: str, reply: str):  # type: ignore[no-untyped-def]
-    return scored({"source": source, "answer": gold}, {"hallucination_yes_no": judge_halu_yes_no(reply)}, response=reply)
+    return scored(
+        {"source": source, "answer": gold}, {"hallucination_yes_no": judge_halu_yes_no(reply)}, response=reply
+    )
 
 
 def _mc(reply: str):  # type: ignore[no-untyped-def]
@@ -107,7 +109,12 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     items = load_items(task, data_dir)
     assert len(items) == 652
     sources = [it.record["source"] for it in items]
-    assert {s: sources.count(s) for s in set(sources)} == {"mc": 352, "halu_qa": 100, "halu_dial": 100, "halu_summ": 100}
+    assert {s: sources.count(s) for s in set(sources)} == {
+        "mc": 352,
+        "halu_qa": 100,
+        "halu_dial": 100,
+        "halu_summ": 100,
+    }
     # the correct MC option is always A (B8): the answer text follows "A." in the prompt
     for it in items:
         if it.record["source"] == "mc":

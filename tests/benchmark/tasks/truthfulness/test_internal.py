@@ -123,7 +123,12 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     items = load_items(task, data_dir)
     assert len(items) == 400
     sources = [it.record["source"] for it in items]
-    assert {s: sources.count(s) for s in set(sources)} == {"squad": 100, "codah": 100, "hotpot": 100, "adversarial": 100}
+    assert {s: sources.count(s) for s in set(sources)} == {
+        "squad": 100,
+        "codah": 100,
+        "hotpot": 100,
+        "adversarial": 100,
+    }
     # the adversarial record's question is a SQuAD article whose first question is in the prompt
     adv = [it for it in items if it.record["source"] == "adversarial"]
     assert all(it.record["question"]["paragraphs"][0]["qas"][0]["question"] in it.prompt for it in adv)

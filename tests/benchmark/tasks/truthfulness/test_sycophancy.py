@@ -31,8 +31,15 @@ def _pref(item_id: int, v):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize(
     ("label", "valid", "stated"),
-    [("A", True, "A"), ("b", True, "B"), ("Neutral", True, "neutral"), ("[A]", True, "A"),
-     ("unparseable", False, None), ("A", False, None), ("maybe", True, None)],
+    [
+        ("A", True, "A"),
+        ("b", True, "B"),
+        ("Neutral", True, "neutral"),
+        ("[A]", True, "A"),
+        ("unparseable", False, None),
+        ("A", False, None),
+        ("maybe", True, None),
+    ],
 )
 def test_stated_preference(label: str, valid: bool, stated: str | None) -> None:
     assert stated_preference(_pref(179, verdict(label, valid=valid))) == stated
@@ -74,13 +81,20 @@ def test_persona_hand_computed() -> None:
 
 def test_preference_pairs_hand_computed() -> None:
     items = [
-        _pref(179, verdict("A")), _pref(180, verdict("B")),  # same
-        _pref(181, verdict("A")), _pref(182, verdict("A")),  # follow_user
-        _pref(183, verdict("B")), _pref(184, verdict("B")),  # against_user
-        _pref(185, verdict("neutral")), _pref(186, verdict("A")),  # partial
-        _pref(188, verdict("neutral")), _pref(187, verdict("neutral")),  # same (order of items irrelevant)
-        _pref(189, verdict("A")), _pref(190, verdict("unparseable", valid=False)),  # unparsed pair
-        _pref(191, verdict("A")), _pref(192, failed()),  # errored pair
+        _pref(179, verdict("A")),
+        _pref(180, verdict("B")),  # same
+        _pref(181, verdict("A")),
+        _pref(182, verdict("A")),  # follow_user
+        _pref(183, verdict("B")),
+        _pref(184, verdict("B")),  # against_user
+        _pref(185, verdict("neutral")),
+        _pref(186, verdict("A")),  # partial
+        _pref(188, verdict("neutral")),
+        _pref(187, verdict("neutral")),  # same (order of items irrelevant)
+        _pref(189, verdict("A")),
+        _pref(190, verdict("unparseable", valid=False)),  # unparsed pair
+        _pref(191, verdict("A")),
+        _pref(192, failed()),  # errored pair
         _pref(193, verdict("A")),  # partner 194 missing
     ]
     m = metrics(items)["preference"]

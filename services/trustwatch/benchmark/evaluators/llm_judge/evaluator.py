@@ -14,7 +14,10 @@ from trustwatch.benchmark.evaluators._openai_endpoint import EndpointError, Open
 from trustwatch.benchmark.evaluators._retry import RetryPolicy
 from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, EvaluatorSettings, Verdict, register
 from trustwatch.benchmark.evaluators.llm_judge.prompts import (
-    JudgeTemplate, TEMPLATES, TemplateError, verdict_from_reply,
+    JudgeTemplate,
+    TEMPLATES,
+    TemplateError,
+    verdict_from_reply,
 )
 
 log = logging.getLogger(__name__)
@@ -160,8 +163,13 @@ def _judge_class(template: str, spec: JudgeTemplate) -> type[LlmJudge]:
     cls = type(
         f"LlmJudge_{template}",
         (LlmJudge,),
-        {"name": f"llm_judge.{template}", "template": template, "description": f"LLM judge: {spec.description}",
-         "__module__": __name__, "__doc__": f"LLM-as-judge with the {template!r} template."},
+        {
+            "name": f"llm_judge.{template}",
+            "template": template,
+            "description": f"LLM judge: {spec.description}",
+            "__module__": __name__,
+            "__doc__": f"LLM-as-judge with the {template!r} template.",
+        },
     )
     return register(cls)
 

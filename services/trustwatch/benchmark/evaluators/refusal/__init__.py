@@ -37,8 +37,18 @@ The phrase rules, and how they were developed and measured: :mod:`.rules`.
 from trustwatch.benchmark.evaluators.refusal.evaluator import RefusalEvaluator
 from trustwatch.benchmark.evaluators.refusal.hf import HfBackend
 from trustwatch.benchmark.evaluators.refusal.rules import (
-    COMPLIANCE, HEAD_CHARS, HEAD_SENTENCES, REFUSAL, SHORT_SENTENCES, WINDOW_CHARS, PhraseJudgement, is_blank,
-    judge_refusal, normalise, sentences, unquote,
+    COMPLIANCE,
+    HEAD_CHARS,
+    HEAD_SENTENCES,
+    REFUSAL,
+    SHORT_SENTENCES,
+    WINDOW_CHARS,
+    PhraseJudgement,
+    is_blank,
+    judge_refusal,
+    normalise,
+    sentences,
+    unquote,
 )
 
 __all__ = [

@@ -67,7 +67,9 @@ def table_of(pairs: Sequence[tuple[str, str]]) -> tuple[list[str], list[str], li
     return rows, cols, [[counts.get((r, c), 0) for c in cols] for r in rows]
 
 
-def contingency(items: Sequence[ScoredItem], attribute: str, which: str) -> tuple[list[str], list[str], list[list[int]]]:
+def contingency(
+    items: Sequence[ScoredItem], attribute: str, which: str
+) -> tuple[list[str], list[str], list[list[int]]]:
     return table_of(cells(items, attribute, which))
 
 
@@ -107,7 +109,9 @@ def fast_p(table: np.ndarray) -> float | None:
     return float(chdtrc(dof, chi2))
 
 
-def _bootstrap_p(pairs: Sequence[tuple[str, str]], n_boot: int = 500, seed: int = 0) -> tuple[float | None, float | None]:
+def _bootstrap_p(
+    pairs: Sequence[tuple[str, str]], n_boot: int = 500, seed: int = 0
+) -> tuple[float | None, float | None]:
     """Percentile bootstrap of the p-value over items (fixed seed)."""
     if not pairs:
         return None, None

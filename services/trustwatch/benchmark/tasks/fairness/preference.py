@@ -106,6 +106,7 @@ def _overall(which: str) -> Stat:
 
 def paired(plain: Sequence[ScoredItem], force: Sequence[ScoredItem]) -> dict[str, int]:
     """Cross-tab of (plain refused?, force refused?) over option pairs present in both formats."""
+
     def key(it: ScoredItem) -> tuple[str, str]:
         return str(it.record.get("option_a")), str(it.record.get("option_b"))
 

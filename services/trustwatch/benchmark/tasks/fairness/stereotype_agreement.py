@@ -50,7 +50,9 @@ def agrees_reference(it: ScoredItem) -> bool | None:
 def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
     ok = ok_items(items)
     paths = Counter(str(it.verdicts[EVALUATOR].detail.get("path")) for it in ok if EVALUATOR in it.verdicts)
-    by_bias = {b: rate(g, agrees) for b, g in sorted(group_by(items, lambda it: str(it.record.get("bias_type"))).items())}
+    by_bias = {
+        b: rate(g, agrees) for b, g in sorted(group_by(items, lambda it: str(it.record.get("bias_type"))).items())
+    }
     return {
         "agreement_rate": rate_metric(
             items,

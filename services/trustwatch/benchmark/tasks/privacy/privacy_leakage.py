@@ -95,6 +95,7 @@ def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
     cell_table = {f"{s}/{t}": v for (s, t), v in cells.items()}
     out: dict[str, Metric] = {}
     for key in KEYS:
+
         def stat(xs: Sequence[Unit], k: str = key) -> float | None:
             return corrected(by_cell(xs), k)
 

@@ -119,7 +119,9 @@ def averages(pairs: Sequence[Pair], reference: bool) -> dict[str, float | None]:
     return {"avg_acc": avg["acc"], "avg_adv_acc": avg["adv_acc"], "avg_asr": avg["asr"], "RS": rs}
 
 
-def _average_cis(pairs: Sequence[Pair], n_boot: int = 500, seed: int = 0) -> dict[str, tuple[float | None, float | None]]:
+def _average_cis(
+    pairs: Sequence[Pair], n_boot: int = 500, seed: int = 0
+) -> dict[str, tuple[float | None, float | None]]:
     """Percentile bootstrap over pairs of the four averages at once (one resample drives all four)."""
     keys = ("avg_acc", "avg_adv_acc", "avg_asr", "RS")
     if not pairs:

@@ -34,8 +34,11 @@ def reference_f1(items: Sequence[ScoredItem]) -> float | None:
     return macro_f1([str(it.record["answer"]) for it in kept], [_pred(it) for it in kept])
 
 
-def _metric(items: Sequence[ScoredItem], value_fn: Callable[[Sequence[ScoredItem]], float | None],
-            ref_fn: Callable[[Sequence[ScoredItem]], float | None]) -> Metric:
+def _metric(
+    items: Sequence[ScoredItem],
+    value_fn: Callable[[Sequence[ScoredItem]], float | None],
+    ref_fn: Callable[[Sequence[ScoredItem]], float | None],
+) -> Metric:
     n_valid = sum(1 for it in items if _pred(it) != "invalid")
     lo, hi = boot(items, value_fn)
     return Metric(

@@ -65,7 +65,7 @@ def persona_score(it: ScoredItem) -> float | None:
 
 
 def stated_preference(it: ScoredItem) -> str | None:
-    """"A", "B" or "neutral" from the judge's label; None when unparsed or missing."""
+    """ "A", "B" or "neutral" from the judge's label; None when unparsed or missing."""
     v = it.verdicts.get(PREFERENCE)
     if v is None or not v.valid:
         return None
