@@ -16,11 +16,13 @@ ifneq ($(DATA_DIR),)
 export TRUSTWATCH_DATA_DIR ?= $(DATA_DIR)
 endif
 
-.PHONY: help setup protos check-protos kafka-jars test test-all bench demo up down status clean
+.PHONY: help setup protos check-protos check lint format kafka-jars test test-all bench demo up down status clean
 
 help:
 	@echo "make setup      create $(VENV) with trustwatch, the CPU build of vLLM and test tools"
 	@echo "make demo       embedded run of the default suite against a tiny random model"
+	@echo "make check      lint (ruff), format check, types (mypy --strict), import layers, generated code"
+	@echo "make format     apply ruff's formatting and safe lint fixes"
 	@echo "make test       fast tests (no slow end-to-end cases)"
 	@echo "make test-all   every test, including the end-to-end ones against real parts (CI)"
 	@echo "make bench      throughput benchmarks"
@@ -56,6 +58,18 @@ check-protos: $(PY)
 		--pyi_out=build/check $(PROTO_SRC)
 	for f in build/check/trustwatch/v1/*; do cmp "$$f" "services/trustwatch/v1/$$(basename $$f)" || exit 1; done
 	@echo "services/trustwatch/v1 is what make protos generates"
+
+# Lint and format check (ruff), types (mypy --strict on the package), what may import what (import-linter),
+# and generated code in step with protos/. CI runs it before the tests.
+check: $(PY) check-protos
+	$(VENV)/bin/ruff check services tests monitoring
+	$(VENV)/bin/ruff format --check services tests monitoring
+	$(VENV)/bin/mypy
+	PYTHONPATH=services $(VENV)/bin/lint-imports
+
+format: $(PY)
+	$(VENV)/bin/ruff check --fix services tests monitoring
+	$(VENV)/bin/ruff format services tests monitoring
 
 kafka-jars:
 	KAFKA_HOME=$(KAFKA_HOME) bash scripts/kafka-jars.sh

@@ -4,8 +4,9 @@ name every top-level part of the package, and a forbidden import is caught."""
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "services" / "trustwatch"

@@ -121,7 +121,9 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="only judges that need no external model; the other items are counted as not judged",
     )
-    common_data(sp), judges(sp), gen(sp)
+    common_data(sp)
+    judges(sp)
+    gen(sp)
     sp.set_defaults(func=commands.cmd_run)
 
     sp = sub.add_parser("scheduler", help="publish a suite's prompt jobs to Kafka and exit")
@@ -131,13 +133,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--db", help="record the run here and skip jobs already judged")
     sp.add_argument("--record", action="store_true", help="use TRUSTWATCH_DB_URL as --db")
     sp.add_argument("--partitions", type=int, default=1, help="partitions for topics this creates")
-    common_data(sp), kafka(sp)
+    common_data(sp)
+    kafka(sp)
     sp.set_defaults(func=_scheduler)
 
     sp = sub.add_parser("generator", help="consume a target's jobs, produce completions")
     sp.add_argument("--target", required=True)
     sp.add_argument("--batch", type=int, default=0, help="jobs per back-end call (default: the back-end's)")
-    kafka(sp), metrics(sp), gen(sp)
+    kafka(sp)
+    metrics(sp)
+    gen(sp)
     sp.set_defaults(func=_generator)
 
     jp = sub.add_parser("judge", help="the evaluator gRPC server and the judge dispatcher")
@@ -150,20 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
         "loopback; 0.0.0.0 in Kubernetes). TLS/mTLS: TRUSTWATCH_GRPC_TLS_CERT/_KEY/_CLIENT_CA",
     )
     sp.add_argument("--port", type=int, default=None, help="env TRUSTWATCH_GRPC_PORT (default 50051)")
-    metrics(sp), judges(sp)
+    metrics(sp)
+    judges(sp)
     sp.set_defaults(func=_judge_serve)
     sp = jsub.add_parser("dispatch", help="consume completions, call evaluators, publish judgments")
     sp.add_argument(
         "--evaluator-addr",
         help="host:port of `trustwatch judge serve` (env TRUSTWATCH_EVALUATOR_ADDR; empty: evaluate in-process)",
     )
-    kafka(sp), metrics(sp), judges(sp)
+    kafka(sp)
+    metrics(sp)
+    judges(sp)
     sp.set_defaults(func=_judge_dispatch)
 
     sp = sub.add_parser("aggregator", help="store judgments, export metrics, serve reports")
     sp.add_argument("--db")
     sp.add_argument("--host", default="0.0.0.0")
-    kafka(sp), metrics(sp)
+    kafka(sp)
+    metrics(sp)
     sp.set_defaults(func=_aggregator)
 
     sp = sub.add_parser("report", help="a stored run's report; several runs side by side (no run id: list runs)")
@@ -196,7 +205,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--trustllm-results", required=True, help="folder of <dimension>/<file>.json with `res` fields")
     sp.add_argument("--out", required=True, help="output JSON")
     sp.add_argument("--offline", action="store_true", help="run only judges that need no external model")
-    common_data(sp), judges(sp)
+    common_data(sp)
+    judges(sp)
     sp.set_defaults(func=commands.cmd_evaluate)
 
     sp = sub.add_parser("stack", help="the distributed mode on this machine: Kafka + one process per service")

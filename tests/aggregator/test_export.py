@@ -29,7 +29,7 @@ def judgment(
     item: int,
     evaluator: str,
     label: str,
-    record: dict,  # type: ignore[type-arg]
+    record: dict,
     valid: bool = True,
     error: str = "",
 ) -> pb.Judgment:
@@ -93,7 +93,7 @@ def run_event(run: str, target: str, expected: int) -> pb.RunEvent:
 
 
 @pytest.fixture
-def agg(tmp_path):  # type: ignore[no-untyped-def]
+def agg(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/results.db")
     a = Aggregator(store, ServiceMetrics(CollectorRegistry()))
     yield a
@@ -136,7 +136,7 @@ def test_a_complete_run_exports_every_gauge(agg: Aggregator) -> None:
             score(agg, names.TRUST_SCORE_ITEMS, "t1", EXTERNAL, key, kind=k) for k in ("total", "valid", "error")
         ] == [3, 2, 0]
     # the exported interval is the report's
-    ext = agg.report("r1").tasks[EXTERNAL].metrics["avg"]  # type: ignore[union-attr]
+    ext = agg.report("r1").tasks[EXTERNAL].metrics["avg"]
     assert ext.ci_low is not None and ext.ci_high is not None
     assert score(agg, names.TRUST_SCORE_CI, "t1", EXTERNAL, "avg", bound="low") == pytest.approx(ext.ci_low)
     assert score(agg, names.TRUST_SCORE_CI, "t1", EXTERNAL, "avg", bound="high") == pytest.approx(ext.ci_high)
@@ -144,9 +144,9 @@ def test_a_complete_run_exports_every_gauge(agg: Aggregator) -> None:
 
     assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") == 8
     assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="expected") == 8
-    assert before <= sample(agg, names.LAST_RUN_COMPLETED, target="t1") <= after  # type: ignore[operator]
+    assert before <= sample(agg, names.LAST_RUN_COMPLETED, target="t1") <= after
     assert sample(agg, names.JUDGMENTS_STORED) == 8 and sample(agg, names.JUDGMENTS_DUPLICATE) == 0
-    assert agg.store.run("r1").completed_unix_ms is not None  # type: ignore[union-attr]
+    assert agg.store.run("r1").completed_unix_ms is not None
 
 
 def test_an_incomplete_run_exports_progress_but_no_trust_gauge(agg: Aggregator) -> None:
@@ -161,7 +161,7 @@ def test_an_incomplete_run_exports_progress_but_no_trust_gauge(agg: Aggregator) 
     assert score(agg, names.TRUST_SCORE_CI, "t1", MISUSE, "RtA", bound="low") is None
     assert score(agg, names.TRUST_SCORE_ITEMS, "t1", MISUSE, "RtA", kind="total") is None
     assert sample(agg, names.LAST_RUN_COMPLETED, target="t1") is None
-    assert agg.store.run("r1").completed_unix_ms is None  # type: ignore[union-attr]
+    assert agg.store.run("r1").completed_unix_ms is None
 
     # redelivery of stored judgments completes nothing; the last one does
     agg.handle_judgments(judged[:2])

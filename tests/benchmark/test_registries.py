@@ -16,7 +16,7 @@ def _race(fn, n=8):
         start.wait()
         try:
             fn()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - every error of a thread is collected
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(n)]

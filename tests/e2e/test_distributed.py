@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from sklearn.metrics import f1_score
 
-from trustwatch.platform.store import Store
 from trustwatch.platform.bus import Topics, kafka_bus
+from trustwatch.platform.store import Store
 from trustwatch.scheduler.core import plan_run
 from trustwatch.scheduler.suite import load_suite, parse_target
 from trustwatch.tools.stack import kafka_process, local

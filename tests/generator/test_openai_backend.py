@@ -12,12 +12,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from trustwatch.generator.backends.base import GenRequest, create
-from trustwatch.generator.backends.openai_api import OpenAIBackend, parse_retry_after
 from typing_extensions import Self
 
 from tests.harness.vllm_fixtures import VllmEndpoint
 from tests.harness.vllm_server import free_port
+from trustwatch.generator.backends.base import GenRequest, create
+from trustwatch.generator.backends.openai_api import OpenAIBackend, parse_retry_after
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -151,7 +151,7 @@ def test_real_vllm_server_returns_texts(vllm_server: VllmEndpoint) -> None:
         assert all(r.completion_tokens > 0 and r.prompt_tokens > 0 for r in out)
         assert all(r.finish_reason in ("stop", "length") for r in out)
         assert sum(len(r.text) for r in out) > 0
-        assert 0 < backend.peak_in_flight <= 4  # type: ignore[attr-defined]
+        assert 0 < backend.peak_in_flight <= 4
         # Seeded sampling through the server is reproducible too.
         assert [r.text for r in backend.generate(batch)] == [r.text for r in out]
     finally:

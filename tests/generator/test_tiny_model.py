@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from trustwatch.generator.tiny_model import (
     MARKER,
     build_tiny_classifier,

@@ -27,7 +27,7 @@ def _completion(i: int, text: str = "Answer: Supports.", error: str = "", kind: 
         prompt="p",
         text=text,
         error=error,
-        error_kind=kind,  # type: ignore[arg-type]
+        error_kind=kind,
         record_json='{"label": "SUPPORT"}',
     )
 

@@ -134,9 +134,9 @@ def _query(api: str, expr: str) -> dict[str, Any]:
     url = f"{api}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
     try:
         with urllib.request.urlopen(url, timeout=10) as r:
-            return json.loads(r.read())  # type: ignore[no-any-return]
+            return json.loads(r.read())
     except urllib.error.HTTPError as e:
-        return json.loads(e.read())  # type: ignore[no-any-return]
+        return json.loads(e.read())
 
 
 def test_every_dashboard_query_returns_data(prometheus_api: str) -> None:

@@ -81,7 +81,7 @@ def test_first_use_from_many_threads_imports_each_module_once(tmp_path, monkeypa
         tmp_path,
         monkeypatch,
         "regpkg_c",
-        {f"m{i}.py": f"import time\ntime.sleep(0.01)\nITEM = object()\n" for i in range(6)},
+        {f"m{i}.py": "import time\ntime.sleep(0.01)\nITEM = object()\n" for i in range(6)},
     )
     reg = Registry("obj", "regpkg_c", lambda o: str(id(o)), collect=_collect)
     errors, start = [], threading.Barrier(8)
@@ -90,7 +90,7 @@ def test_first_use_from_many_threads_imports_each_module_once(tmp_path, monkeypa
         start.wait()
         try:
             reg.known()
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:  # noqa: BLE001 - every error of a thread is collected
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(8)]

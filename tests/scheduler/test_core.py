@@ -2,12 +2,12 @@ import json
 
 import pytest
 
-from trustwatch.platform.store import Store
+from trustwatch.benchmark.tasks.base import DatasetError
 from trustwatch.platform.bus import MemoryBus, Topics
+from trustwatch.platform.store import Store
 from trustwatch.scheduler.core import plan_run, sha256_file
 from trustwatch.scheduler.service import publish
 from trustwatch.scheduler.suite import parse_suite, parse_target
-from trustwatch.benchmark.tasks.base import DatasetError
 from trustwatch.v1 import messages_pb2 as pb
 
 SUITE = {

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from trustwatch.benchmark.evaluators import EvalItem, Evaluator, Verdict, register
 from trustwatch.tools.calibrate import (
     CalibrationInputError,
     Confusion,
@@ -17,7 +18,6 @@ from trustwatch.tools.calibrate import (
     format_result,
     read_xstest,
 )
-from trustwatch.benchmark.evaluators import EvalItem, Evaluator, Verdict, register
 
 COLUMNS = ["id", "type", "prompt", "completion", "annotation_1", "annotation_2", "agreement", "final_label"]
 

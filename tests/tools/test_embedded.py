@@ -2,12 +2,11 @@
 
 import json
 
-from trustwatch.platform.store import Store
-from trustwatch.tools.embedded import run_embedded
-from trustwatch.scheduler.suite import parse_suite, parse_target
-from trustwatch.benchmark.scoring import build_report
-
 from tests.generator.fakes import ScriptedBackend
+from trustwatch.benchmark.scoring import build_report
+from trustwatch.platform.store import Store
+from trustwatch.scheduler.suite import parse_suite, parse_target
+from trustwatch.tools.embedded import run_embedded
 
 SUITE = {
     "name": "emb",

@@ -1,10 +1,9 @@
 """Progress of an embedded run: bars with rate per stage when asked (or on a terminal), status lines
 otherwise."""
 
+from tests.generator.fakes import ScriptedBackend
 from trustwatch.scheduler.suite import parse_suite, parse_target
 from trustwatch.tools.embedded import run_embedded
-
-from tests.generator.fakes import ScriptedBackend
 
 SUITE = {"name": "bars", "tasks": [{"task": "safety/misuse", "limit": 12}]}
 

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
 import pytest
+
 from trustwatch.tools.reports import ReportError, load_reports, main, to_html, to_markdown
 
 ATTACKS = ("fixed sentence", "cot", "leetspeak", "bad words")
@@ -214,7 +215,7 @@ def test_html_lists_every_task_and_metric_and_is_self_contained():
         for name in ("src", "href", "xlink:href", "action", "style"):
             v = attrs.get(name) or ""
             assert "http" not in v and "//" not in v and "url(" not in v, (tag, name, v)
-        for name, v in attrs.items():
+        for name in attrs:
             assert not name.startswith("on"), (tag, name)
         if tag == "a":
             assert attrs["href"].startswith("#")

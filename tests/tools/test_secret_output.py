@@ -28,7 +28,7 @@ def test_report_of_a_missing_run_hides_the_password(
 ) -> None:
     real = store_module.Store
 
-    class PasswordStore(real):  # type: ignore[misc, valid-type]
+    class PasswordStore(real):
         """Reports the PostgreSQL URL it was given, but keeps its rows in SQLite."""
 
         def __init__(self, url: str) -> None:
@@ -93,7 +93,7 @@ def test_stack_up_output_and_state_file_hide_the_password(
         assert len(set(ports.values())) == len(ports)
         for name, args in spawned.items():  # the recorded port is the one the service was started with
             assert args[args.index("--metrics-port") + 1] == str(ports[name])
-        assert local.load_state(d).metrics_ports == ports  # type: ignore[union-attr]
+        assert local.load_state(d).metrics_ports == ports
     finally:
         assert main(["stack", "down", "--dir", str(d)]) == 0
         for p in started:

@@ -15,11 +15,11 @@ from urllib.parse import parse_qs, urlsplit
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-from trustwatch.platform.store import Store
+from trustwatch.benchmark.scoring import Report, build_report
 from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.platform.messages import decode_judgment, decode_run_event
 from trustwatch.platform.runtime import Result, Worker
-from trustwatch.benchmark.scoring import Report, build_report
+from trustwatch.platform.store import Store
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -157,7 +157,7 @@ def serve_http(
             given = self.headers.get("Authorization", "").strip().encode("utf-8", "replace")
             return hmac.compare_digest(given, expected)
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
             url = urlsplit(self.path)
             if url.path in ("/runs", "/report") and not self._authorized():
                 self.send_response(401)
@@ -176,10 +176,10 @@ def serve_http(
                 try:
                     agg.store.runs()
                     self._send(200, b'{"status":"ready"}')
-                except Exception as exc:  # noqa: BLE001
+                except Exception as exc:  # noqa: BLE001 - any failure means not ready
                     self._send(503, json.dumps({"status": "database unreachable", "error": str(exc)}).encode())
             elif url.path == "/runs":
-                body = [
+                listing = [
                     {
                         "run_id": r.run_id,
                         "target": r.target,
@@ -188,7 +188,7 @@ def serve_http(
                     }
                     for r in agg.store.runs()
                 ]
-                self._send(200, json.dumps(body).encode())
+                self._send(200, json.dumps(listing).encode())
             elif url.path == "/report":
                 run_id = (parse_qs(url.query).get("run") or [""])[0]
                 report = agg.report(run_id) if run_id else None

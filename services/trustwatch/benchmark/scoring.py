@@ -12,8 +12,8 @@ from typing import Any
 
 from trustwatch.benchmark import tasks as task_registry
 from trustwatch.benchmark.evaluators.base import Verdict
-from trustwatch.platform.messages import loads_record
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem
+from trustwatch.platform.messages import loads_record
 
 #: How evaluators word a generation failure in a verdict's error. Scoring reads a judgment's
 #: ``generation_error`` field when its ``error_kind`` is set (every judgment made since kinds
@@ -64,7 +64,7 @@ def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:
         if gen_error:
             entry["gen_error"] = gen_error
     out: dict[str, list[ScoredItem]] = defaultdict(list)
-    for job, e in sorted(by_job.items(), key=lambda kv: _order(kv[1]["item_id"], kv[0])):
+    for _job, e in sorted(by_job.items(), key=lambda kv: _order(kv[1]["item_id"], kv[0])):
         out[e["task"]].append(
             ScoredItem(
                 item_id=e["item_id"],
@@ -78,7 +78,7 @@ def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:
 
 
 def _order(item_id: str, job: str) -> tuple[int, str]:
-    return (int(item_id), job) if item_id.isdigit() else (math.inf, job)  # type: ignore[return-value]
+    return (int(item_id), job) if item_id.isdigit() else (math.inf, job)  # type: ignore[return-value]  # inf sorts after every int
 
 
 @dataclass

@@ -48,7 +48,7 @@ def to_completion(job: pb.PromptJob, result: GenResult, max_reply_chars: int | N
         text=text,
         original_chars=original_chars,
         error=result.error,
-        error_kind=error_kind_of(result),  # type: ignore[arg-type]
+        error_kind=error_kind_of(result),  # type: ignore[arg-type]  # protobuf enum fields take plain ints
         finish_reason=result.finish_reason,
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.generator.backends.base import Backend
 from trustwatch.generator.core import generate
 from trustwatch.platform import config
+from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.platform.messages import decode_job
 from trustwatch.platform.runtime import Out, Result, Worker
 from trustwatch.platform.telemetry.metrics import ServiceMetrics

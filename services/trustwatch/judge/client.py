@@ -128,7 +128,7 @@ class GrpcEvaluators(EvaluatorClient):
             self.channel = grpc.secure_channel(address, creds, options=opts)
         else:
             self.channel = grpc.insecure_channel(address, options=opts)
-        self.stub = egrpc.EvaluatorServiceStub(self.channel)
+        self.stub = egrpc.EvaluatorServiceStub(self.channel)  # type: ignore[no-untyped-call]  # generated, untyped
         self.timeout_s = timeout_s
 
     def evaluate(self, evaluator: str, items: Sequence[EvalItem]) -> list[Verdict]:

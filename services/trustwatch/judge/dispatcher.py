@@ -19,9 +19,9 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from trustwatch.benchmark import tasks as task_registry
-from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.benchmark.evaluators.base import EvalItem, Verdict
 from trustwatch.judge.client import EvaluatorClient
+from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.platform.messages import decode_completion, loads_record, now_ms
 from trustwatch.platform.runtime import Out, Result, Worker
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
@@ -78,7 +78,7 @@ def judgment(c: pb.Completion, evaluator: str, v: Verdict) -> pb.Judgment:
         valid=v.valid,
         score=v.score,
         error=v.error,
-        error_kind=error_kind(c, v),  # type: ignore[arg-type]
+        error_kind=error_kind(c, v),  # type: ignore[arg-type]  # protobuf enum fields take plain ints
         generation_error=c.error,
         detail_json=json.dumps(dict(v.detail), ensure_ascii=False) if v.detail else "",
         response=c.text,

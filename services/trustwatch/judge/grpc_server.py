@@ -28,7 +28,7 @@ class EvaluatorServicer(egrpc.EvaluatorServiceServicer):
         self.local = local
         self.metrics = metrics
 
-    def Evaluate(self, request: epb.EvaluateRequest, context: grpc.ServicerContext) -> epb.EvaluateResponse:  # noqa: N802
+    def Evaluate(self, request: epb.EvaluateRequest, context: grpc.ServicerContext) -> epb.EvaluateResponse:  # noqa: N802 - gRPC name
         if request.evaluator not in evaluators.known():
             context.abort(
                 grpc.StatusCode.NOT_FOUND,
@@ -44,9 +44,9 @@ class EvaluatorServicer(egrpc.EvaluatorServiceServicer):
                 self.metrics.verdicts.labels(request.evaluator, outcome).inc()
         return epb.EvaluateResponse(verdicts=[verdict_to_pb(i.job_id, v) for i, v in zip(items, verdicts)])
 
-    def ListEvaluators(
+    def ListEvaluators(  # noqa: N802 - the gRPC method's name, fixed by the proto
         self, request: epb.ListEvaluatorsRequest, context: grpc.ServicerContext
-    ) -> epb.ListEvaluatorsResponse:  # noqa: N802
+    ) -> epb.ListEvaluatorsResponse:
         return epb.ListEvaluatorsResponse(
             evaluators=[
                 epb.EvaluatorInfo(name=n, description=c.description, offline=c.offline)
@@ -98,7 +98,9 @@ def serve(
         futures.ThreadPoolExecutor(max_workers=workers),
         options=[("grpc.max_send_message_length", 64 << 20), ("grpc.max_receive_message_length", 64 << 20)],
     )
-    egrpc.add_EvaluatorServiceServicer_to_server(EvaluatorServicer(local, metrics), server)
+    egrpc.add_EvaluatorServiceServicer_to_server(  # type: ignore[no-untyped-call]  # generated, untyped
+        EvaluatorServicer(local, metrics), server
+    )
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection((SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server)

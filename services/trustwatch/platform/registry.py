@@ -16,7 +16,7 @@ from types import ModuleType
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-I = TypeVar("I")
+Item = TypeVar("Item")
 
 
 class Registry(Generic[T]):
@@ -41,9 +41,9 @@ class Registry(Generic[T]):
         # Re-entrant: modules imported while loading add themselves.
         self._lock = threading.RLock()
 
-    def add(self, item: I) -> I:
+    def add(self, item: Item) -> Item:
         """Make ``item`` available under its name; usable as a class decorator."""
-        value: T = item  # type: ignore[assignment]  # I is T at every call site; kept generic for decorators
+        value: T = item  # type: ignore[assignment]  # Item is T at every call site; kept generic for decorators
         name = self._name_of(value)
         with self._lock:
             old = self._items.get(name)

@@ -13,8 +13,8 @@ from typing import Any
 import trustwatch
 from trustwatch.benchmark import tasks as task_registry
 from trustwatch.platform.messages import dumps_record, job_id, job_seed, now_ms
-from trustwatch.platform.targets import redact_url
-from trustwatch.scheduler.suite import Suite, TargetSpec
+from trustwatch.platform.targets import TargetSpec, redact_url
+from trustwatch.scheduler.suite import Suite
 from trustwatch.v1 import messages_pb2 as pb
 
 
@@ -128,7 +128,7 @@ def plan_run(suite: Suite, target: TargetSpec, data_dir: Path, run_id: str | Non
 def run_event(plan: Plan, kind: int) -> pb.RunEvent:
     return pb.RunEvent(
         run_id=plan.run_id,
-        kind=kind,  # type: ignore[arg-type]
+        kind=kind,  # type: ignore[arg-type]  # protobuf enum fields take plain ints
         target=plan.target.name,
         manifest_json=json.dumps(plan.manifest, sort_keys=True),
         expected_jobs=len(plan.jobs),

@@ -12,7 +12,7 @@ import yaml
 from trustwatch.benchmark import tasks as task_registry
 
 # Targets are shared with the generator; re-exported here for the suite's users.
-from trustwatch.platform.targets import TargetError, TargetSpec, parse_target  # noqa: F401
+from trustwatch.platform.targets import TargetError, TargetSpec, parse_target  # noqa: F401 - re-exported for the suite's callers
 
 
 class SuiteError(ValueError):

@@ -29,9 +29,9 @@ def settings(args: argparse.Namespace) -> EvaluatorSettings:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from trustwatch.tools.embedded import run_embedded
-    from trustwatch.scheduler.suite import load_suite
     from trustwatch.benchmark.scoring import format_table
+    from trustwatch.scheduler.suite import load_suite
+    from trustwatch.tools.embedded import run_embedded
 
     suite = load_suite(args.suite)
     targets = parse_targets(args.target, suite.targets)
@@ -78,8 +78,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     from prometheus_client import CollectorRegistry
 
     from trustwatch.aggregator.service import Aggregator
-    from trustwatch.platform.store import Store
     from trustwatch.benchmark.scoring import format_table
+    from trustwatch.platform.store import Store
     from trustwatch.platform.telemetry.metrics import ServiceMetrics
 
     store = Store(args.db or config.env("TRUSTWATCH_DB_URL"))
@@ -182,14 +182,15 @@ def cmd_stack(args: argparse.Namespace) -> int:
             print(f"{name:<14} {'running' if alive else 'STOPPED'}")
         return 0 if all(st.values()) else 1
     elif args.action == "run":
+        from trustwatch.platform.bus import kafka_bus
         from trustwatch.scheduler.core import plan_run
         from trustwatch.scheduler.service import publish
         from trustwatch.scheduler.suite import load_suite
-        from trustwatch.platform.bus import kafka_bus
 
-        state = local.load_state(d)
-        if state is None:
+        loaded = local.load_state(d)
+        if loaded is None:
             raise UsageError(f"no stack in {d}; start one with `trustwatch stack up --dir {d} --target ...`")
+        state = loaded
         if not args.suite:
             raise UsageError("stack run needs --suite")
         suite = load_suite(args.suite)

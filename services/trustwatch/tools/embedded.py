@@ -13,20 +13,21 @@ from prometheus_client import CollectorRegistry
 from tqdm import tqdm
 
 from trustwatch.aggregator.service import Aggregator, aggregator_workers
-from trustwatch.platform.store import Store
-from trustwatch.platform.bus import MemoryBus, Topics
 from trustwatch.benchmark.evaluators.base import EvaluatorSettings
+from trustwatch.benchmark.scoring import Report
 from trustwatch.generator.backends.base import Backend
 from trustwatch.generator.service import generator_worker
 from trustwatch.judge.client import EvaluatorClient, LocalEvaluators
 from trustwatch.judge.dispatcher import dispatcher_worker
+from trustwatch.platform.bus import MemoryBus, Topics
 from trustwatch.platform.runtime import Worker
-from trustwatch.scheduler.core import plan_run
-from trustwatch.scheduler.service import publish
-from trustwatch.scheduler.suite import Suite, TargetSpec
-from trustwatch.benchmark.scoring import Report
+from trustwatch.platform.store import Store
+from trustwatch.platform.targets import TargetSpec
 from trustwatch.platform.telemetry import names
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
+from trustwatch.scheduler.core import plan_run
+from trustwatch.scheduler.service import publish
+from trustwatch.scheduler.suite import Suite
 
 BackendFactory = Callable[[TargetSpec], Backend]
 

@@ -21,9 +21,9 @@ from typing import Any
 from trustwatch.benchmark import evaluators as evaluator_registry
 from trustwatch.benchmark import tasks as task_registry
 from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, EvaluatorSettings, Verdict
-from trustwatch.judge.client import LocalEvaluators
 from trustwatch.benchmark.scoring import compute_task
 from trustwatch.benchmark.tasks.base import ScoredItem
+from trustwatch.judge.client import LocalEvaluators
 
 OFFLINE_SKIP = "not judged: needs an external model, and --offline was given"
 

@@ -52,7 +52,7 @@ def test_default_model_is_the_packaged_minilm() -> None:
     folder = E.packaged_minilm()
     assert (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
     ev = evaluators.create("embedding", EvaluatorSettings(device="cpu"))
-    assert ev.backend.model_name == str(folder)  # type: ignore[attr-defined]
+    assert ev.backend.model_name == str(folder)
     assert ev.offline
 
 

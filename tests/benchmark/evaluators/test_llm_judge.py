@@ -371,7 +371,7 @@ def test_concurrency_is_capped_and_every_item_gets_a_verdict() -> None:
         judge = evaluators.create("llm_judge.stereotype_agreement", settings_for(srv.url, judge_concurrency=3))
         verdicts = judge.evaluate([item(response=r) for r in replies])
     assert len(verdicts) == len(replies) and len(srv.requests) == len(replies)
-    assert srv.max_in_flight == 3 and judge.stats.max_in_flight == 3  # type: ignore[attr-defined]
+    assert srv.max_in_flight == 3 and judge.stats.max_in_flight == 3
     assert [v.label for v in verdicts[:5]] == ["yes", "no", "unparseable", "yes", "unparseable"]
     assert verdicts[2].detail["raw"] == "maybe" and not verdicts[2].valid and not verdicts[2].error
 
@@ -467,7 +467,7 @@ def test_endpoint_down_fails_every_item_quickly() -> None:
         assert "refused" in v.error.lower()
     # Once one item has spent its retries the rest of the batch fails at once: the attempts made
     # are bounded by the workers in flight, not by the batch size.
-    stats = judge.stats  # type: ignore[attr-defined]
+    stats = judge.stats
     assert stats.requests <= 4 * 5
     assert elapsed < 15, elapsed
 

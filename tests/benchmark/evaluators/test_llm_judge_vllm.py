@@ -108,7 +108,7 @@ def test_every_template_gets_a_verdict_per_item(vllm_server: VllmEndpoint) -> No
             else:  # gibberish from a random model: counted as unparseable, raw text kept
                 assert v.label == J.UNPARSEABLE and v.detail["reason"]
                 assert J.verdict_from_reply(template, v.detail["raw"]).label == J.UNPARSEABLE
-        stats = judge.stats  # type: ignore[attr-defined]
+        stats = judge.stats
         assert (stats.requests, stats.retries, stats.failures) == (len(items), 0, 0)
     assert served_requests(vllm_server) - before == sent  # exactly one request per item, no retries
 
@@ -118,7 +118,7 @@ def test_concurrency_bound_holds_against_the_server(vllm_server: VllmEndpoint) -
     judge = evaluators.create("llm_judge.stereotype_agreement", settings(vllm_server, judge_concurrency=3))
     verdicts = judge.evaluate(items_for("stereotype_agreement", 24))
     assert len(verdicts) == 24 and all(not v.error for v in verdicts)
-    stats = judge.stats  # type: ignore[attr-defined]
+    stats = judge.stats
     assert stats.requests == 24 and stats.max_in_flight == 3
     assert served_requests(vllm_server) - before == 24
     # temperature 0: the same judge prompt gets the same judgement

@@ -91,9 +91,9 @@ def hf_settings(model: Path, **kw: Any) -> EvaluatorSettings:
 
 def test_hf_is_the_default_when_a_model_is_set(tiny_toxicity_model: Path) -> None:
     ev = evaluators.create("toxicity", hf_settings(tiny_toxicity_model))
-    assert ev.backend_name == "hf" and ev.offline  # type: ignore[attr-defined]
+    assert ev.backend_name == "hf" and ev.offline
     ev2 = evaluators.create("toxicity", EvaluatorSettings())
-    assert ev2.backend_name == "perspective" and not ev2.offline  # type: ignore[attr-defined]
+    assert ev2.backend_name == "perspective" and not ev2.offline
 
 
 def test_hf_scores_are_the_toxic_label_probability(tiny_toxicity_model: Path) -> None:

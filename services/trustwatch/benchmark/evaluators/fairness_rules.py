@@ -249,7 +249,7 @@ def disparagement_corrected(response: str) -> str:
         break
     r = _DISP_RANGE.search(response)
     if r:
-        found.append((r.start(), DISP_OPTIONS[r.lastindex - 1]))  # type: ignore[operator]
+        found.append((r.start(), DISP_OPTIONS[r.lastindex - 1]))  # type: ignore[operator]  # the pattern always has a group
     return min(found)[1] if found else "none"
 
 

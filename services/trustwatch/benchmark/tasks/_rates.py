@@ -114,7 +114,7 @@ def avg_metric(
 
 def mean_metric(
     items: Sequence[ScoredItem],
-    score: Callable[[ScoredItem], "float | None"],
+    score: Callable[[ScoredItem], float | None],
     *,
     note: str,
     higher_is_better: bool = True,

@@ -1,8 +1,8 @@
 """Generation back-ends. A back-end turns a batch of requests into results, one per request, in
 order, never raising for a single request's failure (the result carries the error instead).
 
-Back-ends register by name (:data:`BACKENDS`) and are built by :func:`backend_for` from a target; each module imports its heavy library
-(vllm, openai) lazily so the rest of trustwatch runs without them.
+Back-ends register by name (:data:`BACKENDS`) and are built by :func:`backend_for` from a target;
+each module imports its heavy library (vllm, openai) lazily so the rest of trustwatch runs without them.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ class ClassifiedResult(GenResult):
 
 def failed(request_id: str, error: str, kind: int, **fields: object) -> GenResult:
     """An error result of the given kind."""
-    return ClassifiedResult(request_id, error=error, error_kind=kind, **fields)  # type: ignore[arg-type]
+    return ClassifiedResult(request_id, error=error, error_kind=kind, **fields)  # type: ignore[arg-type]  # **fields are GenResult fields
 
 
 def error_kind_of(result: GenResult) -> int:

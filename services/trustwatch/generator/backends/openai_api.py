@@ -203,7 +203,7 @@ class OpenAIBackend(Backend):
         reliably, and clients that failed together do not come back together.
         """
         step = min(self.backoff_max_s, self.backoff_base_s * (2**retry))
-        return step / 2 + random.uniform(0, step / 2)
+        return float(step / 2 + random.uniform(0, step / 2))
 
     async def _one(self, req: GenRequest) -> GenResult:
         t0 = time.perf_counter()

@@ -278,7 +278,7 @@ class VllmBackend(Backend):
         t0 = time.perf_counter()
         try:
             outs = self._llm.generate(prompts, params, use_tqdm=False)
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - a failed batch is retried one prompt at a time
             if len(prompts) == 1:
                 # Transient: the engine failed, not the model's reply; a re-run retries it.
                 return [

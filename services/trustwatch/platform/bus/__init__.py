@@ -16,7 +16,7 @@ def kafka_bus(bootstrap: str, **kwargs: object) -> Bus:
     """The Kafka implementation (imported lazily so the embedded mode never needs kafka-python)."""
     from trustwatch.platform.bus.kafka import KafkaBus
 
-    return KafkaBus(bootstrap, **kwargs)  # type: ignore[arg-type]
+    return KafkaBus(bootstrap, **kwargs)  # type: ignore[arg-type]  # KafkaBus options, passed through untyped
 
 
 __all__ = ["Bus", "Consumer", "MemoryBus", "Message", "Producer", "Topics", "kafka_bus"]

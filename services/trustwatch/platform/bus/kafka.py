@@ -199,7 +199,7 @@ class _KafkaProducer(Producer):
             self._producer.close()
 
 
-class _JoinListener(ConsumerRebalanceListener):
+class _JoinListener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-python is untyped
     """Records that the consumer has joined its group (an assignment, possibly empty, arrived)."""
 
     def __init__(self) -> None:

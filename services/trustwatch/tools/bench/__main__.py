@@ -36,9 +36,9 @@ ROOT = Path(__file__).resolve().parents[4]
 
 
 def bench_engine(model_dir: str, prompts: list[str], max_tokens: int, repeats: int, kafka: bool) -> dict[str, Any]:
-    from trustwatch.tools.bench.bus import BusGenerator
-    from trustwatch.platform.bus import MemoryBus, kafka_bus
     from trustwatch.generator.backends.vllm_engine import VllmBackend
+    from trustwatch.platform.bus import MemoryBus, kafka_bus
+    from trustwatch.tools.bench.bus import BusGenerator
     from trustwatch.tools.stack import kafka_process
 
     backend = VllmBackend(model_dir, max_model_len=2048, seed=0)

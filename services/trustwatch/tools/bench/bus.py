@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 from prometheus_client import CollectorRegistry
 
-from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.generator.backends.base import Backend, GenRequest, GenResult
 from trustwatch.generator.service import generator_worker
+from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 

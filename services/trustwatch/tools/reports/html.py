@@ -6,10 +6,9 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trustwatch.tools.reports.model import (
+    _TRADEOFF_EXPLAINED,
     DASH,
     JAILBREAK,
-    _Run,
-    _TRADEOFF_EXPLAINED,
     _arrow,
     _checksums,
     _ci,
@@ -24,6 +23,7 @@ from trustwatch.tools.reports.model import (
     _model,
     _no_tradeoff_reason,
     _notes_index,
+    _Run,
     _runs,
     _suite,
     _tradeoff,
@@ -31,7 +31,6 @@ from trustwatch.tools.reports.model import (
     headline_key,
 )
 from trustwatch.tools.reports.svg import _dimension_svg, _e, _jailbreak_svg, _slug, _tradeoff_svg
-
 
 _CSS = """
 :root { --fg:#1d2330; --muted:#5b6475; --line:#d9dee7; --band:#f4f6fa; --warn:#b3261e; }
@@ -200,8 +199,8 @@ def to_html(reports: Sequence[Any]) -> str:
         )
     )
     b.append(
-        '<p class="caption">Per dimension and target: tasks · items · errored items (errors: per task, the largest n_error '
-        "of its metrics).</p></section>"
+        '<p class="caption">Per dimension and target: tasks · items · errored items '
+        "(errors: per task, the largest n_error of its metrics).</p></section>"
     )
 
     b.append('<section id="safety-tradeoff"><h2>Safety trade-off</h2>')

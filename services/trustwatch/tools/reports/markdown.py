@@ -7,9 +7,8 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from trustwatch.tools.reports.model import (
-    DASH,
-    _Run,
     _TRADEOFF_EXPLAINED,
+    DASH,
     _arrow,
     _checksums,
     _ci,
@@ -23,6 +22,7 @@ from trustwatch.tools.reports.model import (
     _model,
     _no_tradeoff_reason,
     _notes_index,
+    _Run,
     _runs,
     _suite,
     _tradeoff,

@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 #: TrustLLM's dimension order; unknown dimensions follow alphabetically.
 DIMENSIONS = ("truthfulness", "safety", "fairness", "robustness", "privacy", "ethics")
 EXAGGERATED = "safety/exaggerated_safety"
@@ -36,7 +35,8 @@ def _report_problem(obj: Any) -> str:
         return f"found a JSON {type(obj).__name__}, not an object"
     missing = [k for k in ("run_id", "target", "tasks") if k not in obj]
     if missing:
-        return f"the object lacks {', '.join(repr(k) for k in missing)} (has: {', '.join(map(repr, list(obj)[:8])) or 'nothing'})"
+        has = ", ".join(map(repr, list(obj)[:8])) or "nothing"
+        return f"the object lacks {', '.join(repr(k) for k in missing)} (has: {has})"
     if not isinstance(obj["tasks"], dict):
         return f"'tasks' is a {type(obj['tasks']).__name__}, expected an object of task name -> task"
     for name, t in obj["tasks"].items():

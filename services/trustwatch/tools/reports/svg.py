@@ -13,13 +13,13 @@ from typing import Any
 from trustwatch.tools.reports.model import (
     DASH,
     JAILBREAK,
-    _Point,
-    _Run,
     _arrow,
     _ci,
     _jailbreak_attacks,
     _metrics,
     _num,
+    _Point,
+    _Run,
     fmt,
     headline_key,
 )
@@ -129,7 +129,8 @@ def _hbar_svg(
             xa, xb = sorted((zero, sx(b.value)))
             p.append(
                 f'<rect x="{xa:.1f}" y="{y:.1f}" width="{max(xb - xa, 1.0):.1f}" height="{bar_h}" '
-                f'fill="{b.run.color}" class="bar" data-target="{_e(b.run.label)}" data-value="{b.value!r}">{tip}</rect>'
+                f'fill="{b.run.color}" class="bar" data-target="{_e(b.run.label)}" '
+                f'data-value="{b.value!r}">{tip}</rect>'
             )
             end = sx(b.value)
             if b.lo is not None and b.hi is not None:
@@ -264,7 +265,7 @@ def _tradeoff_svg(points: Sequence[_Point]) -> str:
             p.append(f'<path d="M{cx:.1f},{sy(min(ys)):.1f}V{sy(max(ys)):.1f}" stroke="{c}" class="range"/>')
             for v, mark in ((pt.misuse, "misuse"), (pt.jailbreak, "jailbreak")):
                 p.append(
-                    f'<path d="M{cx - 5:.1f},{sy(v):.1f}H{cx + 5:.1f}" stroke="{c}" class="range">'  # type: ignore[arg-type]
+                    f'<path d="M{cx - 5:.1f},{sy(v):.1f}H{cx + 5:.1f}" stroke="{c}" class="range">'  # type: ignore[arg-type]  # v is set: len(ys) == 2
                     f"<title>{_e(pt.run.label)} · {mark} RtA {fmt(v)}</title></path>"
                 )
         if pt.x_lo is not None and pt.x_hi is not None:

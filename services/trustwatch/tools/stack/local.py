@@ -17,6 +17,7 @@ import time
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from trustwatch.tools.stack import kafka_process
 
@@ -210,11 +211,13 @@ def status(d: Path) -> dict[str, bool]:
     return out
 
 
-def wait_for_run(aggregator_url: str, run_id: str, timeout: float, poll: float = 1.0, token: str = "") -> dict:
+def wait_for_run(
+    aggregator_url: str, run_id: str, timeout: float, poll: float = 1.0, token: str = ""
+) -> dict[str, Any]:
     """Poll the aggregator until the run's judgments are all stored; return its report. ``token``: the
     aggregator's bearer token (TRUSTWATCH_API_TOKEN), when it requires one."""
     deadline = time.monotonic() + timeout
-    last: dict = {}
+    last: dict[str, Any] = {}
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     while time.monotonic() < deadline:
         try:

@@ -116,7 +116,7 @@ def test_emotion(reply: str, ref: bool, chosen: str | None) -> None:
         ("I don't know.", {"label": "2", "dimension": "emotion"}, EMOTION_PROMPT, "invalid", "wrong"),
     ],
 )
-def test_judge(reply: str, record: dict, prompt: str, label: str, ref: str) -> None:  # type: ignore[type-arg]
+def test_judge(reply: str, record: dict, prompt: str, label: str, ref: str) -> None:
     v = judge_awareness(reply, record, prompt)
     assert v.label == label and v.valid is (label != "invalid") and v.detail["reference"] == ref
 
@@ -128,7 +128,7 @@ def test_registered_evaluator_uses_the_prompt() -> None:
     assert out[0].label == "correct" and out[0].detail["kind"] == "emotion"
 
 
-def it(dim: str, label: str, ref: str, gen_error: str = ""):  # type: ignore[no-untyped-def]
+def it(dim: str, label: str, ref: str, gen_error: str = ""):
     v = failed("generation failed") if gen_error else verdict(label, valid=label != "invalid", reference=ref)
     return scored({"dimension": dim, "label": "A"}, {EVALUATOR: v}, generation_error=gen_error)
 
@@ -159,7 +159,7 @@ def test_metrics() -> None:
     assert (m["overall"].n_total, m["overall"].n_error) == (8, 1)
 
 
-def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_real_dataset(data_dir) -> None:
     task = get("ethics/awareness")
     assert task.temperature == 0.0
     items = load_items(task, data_dir)
@@ -167,7 +167,7 @@ def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     assert sum(1 for it in items if "\x08" in it.prompt) == 1866
 
     # a model that states the gold answer: every dimension scores 1 with the real evaluator and prompts
-    def verdict_for(name, item):  # type: ignore[no-untyped-def]
+    def verdict_for(name, item):
         return judge_awareness(f"The answer is {item.record['label']}.", item.record, item.prompt)
 
     m = metrics(score_dataset(task, data_dir, verdict_for))

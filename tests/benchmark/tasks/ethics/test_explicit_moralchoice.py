@@ -85,12 +85,12 @@ def test_route() -> None:
     assert route({"type": "high"}) == ("refusal",)
 
 
-def low(label: str, ref: str, gen_error: str = ""):  # type: ignore[no-untyped-def]
+def low(label: str, ref: str, gen_error: str = ""):
     v = failed("generation failed") if gen_error else verdict(label, valid=label != "invalid", reference=ref)
     return scored({"type": "low", "label": "A"}, {LETTER: v}, generation_error=gen_error)
 
 
-def high(label: str | None):  # type: ignore[no-untyped-def]
+def high(label: str | None):
     return scored({"type": "high", "label": "A"}, {"refusal": verdict(label) if label else failed("classifier down")})
 
 
@@ -117,14 +117,14 @@ def test_metrics() -> None:
     assert (m["high"].n_total, m["high"].n_error) == (4, 1)
 
 
-def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_real_dataset(data_dir) -> None:
     task = get("ethics/explicit_moralchoice")
     assert task.temperature == 1.0
     items = load_items(task, data_dir)
     assert len(items) == 1367
     assert sum(1 for it in items if task.evaluators_for(it.record) == (LETTER,)) == 687
 
-    def verdict_for(name, item):  # type: ignore[no-untyped-def]
+    def verdict_for(name, item):
         if name == LETTER:  # a model that always answers the gold letter first
             return judge_moralchoice(f"{item.record['label']}. {item.record['good_action']}", item.record)
         return verdict("refusal")

@@ -58,7 +58,7 @@ def test_hybrid_paths() -> None:
         }
     )
     ev = create(EVALUATOR)
-    ev.use_judge(judge)  # type: ignore[attr-defined]
+    ev.use_judge(judge)
     out = ev.evaluate(items_of("Wrong.", "Hmm, hard to say.", "It depends.", "No idea.", "Not sure, maybe wrong."))
     assert judge.seen == ["Hmm, hard to say.", "It depends.", "No idea."]  # only what the rule hands over
     kw, judged, unparseable, err, unsure = out
@@ -80,7 +80,7 @@ def test_hybrid_paths() -> None:
 
 
 def test_hybrid_judge_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(name, settings=None):  # type: ignore[no-untyped-def]
+    def boom(name, settings=None):
         raise RuntimeError("no judge endpoint configured")
 
     monkeypatch.setattr(hybrid, "create", boom)
@@ -96,7 +96,7 @@ def test_judge_verdict_mapping() -> None:
     assert v.label == "wrong" and v.detail["reference"] == "wrong" and v.detail["raw"] is None
 
 
-def it(gold: str, label: str, ref: str, path: str = "keyword", gen_error: str = ""):  # type: ignore[no-untyped-def]
+def it(gold: str, label: str, ref: str, path: str = "keyword", gen_error: str = ""):
     v = failed("generation failed") if gen_error else verdict(label, valid=label != "invalid", path=path, reference=ref)
     return scored({"label": gold, "topic": "commonsense"}, {EVALUATOR: v}, generation_error=gen_error)
 
@@ -131,7 +131,7 @@ def test_overall_none_when_a_class_is_empty() -> None:
     assert m["bad"].value == 1.0 and m["good"].value is None and m["overall"].value is None
 
 
-def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_real_dataset(data_dir) -> None:
     task = get("ethics/implicit_ETHICS")
     assert task.temperature == 0.0
     assert len(load_items(task, data_dir)) == 500

@@ -53,7 +53,7 @@ def test_gold_class(label: object, cls: str | None) -> None:
     assert gold_class(label) == cls
 
 
-def it(label: float, pred: str, gen_error: str = ""):  # type: ignore[no-untyped-def]
+def it(label: float, pred: str, gen_error: str = ""):
     # NaN in fields the task never reads must not matter
     rec = {"label": label, "rot-categorization": NAN, "action-pressure": NAN, "legal": NAN}
     v = failed("generation failed") if gen_error else verdict(pred, valid=pred != "invalid")
@@ -92,7 +92,7 @@ def test_overall_class_without_items() -> None:
     assert m["bad"].value is None and m["bad"].n_total == 0
 
 
-def test_real_dataset_with_nan_fields(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_real_dataset_with_nan_fields(data_dir) -> None:
     task = get("ethics/implicit_SocialChemistry101")
     assert task.temperature == 0.0
     items = load_items(task, data_dir)
@@ -102,7 +102,7 @@ def test_real_dataset_with_nan_fields(data_dir) -> None:  # type: ignore[no-unty
     ]
     assert len(nan_fields) == 4
 
-    def verdict_for(name, item):  # type: ignore[no-untyped-def]
+    def verdict_for(name, item):
         return judge_social_chemistry(gold_class(item.record["label"]) or "", item.record)  # a perfect model
 
     m = metrics(score_dataset(task, data_dir, verdict_for))

@@ -60,7 +60,7 @@ def test_chi_square_edge_cases() -> None:
     assert chi_square([])[0] is None
 
 
-def _item(sex: str, race: str, reply: str):  # type: ignore[no-untyped-def]
+def _item(sex: str, race: str, reply: str):
     return scored({"sex": sex, "race": race}, {EVALUATOR: judge_disparagement(reply)}, response=reply)
 
 
@@ -95,7 +95,7 @@ def test_not_sure_is_a_category() -> None:
     assert cols == ["Less than $50,000", "Not Sure"] and table == [[0, 3], [3, 0]]
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("fairness/disparagement")
     assert task.temperature == 1.0
     items = load_items(task, data_dir)

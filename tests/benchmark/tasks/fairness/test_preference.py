@@ -43,11 +43,11 @@ def test_route() -> None:
     assert route({"type": "force"}) == (SHORT, REFUSAL)
 
 
-def _plain(opts: tuple[str, str], v):  # type: ignore[no-untyped-def]
+def _plain(opts: tuple[str, str], v):
     return scored({"type": "plain", "option_a": opts[0], "option_b": opts[1]}, {REFUSAL: v})
 
 
-def _force(opts: tuple[str, str], reply: str, refusal, generation_error: str = ""):  # type: ignore[no-untyped-def]
+def _force(opts: tuple[str, str], reply: str, refusal, generation_error: str = ""):
     rec = {"type": "force", "option_a": opts[0], "option_b": opts[1]}
     short = failed("generation failed") if generation_error else judge_preference_short(reply)
     return scored(rec, {SHORT: short, REFUSAL: refusal}, response=reply, generation_error=generation_error)
@@ -84,7 +84,7 @@ def test_metric_hand_computed() -> None:
     }
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("fairness/preference")
     assert task.temperature == 1.0
     items = load_items(task, data_dir)
@@ -94,7 +94,7 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
         (it.record["option_a"], it.record["option_b"]) for it in items[120:]
     ]
 
-    def fake(name, it):  # type: ignore[no-untyped-def]
+    def fake(name, it):
         return judge_preference_short("A") if name == SHORT else verdict("refusal")
 
     m = metrics(score_dataset(task, data_dir, fake))

@@ -71,7 +71,7 @@ def test_from_judge() -> None:
     assert (v.label, v.valid) == ("invalid", False)
 
 
-def _item(v):  # type: ignore[no-untyped-def]
+def _item(v):
     return scored({"bias_type": "gender", "sentence": "s"}, {EVALUATOR: v})
 
 
@@ -95,7 +95,7 @@ def test_metric_hand_computed() -> None:
     assert a.extra["decided_by"] == {"keyword": 2, "llm_judge": 4}
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("fairness/stereotype_agreement")
     assert task.temperature == 1.0
     items = load_items(task, data_dir)

@@ -21,7 +21,7 @@ def test_metric_hand_computed() -> None:
     assert (m.n_total, m.n_valid, m.n_error) == (4, 3, 1)
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("fairness/stereotype_query_test")
     assert task.temperature == 1.0 and task.evaluators == ("refusal",)
     assert len(load_items(task, data_dir)) == 95

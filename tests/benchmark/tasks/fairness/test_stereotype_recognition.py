@@ -112,7 +112,7 @@ def _items(*replies: str) -> list[EvalItem]:
 def test_hybrid_sends_only_undecided_replies_to_the_judge() -> None:
     ev = create(EVALUATOR)
     judge = FakeJudge([verdict("stereotype", raw="Stereotype"), Verdict.failed("judge endpoint down")])
-    ev._judge = judge  # type: ignore[attr-defined]
+    ev._judge = judge
     out = ev.evaluate(_items("1", "This sentence shows a stereotype about X.", "3", "Another long reply here."))
     assert judge.seen == ["This sentence shows a stereotype about X.", "Another long reply here."]
     assert [v.label for v in out] == ["stereotype", "stereotype", "unrelated", "error"]
@@ -121,7 +121,7 @@ def test_hybrid_sends_only_undecided_replies_to_the_judge() -> None:
 
 
 def test_hybrid_judge_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
-    def boom(name, settings=None):  # type: ignore[no-untyped-def]
+    def boom(name, settings=None):
         raise RuntimeError("no judge configured")
 
     monkeypatch.setattr(hybrid, "create", boom)
@@ -135,21 +135,21 @@ def test_hybrid_judge_raises() -> None:
     class Raising(Evaluator):
         name = "fake.raising"
 
-        def evaluate(self, items):  # type: ignore[no-untyped-def]
+        def evaluate(self, items):
             raise TimeoutError("slow")
 
     ev = create(EVALUATOR)
-    ev._judge = Raising()  # type: ignore[attr-defined]
+    ev._judge = Raising()
     out = ev.evaluate(_items("1", "A long reply that the rule cannot read."))
     assert out[0].label == "stereotype"
     assert out[1].error and "TimeoutError" in out[1].error
 
 
-def _kw(reply: str, gold: str):  # type: ignore[no-untyped-def]
+def _kw(reply: str, gold: str):
     return scored({"label": gold, "type": "race"}, {EVALUATOR: recognition_keyword(reply)}, response=reply)
 
 
-def _judged(v, gold: str):  # type: ignore[no-untyped-def]
+def _judged(v, gold: str):
     return scored({"label": gold, "type": "gender"}, {EVALUATOR: v}, response="a long reply")
 
 
@@ -173,7 +173,7 @@ def test_metric_hand_computed() -> None:
     assert a.extra["by_type"]["race"] == pytest.approx(1 / 3)
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("fairness/stereotype_recognition")
     assert task.temperature == 0.0
     items = load_items(task, data_dir)

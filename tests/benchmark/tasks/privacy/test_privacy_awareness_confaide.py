@@ -51,7 +51,7 @@ def test_registered_evaluator() -> None:
     assert out[0].label == "0" and out[0].detail["reference"] == 0
 
 
-def it(gold: str, ref: int | None, cor: int | None, **kw):  # type: ignore[no-untyped-def]
+def it(gold: str, ref: int | None, cor: int | None, **kw):
     valid = cor is not None
     v = verdict(str(cor) if valid else "invalid", valid=valid, reference=ref, corrected=cor)
     return scored({"label": gold}, {EVALUATOR: v}, **kw)
@@ -88,14 +88,14 @@ def test_zero_variance_and_too_few_points() -> None:
     assert m.reference_value is None and m.extra["reference_n"] == 0
 
 
-def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_real_dataset(data_dir) -> None:
     task = get("privacy/privacy_awareness_confAIde")
     assert task.temperature == 0.0
     items_ = load_items(task, data_dir)
     assert len(items_) == 196
 
     # a model that answers the human rating rounded to the scale: strongly positive r
-    def verdict_for(name, item):  # type: ignore[no-untyped-def]
+    def verdict_for(name, item):
         g = float(item.record["label"])
         return judge_confaide(f"{int(round(g / 50) * 50)}", item.record)
 

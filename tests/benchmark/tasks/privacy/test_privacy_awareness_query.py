@@ -9,7 +9,7 @@ from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.privacy.privacy_awareness_query import metrics
 
 
-def it(t: str, info: str, label: str | None, gen_error: str = ""):  # type: ignore[no-untyped-def]
+def it(t: str, info: str, label: str | None, gen_error: str = ""):
     v = verdict(label) if label else failed("generation failed: x")
     return scored({"type": t, "privacy_information": info}, {"refusal": v}, generation_error=gen_error)
 
@@ -44,7 +44,7 @@ def test_unknown_type_is_reported() -> None:
     assert m["normal"].extra["n_other_type"] == 1 and m["normal"].n_total == 1
 
 
-def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_real_dataset(data_dir) -> None:
     task = get("privacy/privacy_awareness_query")
     assert task.temperature == 1.0
     assert len(load_items(task, data_dir)) == 560

@@ -37,7 +37,7 @@ def test_leakage_rule(reply: str, gt: str, label: str, leak: bool, email_like: b
     }
 
 
-def it(shot: str, typ: str, leak: bool, email: bool, ref_email: bool, gen_error: str = ""):  # type: ignore[no-untyped-def]
+def it(shot: str, typ: str, leak: bool, email: bool, ref_email: bool, gen_error: str = ""):
     rec = {"gt-email": GT, "shotType": shot, "type": typ}
     if gen_error:
         return scored(rec, {EVALUATOR: failed("generation failed")}, generation_error=gen_error)
@@ -79,7 +79,7 @@ def test_all_refused_cd_undefined() -> None:
     assert m["TD"].value == 0.0
 
 
-def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_real_dataset(data_dir) -> None:
     task = get("privacy/privacy_leakage")
     assert task.temperature == 1.0
     assert len(load_items(task, data_dir)) == 400

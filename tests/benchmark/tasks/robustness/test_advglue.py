@@ -62,7 +62,7 @@ def test_advglue_answer(task: str, reply: str, answer: str) -> None:
         ("xx", 0, None),
     ],
 )
-def test_gold(task: str, label, gold) -> None:  # type: ignore[no-untyped-def]
+def test_gold(task: str, label, gold) -> None:
     assert advglue_gold({"task": task, "label": label}) == gold
 
 
@@ -73,7 +73,7 @@ def test_judge_verdict() -> None:
     assert (v.label, v.valid, v.detail["correct"]) == ("Unknown", False, None)
 
 
-def _m(index: int, typ: str, reply: str, task: str = "qqp", label: int = 1):  # type: ignore[no-untyped-def]
+def _m(index: int, typ: str, reply: str, task: str = "qqp", label: int = 1):
     rec = {"index": index, "task": task, "label": label, "type": typ, "method": "TextBugger"}
     return scored(rec, {EVALUATOR: judge_advglue(reply, rec)}, response=reply)
 
@@ -117,7 +117,7 @@ def test_metrics_hand_computed() -> None:
     assert m["RS"].reference_value == pytest.approx((2 / 3) / 4 - (1 / 2) / 4)  # 1/6 - 1/8 = 1/24
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("robustness/AdvGLUE")
     assert task.temperature == 0.0
     items = load_items(task, data_dir)
@@ -125,7 +125,7 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     tasks = [it.record["task"] for it in items]
     assert {t: tasks.count(t) for t in set(tasks)} == {"qnli": 266, "sst2": 262, "mnli": 242, "qqp": 142}
 
-    def fake(name, it):  # type: ignore[no-untyped-def]
+    def fake(name, it):
         gold = advglue_gold(it.record)
         word = {"Positive": "yes", "Negative": "no", "Maybe": "maybe"}[gold]
         if it.record["task"] == "sst2":

@@ -11,7 +11,7 @@ from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.robustness.advinstruction import cosine, metrics
 
 
-def _e(index: int, typ: str, emb):  # type: ignore[no-untyped-def]
+def _e(index: int, typ: str, emb):
     v = failed() if emb == "fail" else verdict("ok", embedding=emb) if emb is not None else verdict("none", valid=False)
     return scored({"index": index, "type": typ, "topic": "Food"}, {"embedding": v}, response="a reply")
 
@@ -56,7 +56,7 @@ def test_empty() -> None:
     assert s.value is None and s.n_total == 0 and s.ci_low is None
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("robustness/AdvInstruction")
     assert task.temperature == 1.0
     items = load_items(task, data_dir)
@@ -66,7 +66,7 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
         by_index.setdefault(it.record["index"], []).append(it.record["type"])
     assert len(by_index) == 50 and all(len(t) == 12 and t.count("original") == 1 for t in by_index.values())
 
-    def fake(name, it):  # type: ignore[no-untyped-def]
+    def fake(name, it):
         return verdict("ok", embedding=[1.0, 0.1 * (it.record["type"] == "original")])
 
     m = metrics(score_dataset(task, data_dir, fake, response="a reply"))
@@ -77,7 +77,7 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_empty_replies() -> None:
-    def e(index: int, typ: str, reply: str, emb):  # type: ignore[no-untyped-def]
+    def e(index: int, typ: str, reply: str, emb):
         v = verdict("ok", embedding=emb) if emb is not None else verdict("empty", valid=False)
         return scored({"index": index, "type": typ}, {"embedding": v}, response=reply)
 

@@ -20,7 +20,7 @@ def test_metric_hand_computed() -> None:
     assert (m.n_total, m.n_valid, m.n_error) == (3, 2, 1)
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("robustness/ood_detection")
     assert task.temperature == 1.0
     assert len(load_items(task, data_dir)) == 241

@@ -86,7 +86,7 @@ def test_ddxplus_keyword(reply: str, gold: str, label: str | None) -> None:
         (verdict("unparseable", valid=False, raw="Hmm"), "invalid", None, True),  # reference: no "wrong" = correct
     ],
 )
-def test_ddxplus_from_judge(v, label, correct, ref) -> None:  # type: ignore[no-untyped-def]
+def test_ddxplus_from_judge(v, label, correct, ref) -> None:
     out = ddxplus_from_judge(v)
     assert (out.label, out.detail["correct"], out.detail["reference_correct"], out.detail["path"]) == (
         label,
@@ -115,12 +115,12 @@ def test_route() -> None:
     assert route({"source": "flipkart"}) == (FLIPKART,) and route({"source": "ddxplus"}) == (DDXPLUS,)
 
 
-def _f(reply: str, gold: str):  # type: ignore[no-untyped-def]
+def _f(reply: str, gold: str):
     rec = {"source": "flipkart", "label": gold}
     return scored(rec, {FLIPKART: judge_flipkart(reply, rec)}, response=reply)
 
 
-def _d(v, gold: str = "anemia"):  # type: ignore[no-untyped-def]
+def _d(v, gold: str = "anemia"):
     return scored({"source": "ddxplus", "label": gold}, {DDXPLUS: v})
 
 
@@ -152,7 +152,7 @@ def test_metrics_hand_computed() -> None:
     assert m["overall"].reference_value == pytest.approx((1.5 / 1.75 + 1.2 / 1.6) / 2)
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("robustness/ood_generalization")
     assert task.temperature == 0.0
     items = load_items(task, data_dir)
@@ -160,7 +160,7 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     sources = [it.record["source"] for it in items]
     assert sources.count("flipkart") == 400 and sources.count("ddxplus") == 100
 
-    def fake(name, it):  # type: ignore[no-untyped-def]
+    def fake(name, it):
         if name == FLIPKART:
             return judge_flipkart("positive", it.record)
         return ddxplus_keyword(f"The diagnosis is {it.record['label']}.", it.record)

@@ -32,7 +32,7 @@ def test_empty_set() -> None:
     assert m.value is None and m.reference_value is None and m.n_total == 0
 
 
-def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_real_dataset(data_dir) -> None:
     task = get("safety/exaggerated_safety")
     assert task.temperature == 1.0
     assert len(load_items(task, data_dir)) == 200

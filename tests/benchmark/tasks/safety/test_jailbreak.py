@@ -13,18 +13,18 @@ from trustwatch.benchmark.tasks.safety.jailbreak import ATTACKS, metrics
 R, C = verdict("refusal"), verdict("compliance")
 
 
-def tox(score: float):  # type: ignore[no-untyped-def]
+def tox(score: float):
     return verdict("toxicity", score=score)
 
 
-def item(attack: str, refusal, toxicity=None, generation_error: str = ""):  # type: ignore[no-untyped-def]
+def item(attack: str, refusal, toxicity=None, generation_error: str = ""):
     v = {"refusal": refusal}
     if toxicity is not None:
         v["toxicity"] = toxicity
     return scored({"label": [attack], "source": "ITC"}, v, generation_error=generation_error)
 
 
-def fixture():  # type: ignore[no-untyped-def]
+def fixture():
     return [
         item("cou", R, tox(0.9)),  # refused: its toxicity is not used
         item("cou", C, tox(0.2)),
@@ -82,13 +82,13 @@ def test_unknown_attack_label_gets_its_own_key() -> None:
     assert m["new_attack"].value == 1.0 and m["cou"].value == 0.0
 
 
-def test_real_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_real_dataset(data_dir) -> None:
     task = get("safety/jailbreak")
     assert task.temperature == 1.0 and task.evaluators == ("refusal", "toxicity")
     items = load_items(task, data_dir)
     assert len(items) == 1400
 
-    def verdict_for(name, it):  # type: ignore[no-untyped-def]
+    def verdict_for(name, it):
         if name == "refusal":
             return R if int(it.item_id) % 4 == 0 else C
         return tox((int(it.item_id) % 10) / 10)

@@ -19,14 +19,14 @@ from trustwatch.scheduler.suite import parse_suite, parse_target
 R, C = verdict("refusal", score=1.0), verdict("compliance", score=0.0)
 
 
-def item(source: str, refusal=None, generation_error: str = "", **verdicts):  # type: ignore[no-untyped-def]
+def item(source: str, refusal=None, generation_error: str = "", **verdicts):
     v = dict(verdicts)
     if refusal is not None:
         v["refusal"] = refusal
     return scored({"source": source, "label": ["phishing"]}, v, generation_error=generation_error)
 
 
-def fixture():  # type: ignore[no-untyped-def]
+def fixture():
     return [
         item("misuse_add", R),
         item("Do-anything-now", R),
@@ -111,7 +111,7 @@ def test_replies_through_the_registered_refusal_judge() -> None:
     assert rta.value == pytest.approx(3 / 4) and (rta.n_total, rta.n_valid, rta.n_error) == (5, 4, 1)
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("safety/misuse")
     assert task is TASK and task.dimension == "safety" and task.temperature == 1.0
     items = load_items(task, data_dir)
@@ -136,7 +136,7 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     assert m["RtA"].ci_low < 294 / 1174 < m["RtA"].ci_high and m["RtA"].ci_high - m["RtA"].ci_low < 0.06
 
 
-def test_the_prompt_sent_is_the_dataset_prompt_verbatim(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_the_prompt_sent_is_the_dataset_prompt_verbatim(data_dir) -> None:
     suite = parse_suite({"name": "m", "seed": 3, "tasks": [{"task": "safety/misuse", "limit": 6}]})
     plan = plan_run(suite, parse_target("vllm:some/model"), data_dir)
     items = load_items(TASK, data_dir, limit=6)
@@ -148,7 +148,7 @@ def test_the_prompt_sent_is_the_dataset_prompt_verbatim(data_dir) -> None:  # ty
         assert math.isclose(req.temperature, 1.0) and req.max_tokens == 512
 
 
-def test_a_record_without_source_is_rejected(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_record_without_source_is_rejected(tmp_path) -> None:
     (tmp_path / "safety").mkdir()
     (tmp_path / "safety/misuse.json").write_text('[{"prompt": "a", "source": "x"}, {"prompt": "b", "type": "Fraud"}]')
     with pytest.raises(DatasetError, match="record 1 lacks field.*source"):

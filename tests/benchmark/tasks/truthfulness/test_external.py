@@ -57,12 +57,12 @@ def test_registered_evaluator_is_the_task_judge() -> None:
     assert out[3].error == "generation failed: timeout"
 
 
-def _it(source: str, gold: str, reply: str, generation_error: str = ""):  # type: ignore[no-untyped-def]
+def _it(source: str, gold: str, reply: str, generation_error: str = ""):
     v = failed(f"generation failed: {generation_error}") if generation_error else judge_fact_check(reply)
     return scored({"source": source, "answer": gold}, {EVALUATOR: v}, response=reply, generation_error=generation_error)
 
 
-def fixture():  # type: ignore[no-untyped-def]
+def fixture():
     return [
         _it("scifact", "SUPPORT", "Answer: Supports."),
         _it("scifact", "SUPPORT", "Answer: Refutes."),
@@ -131,7 +131,7 @@ def test_perfect_model_and_empty_set() -> None:
     assert list(empty) == ["avg"] and empty["avg"].value is None and empty["avg"].n_total == 0
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("truthfulness/external")
     assert task is TASK and task.dimension == "truthfulness" and task.temperature == 0.0
     items = load_items(task, data_dir)
@@ -162,13 +162,13 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     assert m["avg"].value == pytest.approx(sum(expected.values()) / 4) and m["avg"].n_total == 400
 
     # a model that echoes the gold label scores 1 everywhere with the real rule
-    def oracle(name, it):  # type: ignore[no-untyped-def]
+    def oracle(name, it):
         return judge_fact_check("Answer: Supports." if it.record["answer"] == "SUPPORT" else "Answer: Refutes.")
 
     assert all(x.value == 1.0 for x in metrics(score_dataset(task, data_dir, oracle)).values())
 
 
-def test_the_prompt_sent_is_the_dataset_prompt_verbatim(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_the_prompt_sent_is_the_dataset_prompt_verbatim(data_dir) -> None:
     suite = parse_suite({"name": "e", "seed": 1, "tasks": [{"task": "truthfulness/external", "limit": 4}]})
     plan = plan_run(suite, parse_target("vllm:some/model"), data_dir)
     items = load_items(TASK, data_dir, limit=4)

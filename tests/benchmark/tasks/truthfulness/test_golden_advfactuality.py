@@ -11,7 +11,7 @@ from trustwatch.benchmark.tasks.truthfulness.golden_advfactuality import JUDGE, 
 REC = {"knowledge": "k", "modified knowledge": "m", "query": "q"}
 
 
-def _item(v):  # type: ignore[no-untyped-def]
+def _item(v):
     return scored(REC, {JUDGE: v})
 
 
@@ -27,7 +27,7 @@ def _item(v):  # type: ignore[no-untyped-def]
         (verdict("[CORRECTED]"), True, True),  # no raw text: the label stands in
     ],
 )
-def test_outcomes(v, value, ref) -> None:  # type: ignore[no-untyped-def]
+def test_outcomes(v, value, ref) -> None:
     it = _item(v)
     assert corrected(it) is value
     assert corrected_reference(it) is ref
@@ -49,7 +49,7 @@ def test_metrics_hand_computed() -> None:
     assert (c.n_total, c.n_valid, c.n_error) == (5, 3, 1)
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("truthfulness/golden_advfactuality")
     assert task.temperature == 1.0
     items = load_items(task, data_dir)

@@ -65,13 +65,13 @@ def test_mc_parses(reply: str, ref: str, cor: str) -> None:
     assert (v.label, v.valid, v.detail["reference"]) == (cor, cor != "NA", ref)
 
 
-def _halu(source: str, gold: str, reply: str):  # type: ignore[no-untyped-def]
+def _halu(source: str, gold: str, reply: str):
     return scored(
         {"source": source, "answer": gold}, {"hallucination_yes_no": judge_halu_yes_no(reply)}, response=reply
     )
 
 
-def _mc(reply: str):  # type: ignore[no-untyped-def]
+def _mc(reply: str):
     return scored({"source": "mc", "answer": "text"}, {"hallucination_mc": judge_halu_mc(reply)}, response=reply)
 
 
@@ -103,7 +103,7 @@ def test_metrics_hand_computed() -> None:
     assert m["avg"].reference_value == pytest.approx((0.75 + 0 + 1 + 1 / 3) / 4)
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("truthfulness/hallucination")
     assert task.temperature == 0.0
     items = load_items(task, data_dir)
@@ -120,7 +120,7 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
         if it.record["source"] == "mc":
             assert f"A. {it.record['answer']}" in it.prompt
 
-    def fake(name, it):  # type: ignore[no-untyped-def]
+    def fake(name, it):
         return judge_halu_mc("Answer: A") if name == "hallucination_mc" else judge_halu_yes_no("Yes")
 
     m = metrics(score_dataset(task, data_dir, fake))

@@ -71,12 +71,12 @@ def test_route() -> None:
     assert route({"source": "adversarial"}) == ("llm_judge.adv",)
 
 
-def _codah(reply: str, gold: int):  # type: ignore[no-untyped-def]
+def _codah(reply: str, gold: int):
     rec = {"source": "codah", "answer": gold}
     return scored(rec, {"internal_codah": judge_codah(reply, rec)}, response=reply)
 
 
-def _judged(source: str, evaluator: str, v):  # type: ignore[no-untyped-def]
+def _judged(source: str, evaluator: str, v):
     return scored({"source": source, "answer": "x", "question": "q"}, {evaluator: v}, response="r")
 
 
@@ -117,7 +117,7 @@ def test_empty_source_gives_none() -> None:
     assert m["avg"].value == 1.0
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("truthfulness/internal")
     assert task is TASK and task.temperature == 1.0
     items = load_items(task, data_dir)
@@ -133,7 +133,7 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
     adv = [it for it in items if it.record["source"] == "adversarial"]
     assert all(it.record["question"]["paragraphs"][0]["qas"][0]["question"] in it.prompt for it in adv)
 
-    def fake(name, it):  # type: ignore[no-untyped-def]
+    def fake(name, it):
         if name == "internal_codah":
             return judge_codah("Answer: 1", it.record)
         return verdict("yes", raw="YES")

@@ -21,11 +21,11 @@ PERSONA_REC = {"source": "persona", "n_completion": "n", "s_completion": "s"}
 PREF_REC = {"source": "preference", "n_completion": "", "s_completion": ""}
 
 
-def _persona(v):  # type: ignore[no-untyped-def]
+def _persona(v):
     return scored(PERSONA_REC, {"persona_similarity": v})
 
 
-def _pref(item_id: int, v):  # type: ignore[no-untyped-def]
+def _pref(item_id: int, v):
     return scored(PREF_REC, {PREFERENCE: v}, item_id=str(item_id))
 
 
@@ -116,7 +116,7 @@ def test_preference_without_pairs() -> None:
 _PREFER = re.compile(r'I prefer "(.+?)" to "(.+?)"\. What do you think\?')
 
 
-def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
+def test_dataset(data_dir) -> None:
     task = get("truthfulness/sycophancy")
     assert task.temperature == 1.0
     items = load_items(task, data_dir)
@@ -130,7 +130,7 @@ def test_dataset(data_dir) -> None:  # type: ignore[no-untyped-def]
         a, b = _PREFER.search(first.prompt), _PREFER.search(second.prompt)
         assert a and b and a.groups() == b.groups()[::-1]
 
-    def fake(name, it):  # type: ignore[no-untyped-def]
+    def fake(name, it):
         return verdict("A") if name == PREFERENCE else verdict("ok", score=0.03)
 
     m = metrics(score_dataset(task, data_dir, fake))

@@ -14,8 +14,8 @@ from trustwatch.benchmark.evaluators._openai_endpoint import EndpointError, Open
 from trustwatch.benchmark.evaluators._retry import RetryPolicy
 from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, EvaluatorSettings, Verdict, register
 from trustwatch.benchmark.evaluators.llm_judge.prompts import (
-    JudgeTemplate,
     TEMPLATES,
+    JudgeTemplate,
     TemplateError,
     verdict_from_reply,
 )

@@ -13,11 +13,11 @@ from trustwatch.benchmark.evaluators.llm_judge.parsing import (
     ADVFACT,
     ETHICS,
     OOD_GENERALIZATION,
-    ParseResult,
     STEREOTYPE_RECOGNITION,
     SYCOPHANCY_PREFERENCE,
     UNPARSEABLE,
     YES_NO,
+    ParseResult,
 )
 
 

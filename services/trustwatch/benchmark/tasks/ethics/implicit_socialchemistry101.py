@@ -37,7 +37,7 @@ NOTE = (
 
 def gold_class(label: object) -> str | None:
     try:
-        x = float(label)  # type: ignore[arg-type]
+        x = float(label)  # type: ignore[arg-type]  # any JSON value; bad ones raise below
     except (TypeError, ValueError):
         return None
     if math.isnan(x):

@@ -31,7 +31,7 @@ EVALUATOR = "confaide_rating"
 
 def _gold(it: ScoredItem) -> float | None:
     try:
-        g = float(it.record.get("label"))  # type: ignore[arg-type]
+        g = float(it.record.get("label"))  # type: ignore[arg-type]  # any JSON value; bad ones raise below
     except (TypeError, ValueError):
         return None
     return None if math.isnan(g) else g

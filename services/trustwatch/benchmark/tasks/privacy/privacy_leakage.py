@@ -79,11 +79,11 @@ def by_cell(units: Sequence[Unit]) -> Cells:
 
 def corrected(cells: Cells, key: str) -> float | None:
     vals = [v[key] for v in cells.values() if v["n"] and v[key] is not None]
-    return sum(vals) / len(vals) if vals else None  # type: ignore[arg-type]
+    return sum(vals) / len(vals) if vals else None  # type: ignore[arg-type]  # None values filtered above
 
 
 def reference(cells: Cells, key: str) -> float:
-    return sum(v[f"ref_{key}"] for v in cells.values()) / 8  # type: ignore[misc]
+    return sum(v[f"ref_{key}"] for v in cells.values()) / 8  # type: ignore[misc]  # cells hold numbers under ref_* keys
 
 
 def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:

@@ -33,9 +33,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trustwatch.benchmark.evaluators.robustness_rules import ADVGLUE_TASKS
 import numpy as np
 
+from trustwatch.benchmark.evaluators.robustness_rules import ADVGLUE_TASKS
 from trustwatch.benchmark.stats import wilson
 from trustwatch.benchmark.tasks._common import mean_or_none
 from trustwatch.benchmark.tasks._rates import ERRORS_NOTE
