@@ -28,12 +28,13 @@ def main(
     spec = parse_target(target)
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
-    wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
+    liveness = wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
     backend = backend_for(spec, max_model_len=max_model_len, concurrency=concurrency)
     topics = wiring.topics()
     worker = generator_worker(
         wiring.kafka(bootstrap), topics, spec.name, spec.backend, backend, metrics, max_batch=batch or None
     )
+    liveness.watch(worker)
     install_signal_handlers(worker)
     log.info("generator for target %s (%s) consuming %s", spec.name, spec.backend, topics.jobs(spec.name))
     worker.run_forever()

@@ -73,10 +73,11 @@ def dispatch_main(
     """Consume completions until SIGTERM/SIGINT; evaluate over gRPC, or in-process without an address."""
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
-    wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
+    liveness = wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
     addr = evaluator_addr or config.env("TRUSTWATCH_EVALUATOR_ADDR")
     client: EvaluatorClient = grpc_client(addr) if addr else LocalEvaluators(settings)
     worker = dispatcher_worker(wiring.kafka(bootstrap), wiring.topics(), client, metrics)
+    liveness.watch(worker)
     install_signal_handlers(worker)
     worker.run_forever()
     client.close()

@@ -170,6 +170,43 @@ VARIABLES: dict[str, Var] = {
             "completion; a longer one is cut to this before it is produced, its length kept in "
             "Completion.original_chars (0: no limit).",
         ),
+        # -- transport loop (issue 8): Kafka consumer settings, liveness, breaker --------------------
+        Var(
+            "TRUSTWATCH_KAFKA_SESSION_TIMEOUT_MS",
+            "10000",
+            "Kafka consumer session timeout: how long the group waits for a dead member before its "
+            "partitions move (the broker allows 6000-1800000 by default).",
+        ),
+        Var(
+            "TRUSTWATCH_KAFKA_MAX_POLL_INTERVAL_MS",
+            "300000",
+            "Longest time a consumer may spend on one batch between polls before the group drops it; "
+            "keep TRUSTWATCH_KAFKA_MAX_POLL_RECORDS x the slowest message's time below it.",
+        ),
+        Var(
+            "TRUSTWATCH_KAFKA_MAX_POLL_RECORDS",
+            "500",
+            "Most messages one poll returns (caps every service's batch size).",
+        ),
+        Var("TRUSTWATCH_KAFKA_REQUEST_TIMEOUT_MS", "30000", "Timeout of one Kafka client request."),
+        Var(
+            "TRUSTWATCH_INSTANCE_ID",
+            "",
+            "Kafka static group membership id (group.instance.id) of this process: a restarted "
+            "process with the same id gets its partitions back at once. Empty: the pod name (HOSTNAME) "
+            "in Kubernetes, none elsewhere; `none`: dynamic membership.",
+        ),
+        Var(
+            "TRUSTWATCH_KAFKA_UNASSIGNED_REJOIN_S",
+            "120",
+            "A consumer that has joined but got no partition for this long, while its topics have "
+            "uncommitted messages that nobody commits, logs a warning and re-joins (0: never).",
+        ),
+        Var(
+            "TRUSTWATCH_LIVENESS_S",
+            "300",
+            "/livez answers 503 when a worker loop has not completed a turn for this many seconds.",
+        ),
     ]
 }
 

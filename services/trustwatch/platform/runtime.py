@@ -5,6 +5,7 @@ topic with the reason; nothing is committed before its output is durable."""
 from __future__ import annotations
 
 import logging
+import random
 import signal
 import threading
 import time
@@ -81,6 +82,26 @@ class Result:
 Handler = Callable[[Sequence[T]], Sequence[Result]]
 
 
+@dataclass
+class Backoff:
+    """Exponential backoff with jitter: the n-th consecutive failure waits a random time between half
+    and all of ``min(cap, base * 2**(n-1))`` seconds (so replicas that failed together do not retry
+    together); :meth:`reset` after a success."""
+
+    base: float = 1.0
+    cap: float = 60.0
+    failures: int = 0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        ceiling = min(self.cap, self.base * 2.0 ** min(self.failures - 1, 32))
+        return ceiling * (0.5 + 0.5 * self.rng.random())
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
 class Worker(Generic[T]):
     """One consuming service. ``handler`` gets decoded inputs and returns one Result per input.
 
@@ -90,6 +111,16 @@ class Worker(Generic[T]):
     be caused by a message (poison: a value the database rejects, a record the logic cannot read):
     the batch is retried in halves until the message that fails alone is found, which goes to the
     dead-letter topic with its reason while the rest of the batch is processed.
+
+    :meth:`run_forever` is a circuit breaker around :meth:`run_once`: after a failed batch it stops
+    consuming and retries with exponential backoff and jitter (:class:`Backoff`), logs once when the
+    state changes (and again only when the error changes; each retry at DEBUG), and exports the state
+    as ``trustwatch_worker_healthy``. ``heartbeat`` is the monotonic time of the last completed loop
+    turn (a batch, an idle poll or a failed attempt), for the liveness endpoint.
+
+    ``sub_batch`` (0: the whole poll) splits a polled batch into handler calls of at most that many
+    messages; between them (and between the steps of a poison search) the consumer is kept alive in
+    its group (:meth:`Consumer.keepalive`), so a long batch does not outlive ``max.poll.interval``.
     """
 
     def __init__(
@@ -104,6 +135,8 @@ class Worker(Generic[T]):
         topic_names: Topics,
         max_batch: int = 256,
         poison_attempts: int = 2,
+        sub_batch: int = 0,
+        backoff: Backoff | None = None,
     ) -> None:
         self.service = service
         self.bus = bus
@@ -115,9 +148,31 @@ class Worker(Generic[T]):
         self.topic_names = topic_names
         self.max_batch = max_batch
         self.poison_attempts = max(1, poison_attempts)
+        self.sub_batch = max(0, sub_batch)
+        self.backoff = backoff or Backoff()
         self.producer: Producer = bus.producer()
-        self.consumer: Consumer = bus.consumer(topics, group_id)
+        self._consumer: Consumer | None = bus.consumer(topics, group_id)
         self._stop = threading.Event()
+        self.healthy = True
+        self._failing_since = 0.0
+        self._last_error = ""
+        self.heartbeat = time.monotonic()
+        self.metrics.worker_healthy.labels(service).set(1)
+
+    @property
+    def consumer(self) -> Consumer:
+        """The current consumer; re-created here if an earlier re-creation failed (raises if it fails again)."""
+        if self._consumer is None:
+            self._consumer = self.bus.consumer(self.topics, self.group_id)
+            log.info("%s: consumer of %s re-created", self.service, self.topics)
+        return self._consumer
+
+    def beat(self) -> None:
+        """Record a completed loop turn (see ``heartbeat``)."""
+        self.heartbeat = time.monotonic()
+
+    def heartbeat_age(self) -> float:
+        return time.monotonic() - self.heartbeat
 
     def _dead_letter(self, m: Message, reason: str, kind: str) -> None:
         log.warning("%s: dead-lettering %s[%d]@%d: %s", self.service, m.topic, m.partition, m.offset, reason)
@@ -140,9 +195,17 @@ class Worker(Generic[T]):
         Raises when the batch could not be finished (a transient fault, or a dead-letter or output
         produce that failed); then nothing of it is committed and it is delivered again.
         """
-        messages = self.consumer.poll(timeout, self.max_batch)
+        consumer = self.consumer
+        try:
+            messages = consumer.poll(timeout, self.max_batch)
+        except Exception:
+            # A consumer that cannot poll (closed, or broken by a broker outage) is replaced, so the
+            # loop does not poll a dead one for ever.
+            self._restart_consumer()
+            raise
         if not messages:
-            self.metrics.lag.labels(self.service).set(self.consumer.lag())
+            self._export_lag(consumer)
+            self.beat()
             return 0
         started = time.perf_counter()
         try:
@@ -152,22 +215,51 @@ class Worker(Generic[T]):
                     decoded.append((m, self.decode(m.value)))
                 except Exception as exc:  # noqa: BLE001 - any decode failure is the message's fault
                     self._dead_letter(m, f"undecodable message on {m.topic}: {type(exc).__name__}: {exc}", "decode")
-            for m, r in self._process(decoded):
+            step = self.sub_batch or len(decoded) or 1
+            processed: list[tuple[Message, Result]] = []
+            for i in range(0, len(decoded), step):
+                if i:
+                    consumer.keepalive()
+                processed.extend(self._process(decoded[i : i + step]))
+            for m, r in processed:
                 if r.failed:
                     self._dead_letter(m, r.failed, "process")
                 for o in r.outputs:
                     self.producer.produce(o.topic, o.value, o.key)
                     self.metrics.produced.labels(self.service, o.topic).inc()
             self.producer.flush()
-        except Exception:
-            log.exception("%s: batch of %d failed; it will be delivered again", self.service, len(messages))
+        except Exception as exc:
+            # Logged by run_forever's circuit breaker (once per state change), here only at DEBUG.
+            log.debug("%s: batch of %d failed (%s); it will be delivered again", self.service, len(messages), exc)
             self._restart_consumer()
             raise
-        self.consumer.commit(messages)
+        try:
+            consumer.commit(messages)
+        except Exception as exc:
+            if type(exc).__name__ != "CommitFailedError":
+                self._restart_consumer()
+                raise
+            # The group gave these partitions to another member (a rebalance, or this batch outlived
+            # max.poll.interval): that member gets the batch again; the outputs are already durable.
+            self.metrics.commit_failures.labels(self.service).inc()
+            log.warning(
+                "%s: commit of a batch of %d refused by the group (%s); it will be redelivered",
+                self.service,
+                len(messages),
+                exc,
+            )
         for m in messages:
             self.metrics.consumed.labels(self.service, m.topic).inc()
         self.metrics.batch_seconds.labels(self.service).observe(time.perf_counter() - started)
+        self._export_lag(consumer)
+        self.beat()
         return len(messages)
+
+    def _export_lag(self, consumer: Consumer) -> None:
+        try:
+            self.metrics.lag.labels(self.service).set(consumer.lag())
+        except Exception as exc:  # noqa: BLE001 - best effort; never fails a committed batch
+            log.debug("%s: lag not available: %s", self.service, exc)
 
     def _process(self, items: list[tuple[Message, T]]) -> list[tuple[Message, Result]]:
         """Run the handler; when it raises a non-transient error, find the poison by halves.
@@ -181,6 +273,8 @@ class Worker(Generic[T]):
             return []
         attempts = self.poison_attempts if len(items) == 1 else 1
         for attempt in range(attempts):
+            if attempt:
+                self._keepalive()
             try:
                 results = self.handler([d for _, d in items])
                 if len(results) != len(items):
@@ -210,26 +304,84 @@ class Worker(Generic[T]):
                         exc,
                     )
         mid = len(items) // 2
-        return self._process(items[:mid]) + self._process(items[mid:])
+        first = self._process(items[:mid])
+        self._keepalive()
+        return first + self._process(items[mid:])
+
+    def _keepalive(self) -> None:
+        if self._consumer is not None:
+            self._consumer.keepalive()
 
     def _restart_consumer(self) -> None:
-        try:
-            self.consumer.close()
-        finally:
-            self.consumer = self.bus.consumer(self.topics, self.group_id)
+        """Close the consumer and create a new one (which starts at the committed offsets).
 
-    def run_forever(
-        self, poll_timeout: float = 1.0, on_idle: Callable[[], Any] | None = None, retry_delay: float = 2.0
-    ) -> None:
+        Never leaves a closed consumer in place: if the new one cannot be created (broker down), the
+        slot stays empty and :attr:`consumer` tries again on the next loop turn.
+        """
+        old, self._consumer = self._consumer, None
+        if old is not None:
+            try:
+                old.close()
+            except Exception as exc:  # noqa: BLE001 - a consumer of a dead broker may fail to close
+                log.debug("%s: closing the old consumer failed: %s", self.service, exc)
+        try:
+            self._consumer = self.bus.consumer(self.topics, self.group_id)
+        except Exception as exc:  # noqa: BLE001 - retried (with backoff) on the next loop turn
+            log.warning(
+                "%s: could not re-create the consumer (%s: %s); retrying on the next turn",
+                self.service,
+                type(exc).__name__,
+                exc,
+            )
+
+    def _on_failure(self, exc: BaseException) -> float:
+        """Open the breaker (or keep it open); log only state changes and new errors. Returns the delay."""
+        delay = self.backoff.next_delay()
+        kind = "transient fault" if is_transient(exc) else "error"
+        error = f"{type(exc).__name__}: {exc}"
+        if self.healthy:
+            self.healthy = False
+            self._failing_since = time.monotonic()
+            self.metrics.worker_healthy.labels(self.service).set(0)
+            log.warning(
+                "%s: %s; consumption paused, retrying with backoff (next in %.1f s)",
+                self.service,
+                kind,
+                delay,
+                exc_info=exc,
+            )
+        elif error != self._last_error:
+            log.warning("%s: still failing, now with %s: %s (next try in %.1f s)", self.service, kind, error, delay)
+        else:
+            log.debug("%s: attempt %d failed: %s (next in %.1f s)", self.service, self.backoff.failures, error, delay)
+        self._last_error = error
+        return delay
+
+    def _on_success(self) -> None:
+        if not self.healthy:
+            log.info(
+                "%s: recovered after %d failed attempts in %.0f s; consuming again",
+                self.service,
+                self.backoff.failures,
+                time.monotonic() - self._failing_since,
+            )
+            self.healthy = True
+            self._last_error = ""
+            self.metrics.worker_healthy.labels(self.service).set(1)
+        self.backoff.reset()
+
+    def run_forever(self, poll_timeout: float = 1.0, on_idle: Callable[[], Any] | None = None) -> None:
         """Loop until :meth:`stop` (or SIGTERM/SIGINT when installed by the caller)."""
         while not self._stop.is_set():
             try:
                 n = self.run_once(poll_timeout)
-            except Exception:  # noqa: BLE001 - logged in run_once; back off, then retry the batch
-                self._stop.wait(retry_delay)
+                self._on_success()
+                if on_idle is not None:
+                    on_idle()
+            except Exception as exc:  # noqa: BLE001 - every error: breaker open, logged, backed off
+                self._stop.wait(self._on_failure(exc))
+                self.beat()
                 continue
-            if on_idle is not None:
-                on_idle()
             if n == 0 and self._stop.is_set():
                 break
         self.close()
@@ -241,7 +393,8 @@ class Worker(Generic[T]):
         try:
             self.producer.close()
         finally:
-            self.consumer.close()
+            if self._consumer is not None:
+                self._consumer.close()
 
 
 def install_signal_handlers(*workers: Worker[Any]) -> None:

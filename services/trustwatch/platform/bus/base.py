@@ -46,8 +46,14 @@ class Consumer(abc.ABC):
         """Leave the group without committing anything further."""
 
     def lag(self) -> int:
-        """Messages in the subscribed topics not yet committed by this group (best effort)."""
+        """Messages not yet committed by this group in the partitions this consumer is assigned
+        (every partition of the subscribed topics when the bus has no assignment); best effort."""
         return 0
+
+    def keepalive(self) -> None:
+        """Tell the group this consumer is still working, without taking new messages (call it
+        between the steps of a long batch, so the batch does not outlive ``max.poll.interval``)."""
+        return None
 
 
 class Bus(abc.ABC):

@@ -12,14 +12,22 @@ Two choices keep the Kafka bus behaving like the in-memory one:
 * A new consumer's first polls wait for the group join (up to ``join_timeout`` seconds), however
   short their ``timeout``: joining takes a moment on Kafka and none on the memory bus, and a
   caller's "poll(1 s) returned nothing" must mean "nothing there", not "not joined yet".
+
+Consumer settings (session timeout, max poll interval and records, request timeout, static group
+membership) come from the TRUSTWATCH_KAFKA_* variables and TRUSTWATCH_INSTANCE_ID (see
+:func:`client_settings`). With static membership a restarted process gets its partitions back as
+soon as it rejoins, instead of after the dead member's session timeout.
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import re
 import threading
 import time
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar
 
 from kafka import ConsumerRebalanceListener, KafkaAdminClient, KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError, KafkaTimeoutError, TopicAlreadyExistsError, UnknownError
@@ -28,6 +36,8 @@ from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from trustwatch.platform import config
 from trustwatch.platform.bus.base import Bus, Consumer, Message, Producer
+
+log = logging.getLogger(__name__)
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
@@ -65,6 +75,46 @@ def security_options(env: Callable[[str], str] = config.env) -> dict[str, Any]:
     return options
 
 
+def _positive(env: Callable[[str], str], name: str) -> int:
+    raw = env(name)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not a whole number") from None
+    if value <= 0:
+        raise ValueError(f"{name}={raw!r} must be positive")
+    return value
+
+
+def instance_id(env: Callable[[str], str] = config.env, environ: Mapping[str, str] = os.environ) -> str:
+    """The static group membership id: TRUSTWATCH_INSTANCE_ID; when empty, the pod name (HOSTNAME)
+    inside Kubernetes and none elsewhere; ``none``: none. ``""`` means dynamic membership."""
+    raw = env("TRUSTWATCH_INSTANCE_ID").strip()
+    if raw.lower() == "none":
+        return ""
+    if not raw and environ.get("KUBERNETES_SERVICE_HOST"):
+        raw = environ.get("HOSTNAME", "")
+    return re.sub(r"[^A-Za-z0-9._-]", "_", raw)[:200]
+
+
+def client_settings(env: Callable[[str], str] = config.env, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
+    """Kafka consumer settings from the declared variables, as kafka-python configs: session timeout
+    (with a heartbeat a third of it, at most 3 s), max poll interval, max poll records, request
+    timeout, and ``group_instance_id`` when static membership is on (see :func:`instance_id`)."""
+    session = _positive(env, "TRUSTWATCH_KAFKA_SESSION_TIMEOUT_MS")
+    options: dict[str, Any] = {
+        "session_timeout_ms": session,
+        "heartbeat_interval_ms": max(100, min(3000, session // 3)),
+        "max_poll_interval_ms": _positive(env, "TRUSTWATCH_KAFKA_MAX_POLL_INTERVAL_MS"),
+        "max_poll_records": _positive(env, "TRUSTWATCH_KAFKA_MAX_POLL_RECORDS"),
+        "request_timeout_ms": _positive(env, "TRUSTWATCH_KAFKA_REQUEST_TIMEOUT_MS"),
+    }
+    instance = instance_id(env, environ)
+    if instance:
+        options["group_instance_id"] = instance
+    return options
+
+
 def _only_known(cls: Any, options: dict[str, Any]) -> dict[str, Any]:
     """The options a kafka-python client class accepts (each raises on configs it does not know)."""
     return {k: v for k, v in options.items() if k in cls.DEFAULT_CONFIG}
@@ -85,6 +135,7 @@ class KafkaBus(Bus):
         client_id: str = "trustwatch",
         partitions: int = 1,
         join_timeout: float = 60.0,
+        unassigned_rejoin_s: float | None = None,
         **kwargs: Any,
     ) -> None:
         classes = (KafkaProducer, KafkaConsumer, KafkaAdminClient)
@@ -96,9 +147,19 @@ class KafkaBus(Bus):
         self.join_timeout = join_timeout
         try:
             security = security_options()
+            settings = client_settings()
+            if unassigned_rejoin_s is None:
+                unassigned_rejoin_s = float(config.env("TRUSTWATCH_KAFKA_UNASSIGNED_REJOIN_S"))
         except ValueError as e:
             raise SystemExit(str(e)) from None
-        self._options: dict[str, Any] = {"bootstrap_servers": bootstrap, "client_id": client_id, **security, **kwargs}
+        self.unassigned_rejoin_s = unassigned_rejoin_s
+        self._options: dict[str, Any] = {
+            "bootstrap_servers": bootstrap,
+            "client_id": client_id,
+            **security,
+            **settings,
+            **kwargs,
+        }
         self._admin: KafkaAdminClient | None = None
         self._admin_lock = threading.Lock()
         self._known_topics: set[str] = set()
@@ -213,22 +274,61 @@ class _JoinListener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-p
 
 
 class _KafkaConsumer(Consumer):
+    # Static membership ids in use in this process, per group: a second consumer of the same group
+    # open at the same time (tests, or two workers) gets "<id>.<n>" so that it does not fence the first.
+    _slots: ClassVar[dict[tuple[str, str], set[int]]] = {}
+    _slots_lock: ClassVar[threading.Lock] = threading.Lock()
+
     def __init__(self, bus: KafkaBus, topics: list[str], group_id: str) -> None:
         self._topics = list(topics)
+        self._group = group_id
         self._join_timeout = bus.join_timeout
         self._join_deadline: float | None = None  # set by the first poll, which is when the join starts
-        self._consumer = KafkaConsumer(
-            **{
-                **bus._client_options(KafkaConsumer),
-                "group_id": group_id,
-                "enable_auto_commit": False,
-                "auto_offset_reset": "earliest",
-            }
+        options = {
+            **bus._client_options(KafkaConsumer),
+            "group_id": group_id,
+            "enable_auto_commit": False,
+            "auto_offset_reset": "earliest",
+        }
+        self._max_poll_records: int = (
+            options.get("max_poll_records") or KafkaConsumer.DEFAULT_CONFIG["max_poll_records"]
         )
+        self._max_poll_interval_s: float = (
+            options.get("max_poll_interval_ms") or KafkaConsumer.DEFAULT_CONFIG["max_poll_interval_ms"]
+        ) / 1000
+        self._slot: tuple[tuple[str, str], int] | None = None
+        if options.get("group_instance_id"):
+            key = (str(options["group_instance_id"]), group_id)
+            with self._slots_lock:
+                used = self._slots.setdefault(key, set())
+                n = next(i for i in range(len(used) + 1) if i not in used)
+                used.add(n)
+            self._slot = (key, n)
+            if n:
+                options["group_instance_id"] = f"{key[0]}.{n}"
+        try:
+            self._consumer = KafkaConsumer(**options)
+        except Exception:
+            self._release_slot()
+            raise
         self._listener = _JoinListener()
         self._consumer.subscribe(self._topics, listener=self._listener)
         # Highest offset committed per partition by this consumer: a commit never moves backwards.
         self._committed: dict[TopicPartition, int] = {}
+        self._last_poll = time.monotonic()
+        self._rejoin_after = bus.unassigned_rejoin_s
+        # Since when this member has had no partition (None: it has some, or has not joined yet),
+        # and the group's committed offsets then (a member with nothing to do is fine; one with
+        # nothing while the work waits and nobody commits is stuck).
+        self._unassigned_since: float | None = None
+        self._unassigned_snapshot: dict[TopicPartition, int] = {}
+
+    def _release_slot(self) -> None:
+        if self._slot is not None:
+            key, n = self._slot
+            with self._slots_lock:
+                self._slots.get(key, set()).discard(n)
+            self._slot = None
 
     def poll(self, timeout: float = 1.0, max_records: int = 500) -> list[Message]:
         deadline = time.monotonic() + timeout
@@ -241,9 +341,12 @@ class _KafkaConsumer(Consumer):
             end = deadline if joined else max(deadline, self._join_deadline)
             remaining_ms = max(0, int((end - time.monotonic()) * 1000))
             batches = self._consumer.poll(
-                timeout_ms=remaining_ms if joined else min(remaining_ms, 200), max_records=max_records
+                timeout_ms=remaining_ms if joined else min(remaining_ms, 200),
+                max_records=max(1, min(max_records, self._max_poll_records)),
             )
+            self._last_poll = time.monotonic()
             if batches:
+                self._unassigned_since = None
                 return [
                     Message(r.topic, r.partition, r.offset, r.key, r.value)
                     for records in batches.values()
@@ -258,7 +361,71 @@ class _KafkaConsumer(Consumer):
                     raise TimeoutError(
                         f"consumer of {self._topics} did not join its group in {self._join_timeout:.0f} s"
                     )
+                self._check_assignment()
                 return []
+
+    def _partitions(self) -> list[TopicPartition]:
+        return [
+            TopicPartition(t, p) for t in self._topics for p in sorted(self._consumer.partitions_for_topic(t) or ())
+        ]
+
+    def _group_lag(self, partitions: list[TopicPartition]) -> tuple[int, dict[TopicPartition, int]]:
+        ends = self._consumer.end_offsets(partitions)
+        committed = {tp: self._consumer.committed(tp) or 0 for tp in partitions}
+        return sum(max(0, ends[tp] - committed[tp]) for tp in partitions), committed
+
+    def _check_assignment(self) -> None:
+        """A member that joined but has had no partition for ``unassigned_rejoin_s`` while its topics
+        hold uncommitted messages that nobody commits is stuck (seen: a join whose assignment never
+        came): log a warning and re-join the group."""
+        if not self._rejoin_after or self._consumer.assignment():
+            self._unassigned_since = None
+            return
+        now = time.monotonic()
+        if self._unassigned_since is None:
+            self._unassigned_since = now
+            self._unassigned_snapshot = {}
+            return
+        if now - self._unassigned_since < self._rejoin_after:
+            return
+        partitions = self._partitions()
+        lag, committed = self._group_lag(partitions) if partitions else (0, {})
+        stuck = lag > 0 and (not self._unassigned_snapshot or committed == self._unassigned_snapshot)
+        if lag > 0 and not self._unassigned_snapshot:
+            # First look after the limit: remember the group's offsets; stuck if they do not move.
+            self._unassigned_snapshot, self._unassigned_since = committed, now
+            return
+        if not stuck:
+            self._unassigned_since, self._unassigned_snapshot = now, {}
+            return
+        log.warning(
+            "consumer of %s (group %s) has had no partition for %.0f s while %d messages wait uncommitted; "
+            "re-joining the group",
+            self._topics,
+            self._group,
+            now - self._unassigned_since + self._rejoin_after,
+            lag,
+        )
+        self._unassigned_since, self._unassigned_snapshot = None, {}
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None and hasattr(coordinator, "request_rejoin"):
+            coordinator.request_rejoin()
+        else:  # the caller re-creates the consumer on this error
+            raise TimeoutError(f"consumer of {self._topics} got no partition; re-joining")
+
+    def keepalive(self) -> None:
+        """Poll with every assigned partition paused: resets the max.poll.interval clock and lets a
+        rebalance happen, without returning (or skipping) any message."""
+        assigned = list(self._consumer.assignment())
+        if not assigned:
+            return
+        self._consumer.pause(*assigned)
+        try:
+            self._consumer.poll(timeout_ms=0, update_offsets=False)
+            self._last_poll = time.monotonic()
+        finally:
+            still = self._consumer.assignment()
+            self._consumer.resume(*[tp for tp in assigned if tp in still])
 
     def commit(self, messages: list[Message]) -> None:
         offsets: dict[TopicPartition, int] = {}
@@ -268,23 +435,41 @@ class _KafkaConsumer(Consumer):
         offsets = {tp: o for tp, o in offsets.items() if o > self._committed.get(tp, -1)}
         if not offsets:
             return
+        since_poll = time.monotonic() - self._last_poll
+        if since_poll > self._max_poll_interval_s:
+            log.warning(
+                "consumer of %s: %.0f s since the last poll, more than max.poll.interval (%.0f s); the group "
+                "may have moved these partitions (process smaller batches or raise "
+                "TRUSTWATCH_KAFKA_MAX_POLL_INTERVAL_MS)",
+                self._topics,
+                since_poll,
+                self._max_poll_interval_s,
+            )
         # Raises CommitFailedError if a rebalance moved these partitions to another member meanwhile;
         # the messages are then redelivered to that member (at least once, never lost).
         self._consumer.commit({tp: OffsetAndMetadata(o, "", -1) for tp, o in offsets.items()})
         self._committed.update(offsets)
 
     def lag(self) -> int:
-        """Best effort, from the broker's end offsets and the group's committed offsets.
+        """Uncommitted messages in the partitions assigned to this consumer (other replicas report
+        theirs), from the broker's end offsets and the group's committed offsets; best effort.
 
         Like every call on this consumer, make it from the thread that polls.
         """
-        partitions = [
-            TopicPartition(t, p) for t in self._topics for p in sorted(self._consumer.partitions_for_topic(t) or ())
-        ]
+        partitions = sorted(self._consumer.assignment(), key=lambda tp: (tp.topic, tp.partition))
         if not partitions:
             return 0
         ends = self._consumer.end_offsets(partitions)
-        return sum(max(0, ends[tp] - (self._consumer.committed(tp) or 0)) for tp in partitions)
+        total = 0
+        for tp in partitions:
+            committed = self._committed.get(tp)
+            if committed is None:
+                committed = self._consumer.committed(tp) or 0
+            total += max(0, ends[tp] - committed)
+        return total
 
     def close(self) -> None:
-        self._consumer.close(autocommit=False)
+        try:
+            self._consumer.close(autocommit=False)
+        finally:
+            self._release_slot()

@@ -1,0 +1,66 @@
+"""Kafka client settings come from declared variables (issue 8): timeouts, poll sizes, static membership."""
+
+from __future__ import annotations
+
+import pytest
+
+from trustwatch.platform import config
+from trustwatch.platform.bus.kafka import KafkaBus, client_settings, instance_id
+
+
+def _env(values):
+    return lambda name: values.get(name, config.VARIABLES[name].default)
+
+
+def test_defaults_shorten_the_session_and_keep_kafka_poll_defaults():
+    s = client_settings(_env({}), environ={})
+    assert s == {
+        "session_timeout_ms": 10000,
+        "heartbeat_interval_ms": 3000,
+        "max_poll_interval_ms": 300000,
+        "max_poll_records": 500,
+        "request_timeout_ms": 30000,
+    }
+
+
+def test_every_setting_comes_from_its_variable():
+    s = client_settings(
+        _env(
+            {
+                "TRUSTWATCH_KAFKA_SESSION_TIMEOUT_MS": "6000",
+                "TRUSTWATCH_KAFKA_MAX_POLL_INTERVAL_MS": "600000",
+                "TRUSTWATCH_KAFKA_MAX_POLL_RECORDS": "64",
+                "TRUSTWATCH_KAFKA_REQUEST_TIMEOUT_MS": "40000",
+                "TRUSTWATCH_INSTANCE_ID": "gen-0",
+            }
+        ),
+        environ={},
+    )
+    assert s["session_timeout_ms"] == 6000 and s["heartbeat_interval_ms"] == 2000
+    assert s["max_poll_interval_ms"] == 600000 and s["max_poll_records"] == 64
+    assert s["request_timeout_ms"] == 40000 and s["group_instance_id"] == "gen-0"
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "ten"])
+def test_bad_values_are_refused(bad):
+    with pytest.raises(ValueError, match="TRUSTWATCH_KAFKA_MAX_POLL_RECORDS"):
+        client_settings(_env({"TRUSTWATCH_KAFKA_MAX_POLL_RECORDS": bad}), environ={})
+
+
+def test_static_membership_defaults_to_the_pod_name_in_kubernetes_only():
+    k8s = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "HOSTNAME": "generator-7d9f-abcde"}
+    assert instance_id(_env({}), k8s) == "generator-7d9f-abcde"
+    assert instance_id(_env({}), {"HOSTNAME": "laptop"}) == ""  # local processes share a host name
+    assert instance_id(_env({"TRUSTWATCH_INSTANCE_ID": "none"}), k8s) == ""
+    assert instance_id(_env({"TRUSTWATCH_INSTANCE_ID": "a b/c"}), {}) == "a_b_c"
+
+
+def test_the_bus_passes_the_settings_to_its_clients(monkeypatch):
+    monkeypatch.setenv("TRUSTWATCH_KAFKA_MAX_POLL_RECORDS", "32")
+    monkeypatch.setenv("TRUSTWATCH_KAFKA_UNASSIGNED_REJOIN_S", "15")
+    bus = KafkaBus("127.0.0.1:1")  # no connection is made until a client is created
+    assert bus._options["max_poll_records"] == 32 and bus.unassigned_rejoin_s == 15
+    assert KafkaBus("127.0.0.1:1", max_poll_records=8)._options["max_poll_records"] == 8  # arguments win
+    monkeypatch.setenv("TRUSTWATCH_KAFKA_SESSION_TIMEOUT_MS", "soon")
+    with pytest.raises(SystemExit, match="TRUSTWATCH_KAFKA_SESSION_TIMEOUT_MS"):
+        KafkaBus("127.0.0.1:1")
