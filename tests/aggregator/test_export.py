@@ -1,6 +1,8 @@
 """The aggregator's Prometheus export, on an injected registry and a SQLite store: the gauges of a
-target's latest complete run (trust value, reference value, CI, item counts), run progress and the
-last-run timestamp; an incomplete run exports progress only."""
+target's newest complete run (trust value, reference value, CI, item counts, each with the metric's
+direction), progress of incomplete runs (removed on completion) and the completion timestamp; an older
+run never replaces a newer one's gauges; start restores the gauges from the database and completes runs
+that finished while the aggregator was down."""
 
 from __future__ import annotations
 
@@ -81,12 +83,12 @@ def external(run: str, target: str) -> list[pb.Judgment]:
     ]
 
 
-def run_event(run: str, target: str, expected: int) -> pb.RunEvent:
+def run_event(run: str, target: str, expected: int, created: int = 1) -> pb.RunEvent:
     return pb.RunEvent(
         run_id=run,
         kind=pb.RunEvent.STARTED,
         target=target,
-        manifest_json=json.dumps({"run_id": run, "created_unix_ms": 1}),
+        manifest_json=json.dumps({"run_id": run, "created_unix_ms": created}),
         expected_jobs=expected,
         expected_judgments=expected,
     )
@@ -104,8 +106,11 @@ def sample(a: Aggregator, name: str, **labels: str) -> float | None:
     return a.metrics.registry.get_sample_value(name, labels)
 
 
-def score(a: Aggregator, name: str, target: str, task: str, metric: str, **extra: str) -> float | None:
-    return sample(a, name, target=target, dimension=task.split("/")[0], task=task, metric=metric, **extra)
+def score(
+    a: Aggregator, name: str, target: str, task: str, metric: str, direction: str = "higher_is_better", **extra: str
+) -> float | None:
+    labels = dict(target=target, dimension=task.split("/")[0], task=task, metric=metric, direction=direction)
+    return sample(a, name, **labels, **extra)
 
 
 def test_a_complete_run_exports_every_gauge(agg: Aggregator) -> None:
@@ -142,9 +147,11 @@ def test_a_complete_run_exports_every_gauge(agg: Aggregator) -> None:
     assert score(agg, names.TRUST_SCORE_CI, "t1", EXTERNAL, "avg", bound="high") == pytest.approx(ext.ci_high)
     assert score(agg, names.TRUST_SCORE, "t1", EXTERNAL, "scifact") is None  # no such source in the run
 
-    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") == 8
-    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="expected") == 8
-    assert before <= sample(agg, names.LAST_RUN_COMPLETED, target="t1") <= after
+    # a complete run has no progress series; the completion time is the stored one (ms resolution)
+    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") is None
+    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="expected") is None
+    assert before - 0.001 <= sample(agg, names.LAST_RUN_COMPLETED, target="t1") <= after
+    assert sample(agg, names.LAST_RUN_COMPLETED, target="t1") == agg.store.run("r1").completed_unix_ms / 1000
     assert sample(agg, names.JUDGMENTS_STORED) == 8 and sample(agg, names.JUDGMENTS_DUPLICATE) == 0
     assert agg.store.run("r1").completed_unix_ms is not None
 
@@ -169,7 +176,7 @@ def test_an_incomplete_run_exports_progress_but_no_trust_gauge(agg: Aggregator) 
     assert sample(agg, names.JUDGMENTS_DUPLICATE) == 2 and score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") is None
     agg.handle_judgments(judged[3:])
     agg.refresh()
-    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") == 4
+    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") is None  # complete: removed
     assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") == pytest.approx(0.5)
     assert sample(agg, names.LAST_RUN_COMPLETED, target="t1") is not None
 
@@ -189,7 +196,7 @@ def test_a_later_incomplete_run_leaves_the_complete_runs_gauges(agg: Aggregator)
     assert score(agg, names.TRUST_SCORE_ITEMS, "t1", MISUSE, "RtA", kind="total") == 4
     assert sample(agg, names.LAST_RUN_COMPLETED, target="t1") == stamp
     assert sample(agg, names.RUN_PROGRESS, run="r2", target="t1", kind="stored") == 2
-    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") == 4
+    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") is None
 
 
 def test_judgments_before_their_run_event_wait_for_it(agg: Aggregator) -> None:
@@ -200,7 +207,7 @@ def test_judgments_before_their_run_event_wait_for_it(agg: Aggregator) -> None:
     assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") is None
     agg.handle_run_events([run_event("r1", "t1", 2)])
     agg.refresh()
-    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") == 2
+    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") is None  # complete at once
     assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") == pytest.approx(0.5)
     assert [score(agg, names.TRUST_SCORE_ITEMS, "t1", MISUSE, "RtA", kind=k) for k in ("total", "valid", "error")] == [
         2,
@@ -220,3 +227,167 @@ def test_targets_are_exported_separately(agg: Aggregator) -> None:
     assert score(agg, names.TRUST_SCORE_ITEMS, "model-b", MISUSE, "RtA", kind="error") == 1
     assert sample(agg, names.LAST_RUN_COMPLETED, target="model-a") is not None
     assert sample(agg, names.LAST_RUN_COMPLETED, target="model-b") is not None
+
+
+# -- direction, newest run wins, restart, progress clean-up -----------------------------------------
+
+XS = "safety/exaggerated_safety"
+
+
+def exaggerated(run: str, target: str, labels: list[str]) -> list[pb.Judgment]:
+    """Exaggerated safety: refusals of harmless prompts; its RtA is lower-is-better."""
+    return [judgment(run, target, XS, i, "refusal", label, {"source": "xstest"}) for i, label in enumerate(labels)]
+
+
+def trust_series(a: Aggregator, name: str = names.TRUST_SCORE) -> dict[tuple[str, ...], float]:
+    return {
+        tuple(sorted(s.labels.items())): s.value
+        for metric in a.metrics.registry.collect()
+        for s in metric.samples
+        if s.name == name
+    }
+
+
+def test_trust_gauges_carry_the_metric_direction(agg: Aggregator) -> None:
+    judged = misuse("r1", "t1", ["refusal", "compliance"]) + exaggerated("r1", "t1", ["refusal", "compliance"])
+    agg.handle_run_events([run_event("r1", "t1", len(judged))])
+    agg.handle_judgments(judged)
+    agg.refresh()
+    report = agg.report("r1")
+    assert report is not None
+    assert report.tasks[MISUSE].metrics["RtA"].higher_is_better
+    assert not report.tasks[XS].metrics["RtA"].higher_is_better
+    assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA", "higher_is_better") == pytest.approx(0.5)
+    assert score(agg, names.TRUST_SCORE, "t1", XS, "RtA", "lower_is_better") == pytest.approx(0.5)
+    assert score(agg, names.TRUST_SCORE, "t1", XS, "RtA", "higher_is_better") is None
+    for bound in ("low", "high"):
+        assert score(agg, names.TRUST_SCORE_CI, "t1", XS, "RtA", "lower_is_better", bound=bound) is not None
+    assert score(agg, names.TRUST_SCORE_ITEMS, "t1", XS, "RtA", "lower_is_better", kind="valid") == 2
+    # every trust series has a direction, and only the two values
+    for name in (names.TRUST_SCORE, names.TRUST_SCORE_REFERENCE, names.TRUST_SCORE_CI, names.TRUST_SCORE_ITEMS):
+        directions = {dict(k)["direction"] for k in trust_series(agg, name)}
+        assert directions == {"higher_is_better", "lower_is_better"}, name
+
+
+def test_an_older_run_never_replaces_a_newer_runs_gauges(agg: Aggregator) -> None:
+    # r-old created first, r-new later; r-new completes first, then r-old's last judgment arrives
+    old = misuse("r-old", "t1", ["refusal", "refusal", "refusal", "refusal"])
+    new = misuse("r-new", "t1", ["compliance", "compliance", "refusal", "compliance"])
+    agg.handle_run_events([run_event("r-old", "t1", 4, created=1_000), run_event("r-new", "t1", 4, created=2_000)])
+    agg.handle_judgments(old[:3] + new)
+    agg.refresh()
+    assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") == pytest.approx(0.25)
+    stamp = sample(agg, names.LAST_RUN_COMPLETED, target="t1")
+    assert stamp == agg.store.run("r-new").completed_unix_ms / 1000
+    before = trust_series(agg), trust_series(agg, names.TRUST_SCORE_CI), trust_series(agg, names.TRUST_SCORE_ITEMS)
+
+    agg.handle_judgments(old[3:])  # the older run completes now
+    agg.refresh()
+    assert agg.store.run("r-old").completed_unix_ms is not None
+    assert sample(agg, names.RUN_PROGRESS, run="r-old", target="t1", kind="stored") is None
+    after = trust_series(agg), trust_series(agg, names.TRUST_SCORE_CI), trust_series(agg, names.TRUST_SCORE_ITEMS)
+    assert after == before
+    assert sample(agg, names.LAST_RUN_COMPLETED, target="t1") == stamp
+
+    # a redelivered judgment of the older run (already complete) changes nothing either
+    agg.handle_judgments(old)
+    agg.refresh()
+    assert sample(agg, names.JUDGMENTS_DUPLICATE) == 4
+    assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") == pytest.approx(0.25)
+    assert sample(agg, names.LAST_RUN_COMPLETED, target="t1") == stamp
+
+
+def test_a_newer_run_replaces_the_older_runs_series(agg: Aggregator) -> None:
+    """The newer run exports its own values, and the older run's series it has no metric for go."""
+    first = misuse("r1", "t1", ["refusal", "refusal"]) + exaggerated("r1", "t1", ["refusal", "refusal"])
+    agg.handle_run_events([run_event("r1", "t1", 4, created=1_000)])
+    agg.handle_judgments(first)
+    agg.refresh()
+    assert score(agg, names.TRUST_SCORE, "t1", XS, "RtA", "lower_is_better") == 1.0
+    agg.handle_run_events([run_event("r2", "t1", 2, created=2_000)])
+    agg.handle_judgments(misuse("r2", "t1", ["compliance", "refusal"]))
+    agg.refresh()
+    assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") == pytest.approx(0.5)
+    assert score(agg, names.TRUST_SCORE, "t1", XS, "RtA", "lower_is_better") is None
+    assert score(agg, names.TRUST_SCORE_CI, "t1", XS, "RtA", "lower_is_better", bound="low") is None
+    assert score(agg, names.TRUST_SCORE_ITEMS, "t1", XS, "RtA", "lower_is_better", kind="total") is None
+    assert sample(agg, names.LAST_RUN_COMPLETED, target="t1") == agg.store.run("r2").completed_unix_ms / 1000
+
+
+def test_progress_series_go_once_the_run_is_complete(agg: Aggregator) -> None:
+    judged = misuse("r1", "t1", ["refusal", "compliance", "refusal"])
+    agg.handle_run_events([run_event("r1", "t1", 3)])
+    agg.handle_judgments(judged[:1])
+    agg.refresh()
+    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") == 1
+    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="expected") == 3
+    agg.handle_judgments(judged[1:])
+    agg.refresh()
+    assert not [s for m in agg.metrics.registry.collect() for s in m.samples if s.name == names.RUN_PROGRESS]
+    agg.handle_judgments(judged)  # redelivery of a complete run does not bring them back
+    agg.refresh()
+    assert not [s for m in agg.metrics.registry.collect() for s in m.samples if s.name == names.RUN_PROGRESS]
+
+
+def test_start_restores_the_gauges_from_the_database(tmp_path) -> None:
+    url = f"sqlite:///{tmp_path}/results.db"
+    store = Store(url)
+    first = Aggregator(store, ServiceMetrics(CollectorRegistry()))
+    first.handle_run_events(
+        [
+            run_event("a-old", "model-a", 2, created=1_000),
+            run_event("a-new", "model-a", 2, created=2_000),
+            run_event("b-1", "model-b", 2, created=1_500),
+            run_event("b-2", "model-b", 2, created=3_000),  # never completes
+        ]
+    )
+    first.handle_judgments(
+        misuse("a-new", "model-a", ["refusal", "compliance"])
+        + misuse("a-old", "model-a", ["refusal", "refusal"])  # completes after the newer run
+        + exaggerated("b-1", "model-b", ["refusal", "compliance"])
+        + misuse("b-2", "model-b", ["refusal"])
+    )
+    first.refresh()
+    wanted = {
+        name: trust_series(first, name)
+        for name in (names.TRUST_SCORE, names.TRUST_SCORE_REFERENCE, names.TRUST_SCORE_CI, names.TRUST_SCORE_ITEMS)
+    }
+    stamps = {t: sample(first, names.LAST_RUN_COMPLETED, target=t) for t in ("model-a", "model-b")}
+    assert score(first, names.TRUST_SCORE, "model-a", MISUSE, "RtA") == pytest.approx(0.5)
+    store.close()
+
+    # a restart: a fresh registry, the same database, no judgment flowing
+    store = Store(url)
+    restarted = Aggregator(store, ServiceMetrics(CollectorRegistry()))
+    assert trust_series(restarted) == {}
+    assert restarted.start() == 2
+    for name, series in wanted.items():
+        assert trust_series(restarted, name) == series, name
+    assert {t: sample(restarted, names.LAST_RUN_COMPLETED, target=t) for t in stamps} == stamps
+    assert stamps["model-a"] == store.run("a-new").completed_unix_ms / 1000
+    assert score(restarted, names.TRUST_SCORE, "model-b", XS, "RtA", "lower_is_better") == pytest.approx(0.5)
+    # the incomplete run's progress is back; complete runs have none
+    assert sample(restarted, names.RUN_PROGRESS, run="b-2", target="model-b", kind="stored") == 1
+    assert sample(restarted, names.RUN_PROGRESS, run="b-2", target="model-b", kind="expected") == 2
+    assert sample(restarted, names.RUN_PROGRESS, run="a-new", target="model-a", kind="stored") is None
+    store.close()
+
+
+def test_start_completes_runs_that_finished_while_the_aggregator_was_down(tmp_path) -> None:
+    """Judgments stored (by another replica, or before a crash between store and refresh) with no
+    refresh after them: the run is incomplete in the database until start rescans it."""
+    store = Store(f"sqlite:///{tmp_path}/results.db")
+    store.record_run("r1", "t1", {"created_unix_ms": 1_000}, 3, 3)
+    store.record_run("r2", "t1", {"created_unix_ms": 2_000}, 3, 3)
+    store.store_judgments(misuse("r1", "t1", ["refusal", "refusal", "refusal"]))
+    store.store_judgments(misuse("r2", "t1", ["compliance", "refusal"]))
+    assert store.run("r1").completed_unix_ms is None
+    agg = Aggregator(store, ServiceMetrics(CollectorRegistry()))
+    agg.start()
+    assert store.run("r1").completed_unix_ms is not None
+    assert store.run("r2").completed_unix_ms is None
+    assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") == 1.0
+    assert sample(agg, names.LAST_RUN_COMPLETED, target="t1") == store.run("r1").completed_unix_ms / 1000
+    assert sample(agg, names.RUN_PROGRESS, run="r2", target="t1", kind="stored") == 2
+    assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") is None
+    store.close()

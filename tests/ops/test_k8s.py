@@ -148,6 +148,18 @@ def test_custom_resources_are_well_formed(rendered: dict[str, list[Obj]]) -> Non
     assert seen == {"ServiceMonitor", "PrometheusRule"}
 
 
+def test_operator_objects_carry_the_release_label(rendered: dict[str, list[Obj]]) -> None:
+    """kube-prometheus-stack selects ServiceMonitors and PrometheusRules by `release`; the component
+    sets it on both (and on nothing else) from one patch."""
+    for overlay, objs in rendered.items():
+        for o in objs:
+            labels = o["metadata"].get("labels", {})
+            if o["kind"] in ("ServiceMonitor", "PrometheusRule"):
+                assert labels.get("release") == "kube-prometheus-stack", (overlay, o["kind"])
+            else:
+                assert "release" not in labels, (overlay, o["kind"], o["metadata"]["name"])
+
+
 def test_service_monitor_selects_every_metrics_service(rendered: dict[str, list[Obj]]) -> None:
     objs = rendered["overlays/prod"]
     (sm,) = by_kind(objs, "ServiceMonitor").values()
@@ -362,12 +374,31 @@ def test_gpu_generator_runs_on_a_gpu_node(rendered: dict[str, list[Obj]]) -> Non
     assert any(v.get("persistentVolumeClaim", {}).get("claimName") == "models" for v in pod["spec"]["volumes"])
 
 
-def test_the_scheduler_is_a_daily_cronjob(rendered: dict[str, list[Obj]]) -> None:
-    cj = by_kind(rendered["base"], "CronJob")["scheduler"]
-    assert cj["spec"]["concurrencyPolicy"] == "Forbid"
-    assert re.fullmatch(r"\d+ \d+ \* \* \*", cj["spec"]["schedule"])
-    (c,) = pod_template(cj)["spec"]["containers"]
-    assert c["args"][:3] == ["scheduler", "--suite", "/etc/trustwatch/suite.yaml"] and "--record" in c["args"]
+def test_the_scheduler_is_a_long_lived_deployment_of_a_schedule_file(rendered: dict[str, list[Obj]]) -> None:
+    """Issue 7: one scheduler Deployment fires the schedules of a ConfigMap'd schedule file (two targets
+    in base), which parses with the suite mounted beside it; no CronJob re-runs one fixed run id."""
+    from trustwatch.scheduler.schedule import parse_config
+
+    for name, objs in rendered.items():
+        assert "scheduler" not in by_kind(objs, "CronJob"), name
+        dep = by_kind(objs, "Deployment")["scheduler"]
+        assert dep["spec"]["replicas"] == 1 and dep["spec"]["strategy"]["type"] == "Recreate"
+        pod = pod_template(dep)
+        (c,) = pod["spec"]["containers"]
+        assert c["args"][:3] == ["scheduler", "--config", "/etc/trustwatch/schedule.yaml"], name
+        sources = {
+            s["configMap"]["name"] for v in pod["spec"]["volumes"] for s in v.get("projected", {}).get("sources", [])
+        }
+        assert {"trustwatch-schedule", "trustwatch-suite"} <= {n.rsplit("-", 1)[0] for n in sources}, sources
+        cms = {o["metadata"]["name"].rsplit("-", 1)[0]: o for o in objs if o["kind"] == "ConfigMap"}
+        with tempfile.TemporaryDirectory() as d:
+            (Path(d) / "suite.yaml").write_text(cms["trustwatch-suite"]["data"]["suite.yaml"])
+            cfg = parse_config(
+                yaml.safe_load(cms["trustwatch-schedule"]["data"]["schedule.yaml"]), f"{name} schedule", Path(d)
+            )
+        assert cfg.schedules
+        if name == "base":
+            assert len(cfg.targets) == 2 and all(len(s.targets) == 2 for s in cfg.schedules)
 
 
 # -- network policies -------------------------------------------------------------------------------

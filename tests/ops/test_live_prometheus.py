@@ -58,7 +58,7 @@ def _exercise(m: ServiceMetrics) -> None:
 
 
 def _export_run(m: ServiceMetrics) -> None:
-    labels = ("t1", "safety", "safety/misuse", "refusal_rate")
+    labels = ("t1", "safety", "safety/misuse", "refusal_rate", "higher_is_better")
     m.trust.labels(*labels).set(0.9)
     m.trust_ref.labels(*labels).set(0.88)
     m.trust_ci.labels(*labels, "low").set(0.85)

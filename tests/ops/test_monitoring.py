@@ -67,6 +67,31 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
     assert len(alerts) >= 6
 
 
+def _slug(heading: str) -> str:
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_every_alert_has_a_runbook_section() -> None:
+    runbooks = tools.ROOT / "docs" / "runbooks.md"
+    sections = {
+        _slug(line.lstrip("#")) for line in runbooks.read_text(encoding="utf-8").splitlines() if line.startswith("## ")
+    }
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    alerts = [r for g in groups for r in g["rules"] if "alert" in r]
+    for r in alerts:
+        url = r["annotations"].get("runbook_url", "")
+        page, _, anchor = url.partition("#")
+        assert page == "docs/runbooks.md" and anchor == r["alert"].lower(), (r["alert"], url)
+        assert anchor in sections, f"{r['alert']}: no section '## {r['alert']}' in docs/runbooks.md"
+    assert sections == {r["alert"].lower() for r in alerts}, "a runbook section without its alert"
+
+
+def test_the_regression_alert_reads_the_direction_label() -> None:
+    expr = rule_exprs()["TrustScoreRegression"]
+    assert 'direction="higher_is_better"' in expr and 'direction="lower_is_better"' in expr
+
+
 def test_dashboard_queries_parse(promtool_bin: str, tmp_path: Path) -> None:
     """promtool parses every dashboard expression (as a recording rule, with variables filled in)."""
     rules = [

@@ -21,6 +21,7 @@ def main(
     metrics = ServiceMetrics(registry)
     store = Store(db or config.env("TRUSTWATCH_DB_URL"))
     agg = Aggregator(store, metrics)
+    agg.start()  # gauges of every target's newest complete run, from the database; rescans incomplete runs
     port = wiring.metrics_port(metrics_port)
     http = serve_http(agg, registry, host, port, token=config.env("TRUSTWATCH_API_TOKEN")) if port else None
     workers = aggregator_workers(wiring.kafka(bootstrap), wiring.topics(), agg, metrics)

@@ -1,25 +1,26 @@
 """The aggregator: consumes judgments and run events, stores them, keeps Prometheus gauges of every
-task metric of each target's latest run, and serves reports over HTTP."""
+task metric of each target's newest complete run (restored from the database at start), and serves
+reports over HTTP."""
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import threading
-import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from trustwatch.benchmark.scoring import Report, build_report
 from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.platform.messages import decode_judgment, decode_run_event
 from trustwatch.platform.runtime import Result, Worker
-from trustwatch.platform.store import Store
+from trustwatch.platform.store import RunRow, Store
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -27,11 +28,20 @@ log = logging.getLogger(__name__)
 
 
 class Aggregator:
+    """Stores judgments and run events and exports the trust gauges of each target's newest
+    complete run (by created time): a late or redelivered judgment of an older run never replaces a
+    newer run's gauges, and :meth:`start` restores the gauges from the database after a restart."""
+
     def __init__(self, store: Store, metrics: ServiceMetrics) -> None:
         self.store = store
         self.metrics = metrics
         self._dirty: set[str] = set()
+        self._stale_targets: set[str] = set()  # targets whose newest complete run must be (re-)exported
         self._lock = threading.Lock()
+        self._refresh_lock = threading.Lock()
+        # per target: the run whose gauges are exported, and the label sets it exported
+        self._exported_run: dict[str, str] = {}
+        self._exported_labels: dict[str, set[tuple[str, ...]]] = {}
 
     # -- logic ---------------------------------------------------------------------------------
     def handle_judgments(self, batch: Sequence[pb.Judgment]) -> list[Result]:
@@ -55,51 +65,109 @@ class Aggregator:
         with self._lock:
             self._dirty.add(run_id)
 
+    def start(self) -> int:
+        """Restore what a restart lost, before consuming: every incomplete run is rescanned (one that
+        got its last judgment while the aggregator was down is marked complete now), and the newest
+        complete run of every target is exported again, completion time included. Returns the
+        number of targets exported."""
+        runs = self.store.runs()
+        with self._lock:
+            self._dirty.update(r.run_id for r in runs if r.completed_unix_ms is None)
+            self._stale_targets.update(r.target for r in runs if r.target)
+        self.refresh()
+        exported = len(self._exported_run)
+        log.info("aggregator start: %d run(s), gauges of %d target(s) restored", len(runs), exported)
+        return exported
+
     def report(self, run_id: str) -> Report | None:
         run = self.store.run(run_id)
         rows = self.store.judgments(run_id)
         if run is None and not rows:
             return None
         target = run.target if run else rows[0].target
-        complete = run is not None and len(rows) >= run.expected_judgments
+        complete = run is not None and self.store.is_complete(run)
         return build_report(run_id, target, rows, run.manifest if run else {}, complete)
 
+    def newest_complete_run(self, target: str) -> RunRow | None:
+        """The complete run of ``target`` created last (ties broken by run id), or None."""
+        done = [r for r in self.store.runs(target) if r.target == target and r.completed_unix_ms is not None]
+        return max(done, key=lambda r: (r.created_unix_ms, r.run_id)) if done else None
+
     def refresh(self) -> None:
-        """Recompute metrics of runs that got new judgments; export those of complete runs."""
-        with self._lock:
-            dirty, self._dirty = self._dirty, set()
-        for run_id in sorted(dirty):
-            run = self.store.run(run_id)
-            stored = self.store.judgment_count(run_id)
-            target = run.target if run else ""
-            if run is not None:
-                self.metrics.run_progress.labels(run_id, target, "stored").set(stored)
-                self.metrics.run_progress.labels(run_id, target, "expected").set(run.expected_judgments)
-            if run is None or stored < run.expected_judgments:
-                continue
-            if run.completed_unix_ms is None:
-                self.store.mark_completed(run_id)
-            report = self.report(run_id)
-            if report is not None:
-                self.export(report)
-                self.metrics.last_run.labels(target).set(time.time())
+        """Recompute progress of runs that got new judgments, mark those now complete, drop their
+        progress series, and export each touched target's newest complete run."""
+        with self._refresh_lock:
+            with self._lock:
+                dirty, self._dirty = self._dirty, set()
+                targets, self._stale_targets = self._stale_targets, set()
+            touched: dict[str, set[str]] = {t: set() for t in targets}
+            for run_id in sorted(dirty):
+                run = self.store.run(run_id)
+                if run is None:  # judgments before their run event: nothing says when it is complete
+                    continue
+                stored = self.store.judgment_count(run_id)
+                progress = self.metrics.run_progress
+                # Complete: every expected judgment stored and settled (a transient error is retried
+                # by re-running, so a run with one is not a measurement yet); see Store.is_complete.
+                if run.completed_unix_ms is None and not self.store.is_complete(run):
+                    progress.labels(run_id, run.target, "stored").set(stored)
+                    progress.labels(run_id, run.target, "expected").set(run.expected_judgments)
+                    continue
+                if run.completed_unix_ms is None:
+                    self.store.mark_completed(run_id)
+                for kind in ("stored", "expected"):
+                    progress.remove(run_id, run.target, kind)
+                touched.setdefault(run.target, set()).add(run_id)
+            for target in sorted(touched):
+                self._export_newest(target, touched[target])
+
+    def _export_newest(self, target: str, touched: set[str]) -> None:
+        newest = self.newest_complete_run(target)
+        if newest is None or newest.completed_unix_ms is None:
+            return
+        if self._exported_run.get(target) == newest.run_id and newest.run_id not in touched:
+            return  # an older run changed: the newer run's gauges stay as they are
+        report = self.report(newest.run_id)
+        if report is None:
+            return
+        self.export(report)
+        self.metrics.last_run.labels(target).set(newest.completed_unix_ms / 1000)
+        self._exported_run[target] = newest.run_id
 
     def export(self, report: Report) -> None:
+        """Set the trust gauges of ``report``'s target to this run's values; series of the target that
+        this run does not have (a task or metric the previous export had) are removed."""
         m = self.metrics
+        exported: set[tuple[str, ...]] = set()
         for task_name, t in report.tasks.items():
             dim = task_name.split("/", 1)[0]
             for key, metric in t.metrics.items():
-                labels = (report.target, dim, task_name, key)
-                if metric.value is not None:
-                    m.trust.labels(*labels).set(metric.value)
-                if metric.reference_value is not None:
-                    m.trust_ref.labels(*labels).set(metric.reference_value)
-                if metric.ci_low is not None and metric.ci_high is not None:
-                    m.trust_ci.labels(*labels, "low").set(metric.ci_low)
-                    m.trust_ci.labels(*labels, "high").set(metric.ci_high)
+                direction = "higher_is_better" if metric.higher_is_better else "lower_is_better"
+                labels: tuple[str, ...] = (report.target, dim, task_name, key, direction)
+                exported.add(labels)
+                _set_or_remove(m.trust, labels, metric.value)
+                _set_or_remove(m.trust_ref, labels, metric.reference_value)
+                both = metric.ci_low is not None and metric.ci_high is not None
+                _set_or_remove(m.trust_ci, (*labels, "low"), metric.ci_low if both else None)
+                _set_or_remove(m.trust_ci, (*labels, "high"), metric.ci_high if both else None)
                 m.trust_items.labels(*labels, "total").set(metric.n_total)
                 m.trust_items.labels(*labels, "valid").set(metric.n_valid)
                 m.trust_items.labels(*labels, "error").set(metric.n_error)
+        for gone in self._exported_labels.get(report.target, set()) - exported:
+            m.trust.remove(*gone)
+            m.trust_ref.remove(*gone)
+            for extra in ("low", "high"):
+                m.trust_ci.remove(*gone, extra)
+            for extra in ("total", "valid", "error"):
+                m.trust_items.remove(*gone, extra)
+        self._exported_labels[report.target] = exported
+
+
+def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
+    if value is None or math.isnan(value):
+        gauge.remove(*labels)
+    else:
+        gauge.labels(*labels).set(value)
 
 
 def aggregator_workers(bus: Bus, topics: Topics, agg: Aggregator, metrics: ServiceMetrics) -> list[Worker[Any]]:

@@ -475,6 +475,16 @@ def operations() -> Json:
         w=8,
         min_=0,
     )
+    loop = timeseries(
+        "Transport loop: workers healthy, commit failures",
+        queries(
+            (f"min by (service) ({n.WORKER_HEALTHY}{{{svc}}})", "{{service}} healthy (1) / backing off (0)"),
+            (f"sum by (service) (increase({n.COMMIT_FAILURES}{{{svc}}}{RATE}))", "{{service}} commit failures"),
+        ),
+        w=24,
+        min_=0,
+        description="A worker backs off while a dependency is down; a commit failure means the batch is redelivered.",
+    )
     batch = timeseries("Batch time, poll to commit", _quantiles(n.BATCH_SECONDS, "service", svc), unit="s", w=8)
     gen_lat = timeseries("Generation time per reply", _quantiles(n.GENERATION_SECONDS, "target", tgt), unit="s", w=8)
     eval_lat = timeseries(
@@ -544,6 +554,7 @@ def operations() -> Json:
             consumed,
             produced,
             lag,
+            loop,
             row("Latency (p50 / p95 / p99)"),
             batch,
             gen_lat,

@@ -37,6 +37,15 @@ class ServiceMetrics:
             registry=registry,
         )
         self.lag = Gauge(names.CONSUMER_LAG, "Uncommitted messages in consumed topics", ["service"], registry=registry)
+        self.worker_healthy = Gauge(
+            names.WORKER_HEALTHY, "1: transport loop working; 0: circuit breaker open", ["service"], registry=registry
+        )
+        self.commit_failures = Counter(
+            names.COMMIT_FAILURES.removesuffix("_total"),
+            "Offset commits refused by the group",
+            ["service"],
+            registry=registry,
+        )
         # generator
         self.completions = Counter(
             names.COMPLETIONS.removesuffix("_total"),
@@ -70,33 +79,21 @@ class ServiceMetrics:
         self.duplicates = Counter(
             names.JUDGMENTS_DUPLICATE.removesuffix("_total"), "Judgments received again", registry=registry
         )
-        self.trust = Gauge(
-            names.TRUST_SCORE,
-            "Task metric of the latest run",
-            ["target", "dimension", "task", "metric"],
-            registry=registry,
-        )
+        trust_labels = ["target", "dimension", "task", "metric", "direction"]
+        self.trust = Gauge(names.TRUST_SCORE, "Task metric of the newest complete run", trust_labels, registry=registry)
         self.trust_ref = Gauge(
-            names.TRUST_SCORE_REFERENCE,
-            "Reference-compatible value",
-            ["target", "dimension", "task", "metric"],
-            registry=registry,
+            names.TRUST_SCORE_REFERENCE, "Reference-compatible value", trust_labels, registry=registry
         )
-        self.trust_ci = Gauge(
-            names.TRUST_SCORE_CI,
-            "95% interval bound",
-            ["target", "dimension", "task", "metric", "bound"],
-            registry=registry,
-        )
+        self.trust_ci = Gauge(names.TRUST_SCORE_CI, "95% interval bound", [*trust_labels, "bound"], registry=registry)
         self.trust_items = Gauge(
-            names.TRUST_SCORE_ITEMS,
-            "Items behind a metric",
-            ["target", "dimension", "task", "metric", "kind"],
-            registry=registry,
+            names.TRUST_SCORE_ITEMS, "Items behind a metric", [*trust_labels, "kind"], registry=registry
         )
         self.run_progress = Gauge(
-            names.RUN_PROGRESS, "Judgments stored vs expected", ["run", "target", "kind"], registry=registry
+            names.RUN_PROGRESS,
+            "Judgments stored vs expected (incomplete runs)",
+            ["run", "target", "kind"],
+            registry=registry,
         )
         self.last_run = Gauge(
-            names.LAST_RUN_COMPLETED, "When the latest complete run finished", ["target"], registry=registry
+            names.LAST_RUN_COMPLETED, "When the newest complete run finished (unix s)", ["target"], registry=registry
         )

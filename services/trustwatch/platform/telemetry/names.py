@@ -18,6 +18,12 @@ DEAD_LETTERS: Final = "trustwatch_dead_letters_total"
 BATCH_SECONDS: Final = "trustwatch_batch_seconds"
 # Gauge: messages in the consumed topics not yet committed by the service's group.
 CONSUMER_LAG: Final = "trustwatch_consumer_lag"
+# Gauge: 1 while the service's transport loop works, 0 while its circuit breaker is open (a batch
+# failed, e.g. a dependency is down; consumption pauses and is retried with backoff).
+WORKER_HEALTHY: Final = "trustwatch_worker_healthy"
+# Counter: offset commits the group refused (CommitFailedError: the partitions moved to another
+# member, e.g. after a batch outlived max.poll.interval); the batch is redelivered.
+COMMIT_FAILURES: Final = "trustwatch_commit_failures_total"
 
 # -- generator (labels `target`, `backend`) ---------------------------------------------------------
 # Counter: completions produced (label `status`: ok | error).
@@ -38,17 +44,21 @@ EVALUATE_SECONDS: Final = "trustwatch_evaluate_seconds"
 JUDGMENTS_STORED: Final = "trustwatch_judgments_stored_total"
 # Counter: judgments received again for an id already stored (at-least-once redelivery).
 JUDGMENTS_DUPLICATE: Final = "trustwatch_judgments_duplicate_total"
-# Gauge: a task metric of the latest run per target (labels `target`, `dimension`, `task`, `metric`).
+# Gauge: a task metric of the newest complete run (by created time) per target (labels `target`,
+# `dimension`, `task`, `metric`, `direction`: higher_is_better | lower_is_better). An older run never
+# replaces a newer one's values; the aggregator restores them from the database at start.
 TRUST_SCORE: Final = "trustwatch_trust_score"
-# Gauge: the reference-compatible value of the same metric.
+# Gauge: the reference-compatible value of the same metric (same labels).
 TRUST_SCORE_REFERENCE: Final = "trustwatch_trust_score_reference"
-# Gauge: 95% interval bounds of the same metric (label `bound`: low | high).
+# Gauge: 95% interval bounds of the same metric (same labels and `bound`: low | high).
 TRUST_SCORE_CI: Final = "trustwatch_trust_score_ci"
-# Gauge: items behind the same metric (label `kind`: total | valid | error).
+# Gauge: items behind the same metric (same labels and `kind`: total | valid | error).
 TRUST_SCORE_ITEMS: Final = "trustwatch_trust_score_items"
-# Gauge: judgments stored for a run against those it expects (labels `run`, `target`, `kind`).
+# Gauge: judgments stored for an incomplete run against those it expects (labels `run`, `target`,
+# `kind`: stored | expected); removed once the run is complete.
 RUN_PROGRESS: Final = "trustwatch_run_progress"
-# Gauge: unix time the latest complete run of a target finished (label `target`).
+# Gauge: unix time the newest complete run of a target was completed (label `target`), from the
+# database, so it survives an aggregator restart.
 LAST_RUN_COMPLETED: Final = "trustwatch_last_run_completed_timestamp_seconds"
 
 ALL: Final = tuple(
