@@ -160,7 +160,7 @@ def _create_version_1_schema(url: str) -> None:
 def _migrates_an_old_database(url: str) -> None:
     _create_version_1_schema(url)
     store = Store(url)
-    assert store.added_columns == ["judgments.error_kind", "judgments.generation_error"]
+    assert store.added_columns == ["judgments.error_kind", "judgments.generation_error", "runs.comparable_key"]
     (row,) = store.judgments("r5")
     assert row.error_kind is None and row.generation_error is None
     # An old error row has no kind: it stays as it was (final, first write wins) and counts as done.

@@ -61,7 +61,7 @@ def test_redact_url() -> None:
 
 def test_manifest_run_id_and_jobs_are_credential_free(data_dir) -> None:
     """A TargetSpec built in code (not parsed) with credentials still never puts them in a plan."""
-    from trustwatch.scheduler.core import default_run_id, plan_run
+    from trustwatch.scheduler.core import plan_run
     from trustwatch.scheduler.suite import parse_suite
 
     data = data_dir
@@ -80,7 +80,7 @@ def test_manifest_run_id_and_jobs_are_credential_free(data_dir) -> None:
     assert CANARY not in json.dumps(plan.manifest)
     assert CANARY not in plan.run_id
     assert all(CANARY not in j.SerializeToString().decode("utf-8", "replace") for j in plan.jobs)
-    assert plan.run_id == default_run_id(suite, clean)
+    assert plan.manifest["comparable_key"] == plan_run(suite, clean, data).manifest["comparable_key"]
 
 
 def test_key_env_default_patterns(monkeypatch: pytest.MonkeyPatch) -> None:

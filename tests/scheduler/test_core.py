@@ -19,8 +19,12 @@ SUITE = {
 
 def test_plan_is_deterministic_and_complete(data_dir):
     suite, target = parse_suite(SUITE), parse_target("vllm:some/model")
-    a, b = plan_run(suite, target, data_dir), plan_run(suite, target, data_dir)
+    a, b = plan_run(suite, target, data_dir, "r1"), plan_run(suite, target, data_dir, "r1")
     assert a.run_id == b.run_id and [j.job_id for j in a.jobs] == [j.job_id for j in b.jobs]
+    # Without an id every plan is a new run, with the same comparable key.
+    c, d = plan_run(suite, target, data_dir), plan_run(suite, target, data_dir)
+    assert c.run_id != d.run_id and c.run_id.startswith("t-model-")
+    assert c.manifest["comparable_key"] == d.manifest["comparable_key"] == a.manifest["comparable_key"]
     assert len(a.jobs) == 8 and a.expected_judgments == 8
     assert a.jobs[0].job_id == f"{a.run_id}/truthfulness/external/0/0"
     assert a.jobs[0].sampling.temperature == 0.0 and a.jobs[5].sampling.temperature == 1.0
@@ -31,7 +35,7 @@ def test_plan_is_deterministic_and_complete(data_dir):
     assert m["dataset_sha256"]["truthfulness/external.json"] == sha256_file(data_dir / "truthfulness/external.json")
     assert m["target"]["model"] == "some/model" and m["code_version"]
     other = plan_run(parse_suite({**SUITE, "seed": 8}), target, data_dir)
-    assert other.run_id != a.run_id
+    assert other.manifest["comparable_key"] != a.manifest["comparable_key"]
 
 
 def test_resubmitting_publishes_only_unfinished_jobs(data_dir):

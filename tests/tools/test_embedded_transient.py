@@ -63,6 +63,8 @@ def test_rerun_retries_exactly_the_transient_items(tmp_path, data_dir):
     assert len(rows) == 20 and {r.job_id for r in rows if r.error} == final  # final errors stay
     assert sum(t.n_items for t in r2.tasks.values()) == 20
 
+    assert r2.run_id == r1.run_id  # the run with transient errors was incomplete: resumed
     third = _Flaky()
-    run_embedded(suite, target, data_dir, db, lambda t: third, progress=lambda s: None)
-    assert third.prompts == []  # nothing left to retry
+    (r3,) = run_embedded(suite, target, data_dir, db, lambda t: third, progress=lambda s: None)
+    # r1 is now complete, so the next invocation is a new measurement: a new run, every prompt again.
+    assert r3.run_id != r1.run_id and len(third.prompts) == 20

@@ -36,6 +36,10 @@ runs = sa.Table(
     sa.Column("expected_judgments", sa.Integer, nullable=False),
     sa.Column("created_unix_ms", sa.BigInteger, nullable=False),
     sa.Column("completed_unix_ms", sa.BigInteger, nullable=True),
+    # What makes two runs comparable (the manifest's ``comparable_key``: suite, sample, target, judges,
+    # dataset); NULL in rows stored before the column existed. See :meth:`Store.latest_run`.
+    sa.Column("comparable_key", sa.String(64), nullable=True),
+    sa.Index("ix_runs_comparable_key", "comparable_key", "created_unix_ms"),
 )
 
 judgments = sa.Table(
@@ -67,7 +71,10 @@ judgments = sa.Table(
 #: Columns added after the first release, by table: :meth:`Store.__init__` adds those an existing
 #: database lacks (all nullable, so old rows read as NULL). A migration tool (e.g. Alembic) should
 #: take over once there are more changes than added nullable columns.
-ADDED_COLUMNS: dict[str, tuple[str, ...]] = {"judgments": ("error_kind", "generation_error")}
+ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "judgments": ("error_kind", "generation_error"),
+    "runs": ("comparable_key",),
+}
 
 _TRANSIENT = int(pb.ERROR_KIND_TRANSIENT)
 
@@ -81,6 +88,15 @@ class RunRow:
     expected_judgments: int
     created_unix_ms: int
     completed_unix_ms: int | None
+
+
+@dataclass(frozen=True)
+class LatestRun:
+    """The latest run of a comparable key, and whether it is complete (:meth:`Store.is_complete`)."""
+
+    run: RunRow
+    complete: bool
+    settled_judgments: int
 
 
 _NUL = "\x00"
@@ -184,6 +200,7 @@ class Store:
                         expected_judgments=expected_judgments,
                         created_unix_ms=int(manifest.get("created_unix_ms") or now_ms()),
                         completed_unix_ms=None,
+                        comparable_key=manifest.get("comparable_key") or None,
                     ),
                 )
             )
@@ -292,6 +309,40 @@ class Store:
                 .group_by(judgments.c.job_id)
             ).all()
         return [job for job, n in counts if n >= evaluators_per_job.get(job, 1)]
+
+    def settled_judgment_count(self, run_id: str) -> int:
+        """Judgments of a run that are final: stored, and not a TRANSIENT error (those are retried)."""
+        run_id = _run_key(run_id)
+        settled = sa.or_(judgments.c.error_kind.is_(None), judgments.c.error_kind != _TRANSIENT)
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(judgments).where(judgments.c.run_id == run_id, settled)
+                ).scalar_one()
+            )
+
+    def is_complete(self, run: RunRow | str) -> bool:
+        """The one definition of a complete run: every expected judgment stored and settled (a
+        TRANSIENT error judgment does not count: re-running retries it). An unknown run is not complete."""
+        row = self.run(run) if isinstance(run, str) else run
+        return row is not None and self.settled_judgment_count(row.run_id) >= row.expected_judgments
+
+    def latest_run(self, comparable_key: str) -> LatestRun | None:
+        """The most recently created run with this comparable key (see the manifest's
+        ``comparable_key``), and whether it is complete; None when there is none."""
+        q = (
+            sa.select(runs)
+            .where(runs.c.comparable_key == comparable_key)
+            .order_by(runs.c.created_unix_ms.desc(), runs.c.run_id.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            r = conn.execute(q).mappings().first()
+        if r is None:
+            return None
+        row = _run_row(r)
+        settled = self.settled_judgment_count(row.run_id)
+        return LatestRun(row, settled >= row.expected_judgments, settled)
 
     def transient_job_ids(self, run_id: str) -> list[str]:
         """Jobs of a run with at least one TRANSIENT error judgment: what a re-run retries."""

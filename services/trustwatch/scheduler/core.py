@@ -1,21 +1,36 @@
-"""Pure logic of the scheduler: a suite and a target become a run: its id, manifest and jobs."""
+"""Pure logic of the scheduler: a suite and a target become a run: its id, manifest and jobs.
+
+Run identity: a run is one measurement. A new invocation starts a new run (:func:`new_run_id`: a
+readable prefix and a fresh suffix), unless the latest run of the same *comparable key* (suite,
+sample, target, judge configuration, dataset) is incomplete: then it resumes that run
+(:func:`choose_run`). A scheduled run is named by its schedule slot (:func:`slot_run_id`), so a
+retried pod resumes instead of duplicating. An explicit ``--run-id`` resumes or starts that id.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import secrets
 import subprocess
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trustwatch
 from trustwatch.benchmark import tasks as task_registry
+from trustwatch.benchmark.evaluators.base import EvaluatorSettings, judges_identity, settings_from_env
+from trustwatch.benchmark.tasks.base import Task, TaskItem
 from trustwatch.platform.messages import dumps_record, job_id, job_seed, now_ms
 from trustwatch.platform.targets import TargetSpec, redact_url
-from trustwatch.scheduler.suite import Suite
+from trustwatch.scheduler.schedule import SampleSpec, stratified_sample
+from trustwatch.scheduler.suite import Suite, TaskSpec
 from trustwatch.v1 import messages_pb2 as pb
+
+if TYPE_CHECKING:
+    from trustwatch.platform.store import Store
 
 
 @dataclass
@@ -41,6 +56,11 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def canonical_hash(value: Any) -> str:
+    """sha256 of the canonical JSON of ``value`` (sorted keys, no spaces)."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
 def code_version() -> str:
     """Package version, plus the git commit when running from a checkout."""
     try:
@@ -57,15 +77,91 @@ def code_version() -> str:
     return f"{trustwatch.__version__}+{commit}" if commit else trustwatch.__version__
 
 
-def default_run_id(suite: Suite, target: TargetSpec) -> str:
-    """Deterministic: re-submitting the same suite for the same target resumes the same run."""
-    key = json.dumps({"suite": suite.canonical(), "target": target.describe()}, sort_keys=True)
-    return f"{suite.name}-{target.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+def new_run_id(suite: Suite, target: TargetSpec, now: datetime | None = None) -> str:
+    """A fresh run id: ``<suite>-<target>-<UTC time>-<4 hex>``, e.g. ``daily-prod-20260101T020000Z-1a2b``."""
+    when = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    return f"{suite.name}-{target.name}-{when:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
 
 
-def plan_run(suite: Suite, target: TargetSpec, data_dir: Path, run_id: str | None = None) -> Plan:
-    """Load every task's items (failing before anything is published if a file is bad) and build jobs."""
-    run_id = run_id or default_run_id(suite, target)
+def slot_run_id(schedule: str, slot: datetime, target: str | None = None) -> str:
+    """The run id of a schedule's slot: ``<schedule>-<slot UTC %Y%m%dT%H%MZ>``, then ``-<target>`` when
+    given (a schedule's targets each get their run). Deterministic, so a retried pod resumes it."""
+    rid = f"{schedule}-{slot.astimezone(timezone.utc):%Y%m%dT%H%MZ}"
+    return f"{rid}-{target}" if target else rid
+
+
+@dataclass
+class Prepared:
+    """A suite's items for one target, loaded and checked, with everything that identifies the run
+    except its id."""
+
+    suite: Suite
+    target: TargetSpec
+    tasks: list[tuple[TaskSpec, Task, list[TaskItem]]]
+    checksums: dict[str, str]
+    judges: dict[str, dict[str, str]]
+    judges_hash: str
+    sample: SampleSpec | None
+    comparable_key: str
+    generation: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def prepare(
+    suite: Suite,
+    target: TargetSpec,
+    data_dir: Path,
+    settings: EvaluatorSettings | None = None,
+    sample: SampleSpec | None = None,
+    offline_only: bool = False,
+) -> Prepared:
+    """Load every task's items (failing before anything is published if a file is bad), sample them
+    when ``sample`` is given, and work out the judges and the comparable key.
+
+    ``settings``: the evaluator settings the run is judged with (default: from the environment).
+    """
+    settings = settings if settings is not None else settings_from_env()
+    loaded: list[tuple[TaskSpec, Task, list[TaskItem]]] = []
+    checksums: dict[str, str] = {}
+    evaluator_names: set[str] = set()
+    generation: dict[str, dict[str, Any]] = {}
+    for spec in suite.tasks:
+        task = task_registry.get(spec.task)
+        items = task_registry.load_items(task, data_dir, spec.limit)
+        if sample is not None:
+            items = stratified_sample(items, sample.n, _task_seed(sample.seed, task.name))
+        checksums[task.dataset] = sha256_file(Path(data_dir) / task.dataset)
+        for item in items:
+            evaluator_names.update(task.evaluators_for(item.record))
+        generation[task.name] = {
+            "temperature": task.temperature if spec.temperature is None else spec.temperature,
+            "max_tokens": spec.max_tokens or min(task.max_tokens, suite.max_tokens),
+            "top_p": suite.top_p,
+            "samples": suite.samples,
+            "seed": suite.seed,
+        }
+        loaded.append((spec, task, items))
+    judges = judges_identity(evaluator_names, settings, offline_only)
+    judges_hash = canonical_hash(judges)
+    key = canonical_hash(
+        {
+            "suite": canonical_hash(suite.canonical()),
+            "sample": sample.describe() if sample else None,
+            "target": target.describe(),
+            "judges_hash": judges_hash,
+            "dataset_sha256": checksums,
+        }
+    )
+    return Prepared(suite, target, loaded, checksums, judges, judges_hash, sample, key, generation)
+
+
+def _task_seed(seed: int, task: str) -> int:
+    """A task's own sampling seed, derived from the schedule's."""
+    return int.from_bytes(hashlib.sha256(f"{seed}/{task}".encode()).digest()[:8], "big")
+
+
+def build_plan(prep: Prepared, run_id: str, extra: dict[str, Any] | None = None) -> Plan:
+    """The run's jobs and manifest under ``run_id``; ``extra`` is merged into the manifest."""
+    suite, target = prep.suite, prep.target
     created = now_ms()
     # Jobs, the manifest and the run id carry the URL without credentials (describe() redacts too).
     target_pb = pb.Target(
@@ -76,16 +172,11 @@ def plan_run(suite: Suite, target: TargetSpec, data_dir: Path, run_id: str | Non
         api_key_env=target.api_key_env,
     )
     jobs: list[pb.PromptJob] = []
-    checksums: dict[str, str] = {}
     counts: dict[str, int] = {}
     per_job: dict[str, int] = {}
-    for spec in suite.tasks:
-        task = task_registry.get(spec.task)
-        items = task_registry.load_items(task, data_dir, spec.limit)
-        checksums[task.dataset] = sha256_file(Path(data_dir) / task.dataset)
+    for _spec, task, items in prep.tasks:
         counts[task.name] = len(items) * suite.samples
-        temperature = task.temperature if spec.temperature is None else spec.temperature
-        max_tokens = spec.max_tokens or min(task.max_tokens, suite.max_tokens)
+        gen = prep.generation[task.name]
         for item in items:
             n_eval = len(task.evaluators_for(item.record))
             record_json = dumps_record(item.record)
@@ -100,8 +191,8 @@ def plan_run(suite: Suite, target: TargetSpec, data_dir: Path, run_id: str | Non
                         sample=sample,
                         prompt=item.prompt,
                         sampling=pb.SamplingParams(
-                            temperature=temperature,
-                            max_tokens=max_tokens,
+                            temperature=gen["temperature"],
+                            max_tokens=gen["max_tokens"],
                             top_p=suite.top_p,
                             seed=job_seed(suite.seed, jid),
                         ),
@@ -111,18 +202,84 @@ def plan_run(suite: Suite, target: TargetSpec, data_dir: Path, run_id: str | Non
                     )
                 )
                 per_job[jid] = n_eval
-    manifest = {
+    manifest: dict[str, Any] = {
         "run_id": run_id,
         "suite": suite.canonical(),
+        "suite_sha256": canonical_hash(suite.canonical()),
         "target": target.describe(),
-        "dataset_sha256": checksums,
+        "dataset_sha256": prep.checksums,
+        "generation": prep.generation,
+        "sample": prep.sample.describe() if prep.sample else None,
         "jobs_per_task": counts,
         "expected_jobs": len(jobs),
         "expected_judgments": sum(per_job.values()),
         "code_version": code_version(),
+        "trustwatch_version": trustwatch.__version__,
+        "judges": prep.judges,
+        "judges_hash": prep.judges_hash,
+        "comparable_key": prep.comparable_key,
         "created_unix_ms": created,
+        **(extra or {}),
     }
     return Plan(run_id=run_id, target=target, manifest=manifest, jobs=jobs, evaluators_per_job=per_job)
+
+
+def plan_run(
+    suite: Suite,
+    target: TargetSpec,
+    data_dir: Path,
+    run_id: str | None = None,
+    settings: EvaluatorSettings | None = None,
+    sample: SampleSpec | None = None,
+    offline_only: bool = False,
+) -> Plan:
+    """Plan a run without looking at stored runs: under ``run_id``, or a fresh :func:`new_run_id`."""
+    prep = prepare(suite, target, data_dir, settings, sample, offline_only)
+    return build_plan(prep, run_id or new_run_id(suite, target))
+
+
+@dataclass(frozen=True)
+class RunChoice:
+    """Which run an invocation measures, and why."""
+
+    run_id: str
+    resumed: bool
+    why: str  # "new", "incomplete", "explicit"
+
+    def message(self) -> str:
+        if self.why == "incomplete":
+            return f"resuming incomplete run {self.run_id}"
+        if self.resumed:
+            return f"resuming run {self.run_id} (--run-id)"
+        return f"new run {self.run_id}"
+
+
+def choose_run(prep: Prepared, store: Store | None, run_id: str | None = None) -> RunChoice:
+    """The run an invocation measures: ``run_id`` when given (resumed if stored), else the latest run of
+    the same comparable key when it is incomplete, else a new run."""
+    if run_id:
+        return RunChoice(run_id, store is not None and store.run(run_id) is not None, "explicit")
+    if store is not None:
+        latest = store.latest_run(prep.comparable_key)
+        if latest is not None and not latest.complete:
+            return RunChoice(latest.run.run_id, True, "incomplete")
+    return RunChoice(new_run_id(prep.suite, prep.target), False, "new")
+
+
+def plan_for(
+    suite: Suite,
+    target: TargetSpec,
+    data_dir: Path,
+    store: Store | None,
+    run_id: str | None = None,
+    settings: EvaluatorSettings | None = None,
+    sample: SampleSpec | None = None,
+    offline_only: bool = False,
+) -> tuple[Plan, RunChoice]:
+    """Plan the run an invocation measures (see :func:`choose_run`)."""
+    prep = prepare(suite, target, data_dir, settings, sample, offline_only)
+    choice = choose_run(prep, store, run_id)
+    return build_plan(prep, choice.run_id), choice
 
 
 def run_event(plan: Plan, kind: int) -> pb.RunEvent:

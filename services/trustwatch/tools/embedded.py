@@ -25,7 +25,7 @@ from trustwatch.platform.store import Store
 from trustwatch.platform.targets import TargetSpec
 from trustwatch.platform.telemetry import names
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
-from trustwatch.scheduler.core import plan_run
+from trustwatch.scheduler.core import plan_for
 from trustwatch.scheduler.service import publish
 from trustwatch.scheduler.suite import Suite
 
@@ -47,13 +47,18 @@ def run_embedded(
     progress: Callable[[str], Any] = _stderr_progress,
     evaluators: EvaluatorClient | None = None,
     bars: bool | None = None,
+    offline_only: bool = False,
 ) -> list[Report]:
     """Run a suite against targets to completion and return one report per target.
 
-    The run id is deterministic for (suite, target) unless given, so re-running after a crash
-    resumes: jobs whose judgments are already stored are not generated again, except those that
-    ended with a transient error (endpoint or judge fault), which are retried. At the end, the
-    number of such items is reported through ``progress``.
+    Each invocation is a new run (a fresh run id), unless the latest run of the same suite, target
+    and judge configuration is incomplete: then it is resumed (and ``progress`` says so), so
+    re-running after a crash or an outage generates only what is missing: jobs whose judgments are
+    already stored are not generated again, except those that ended with a transient error
+    (endpoint or judge fault), which are retried. ``run_id`` (one target only) resumes or starts
+    that run. At the end, the number of transient items is reported through ``progress``.
+    ``offline_only``: the evaluators are offline-only (``--offline``), recorded in the manifest's
+    judge identity.
 
     ``bars``: progress bars (rate, ETA) per stage on stderr; None shows them when stderr is a
     terminal, and periodic status lines through ``progress`` otherwise.
@@ -64,12 +69,19 @@ def run_embedded(
     show_bars = sys.stderr.isatty() if bars is None else bars
     store = Store(db_url)
     try:
-        plans = [plan_run(suite, t, data_dir, run_id if len(targets) == 1 else None) for t in targets]
+        judged_with = settings if settings is not None else EvaluatorSettings()
+        chosen = [
+            plan_for(
+                suite, t, data_dir, store, run_id if len(targets) == 1 else None, judged_with, offline_only=offline_only
+            )
+            for t in targets
+        ]
+        plans = [p for p, _ in chosen]
         published = {p.run_id: publish(p, bus, topics, store) for p in plans}
-        for p in plans:
+        for p, choice in chosen:
             done = len(p.jobs) - published[p.run_id]
             progress(
-                f"run {p.run_id}: {len(p.jobs)} prompts in {len(suite.tasks)} task(s)"
+                f"{choice.message()}: {len(p.jobs)} prompts in {len(suite.tasks)} task(s)"
                 + (f", {done} already done (resumed)" if done else "")
             )
         agg = Aggregator(store, metrics)

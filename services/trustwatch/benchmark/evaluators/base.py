@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeVar
 
@@ -166,3 +166,83 @@ def evaluate_items(evaluator: Evaluator, items: Sequence[EvalItem]) -> list[Verd
         for i, v in zip(todo, verdicts):
             out[i] = v
     return [v for v in out if v is not None]
+
+
+def _host(url: str) -> str:
+    """The host (and port) of an endpoint URL: never its user info, path or query."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        return f"{host}:{parts.port}" if parts.port else host
+    except ValueError:
+        return ""
+
+
+def _file_digest(module: str) -> str:
+    """Short sha256 of a module's source file: the identity of a set of prompt templates."""
+    import hashlib
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    origin = spec.origin if spec is not None else None
+    if not origin:
+        return ""
+    with open(origin, "rb") as f:
+        return "sha256:" + hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def judge_identity(name: str, settings: EvaluatorSettings, offline_only: bool = False) -> dict[str, str]:
+    """What decides how evaluator ``name`` judges: its back-end, model, template set and endpoint host.
+
+    Only names and host names, never a key or the variable holding it, nor a URL's path or query:
+    the result goes into run manifests. ``offline_only``: the run judges with offline evaluators only
+    (``trustwatch run --offline``), so evaluators needing an external model give "not judged".
+    """
+    cls = EVALUATORS.get(name)
+    judge_name: str = getattr(cls, "judge_name", "") or (name if name.startswith("llm_judge.") else "")
+    out: dict[str, str] = {}
+    if judge_name and judge_name != name:
+        out["rule"] = name
+    if offline_only and not cls.offline and not judge_name:
+        out["backend"] = "not-judged-offline"
+        return out
+    if judge_name:
+        if offline_only:
+            out.update(backend="not-judged-offline", template=judge_name)
+            return out
+        out.update(
+            backend="openai-compatible-chat",
+            model=settings.judge_model,
+            template=judge_name,
+            template_set=_file_digest("trustwatch.benchmark.evaluators.llm_judge.prompts"),
+            endpoint_host=_host(settings.judge_base_url),
+        )
+    elif name == "refusal":
+        out.update(backend=settings.refusal_backend)
+        if settings.refusal_backend != "phrases":
+            out["model"] = settings.refusal_model
+        else:
+            out["template_set"] = _file_digest("trustwatch.benchmark.evaluators.refusal.rules")
+    elif name in ("embedding", "persona_similarity"):
+        out.update(backend=settings.embedding_backend, model=settings.embedding_model or "default")
+        if settings.embedding_backend == "openai":
+            out["endpoint_host"] = _host(settings.embedding_base_url)
+    elif name == "toxicity":
+        backend = settings.toxicity_backend or ("hf" if settings.toxicity_model else "perspective")
+        out.update(backend=backend)
+        if backend == "hf":
+            out.update(model=settings.toxicity_model, label=settings.toxicity_label)
+        else:
+            out.update(model="perspective:TOXICITY", endpoint_host=_host(settings.perspective_url))
+    else:
+        out.update(backend="rules", module=cls.__module__.rsplit(".", 1)[-1])
+    return out
+
+
+def judges_identity(
+    names: Iterable[str], settings: EvaluatorSettings, offline_only: bool = False
+) -> dict[str, dict[str, str]]:
+    """:func:`judge_identity` of each evaluator, by name (sorted)."""
+    return {n: judge_identity(n, settings, offline_only) for n in sorted(set(names))}
