@@ -31,7 +31,23 @@ def _settings(args: argparse.Namespace) -> EvaluatorSettings:
 
 def _scheduler(a: argparse.Namespace) -> int:
     from trustwatch.scheduler.main import main as scheduler_main
+    from trustwatch.scheduler.main import serve_main
 
+    if a.config:
+        if a.suite or a.target or a.run_id:
+            raise UsageError(
+                "scheduler: --config takes its suites and targets from the file; drop --suite/--target/--run-id"
+            )
+        return serve_main(
+            a.config,
+            resolve_data_dir(a.data_dir),
+            db=a.db,
+            partitions=a.partitions,
+            bootstrap=a.bootstrap,
+            heartbeat=a.heartbeat,
+        )
+    if not a.suite:
+        raise UsageError("scheduler: pass --suite (publish one run and exit) or --config (long-lived schedules)")
     return scheduler_main(
         a.suite,
         a.target,
@@ -115,7 +131,11 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", help="write the report as JSON to this file")
     sp.add_argument("--md", help="also write a Markdown report here")
     sp.add_argument("--html", help="also write a self-contained HTML report (tables and plots) here")
-    sp.add_argument("--run-id", help="explicit run id (default: derived from suite and target, so re-running resumes)")
+    sp.add_argument(
+        "--run-id",
+        help="explicit run id: resume or start that run (default: a new run, unless the latest run of the same "
+        "suite, target and judges is incomplete: then that one is resumed)",
+    )
     sp.add_argument(
         "--offline",
         action="store_true",
@@ -126,11 +146,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen(sp)
     sp.set_defaults(func=commands.cmd_run)
 
-    sp = sub.add_parser("scheduler", help="publish a suite's prompt jobs to Kafka and exit")
-    sp.add_argument("--suite", required=True)
+    sp = sub.add_parser(
+        "scheduler",
+        help="publish a suite's prompt jobs to Kafka and exit (--suite), or fire scheduled runs (--config)",
+    )
+    sp.add_argument("--suite", help="one-shot: the suite to publish")
+    sp.add_argument("--config", help="long-lived: a schedule file of targets, suites and cron schedules (see suites/)")
     sp.add_argument("--target", action="append")
-    sp.add_argument("--run-id")
-    sp.add_argument("--db", help="record the run here and skip jobs already judged")
+    sp.add_argument("--run-id", help="one-shot: resume or start this run id")
+    sp.add_argument("--heartbeat", help="--config: a file touched while the loop is alive (liveness probe)")
+    sp.add_argument("--db", help="record runs here, resume an incomplete one, skip jobs already judged")
     sp.add_argument("--record", action="store_true", help="use TRUSTWATCH_DB_URL as --db")
     sp.add_argument("--partitions", type=int, default=1, help="partitions for topics this creates")
     common_data(sp)
@@ -183,6 +208,21 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--html", help="write a self-contained HTML report (tables and plots) here")
     sp.set_defaults(func=commands.cmd_report)
 
+    sp = sub.add_parser(
+        "compare",
+        help="compare two stored runs: paired tests, Holm-adjusted p-values, verdicts (exit 1 on a regression)",
+    )
+    sp.add_argument("base", nargs="?", help="the baseline run id")
+    sp.add_argument("new", nargs="?", help="the run compared with it")
+    sp.add_argument("--target", help="instead of BASE NEW: this target's latest two complete runs")
+    sp.add_argument("--db")
+    sp.add_argument("--json", help="write the comparison as JSON here")
+    sp.add_argument("--md", help="write the comparison as Markdown here")
+    sp.add_argument(
+        "--margin", type=float, default=0.02, help="'unchanged' only when the difference's CI lies within +-margin"
+    )
+    sp.set_defaults(func=commands.cmd_compare)
+
     sub.add_parser("tasks", help="list tasks").set_defaults(func=commands.cmd_tasks)
     sub.add_parser("evaluators", help="list evaluators").set_defaults(func=commands.cmd_evaluators)
 
@@ -228,11 +268,12 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logs.configure(args.log_level or config.env("TRUSTWATCH_LOG_LEVEL"), verbose=args.verbose)
     from trustwatch.benchmark.tasks.base import DatasetError, UnknownTask
+    from trustwatch.scheduler.schedule import ScheduleError
     from trustwatch.scheduler.suite import SuiteError
 
     try:
         return int(args.func(args) or 0)
-    except (UsageError, SuiteError, TargetError, SettingsError, DatasetError, UnknownTask) as exc:
+    except (UsageError, SuiteError, ScheduleError, TargetError, SettingsError, DatasetError, UnknownTask) as exc:
         print(f"trustwatch: error: {exc}", file=sys.stderr)
         return 2
 

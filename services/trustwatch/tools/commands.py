@@ -1,4 +1,4 @@
-"""The tool commands of `trustwatch` (run, report, stack, datasets, calibrate, evaluate, tasks,
+"""The tool commands of `trustwatch` (run, report, compare, stack, datasets, calibrate, evaluate, tasks,
 evaluators): each takes the parsed arguments and wires the tools, services and benchmark pieces it
 needs. `trustwatch.cli` only parses and dispatches."""
 
@@ -50,6 +50,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings(args),
         run_id=args.run_id,
         evaluators=client,
+        offline_only=bool(args.offline),
     )
     for r in reports:
         print(format_table(r))
@@ -109,6 +110,72 @@ def cmd_report(args: argparse.Namespace) -> int:
     elif not (args.md or args.html):
         print("\n\n".join(format_table(r) for r in reports))
     return 0
+
+
+def _stored_report(store: Any, run_id: str) -> Any:
+    """A stored run's report, built from its judgments and manifest (as the aggregator builds it)."""
+    from trustwatch.benchmark.scoring import build_report
+
+    run = store.run(run_id)
+    rows = store.judgments(run_id)
+    if run is None and not rows:
+        from trustwatch.tools.stack.local import safe_db_url
+
+        raise UsageError(f"no run {run_id!r} in {safe_db_url(store.url)}; `trustwatch report` lists the runs")
+    target = run.target if run else rows[0].target
+    complete = run is not None and len(rows) >= run.expected_judgments
+    return build_report(run_id, target, rows, run.manifest if run else {}, complete)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Compare two stored runs; exit 0: no regression, 1: a regression, 2: an error or not comparable."""
+    try:
+        return _compare(args)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a release gate must not read a crash (Python's exit 1) as a regression
+        raise UsageError(f"compare failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from trustwatch.benchmark.compare import compare, format_table, to_markdown
+    from trustwatch.platform.store import Store
+
+    runs = [r for r in (args.base, args.new) if r]
+    if args.target and runs:
+        raise UsageError("give either BASE NEW or --target, not both")
+    if not args.target and len(runs) != 2:
+        raise UsageError("give two run ids (BASE NEW) or --target T (its latest two complete runs)")
+    if args.margin < 0:
+        raise UsageError(f"--margin must be >= 0, got {args.margin}")
+    store = Store(args.db or config.env("TRUSTWATCH_DB_URL"))
+    try:
+        if args.target:
+            # Oldest first (created, then run id): the last two are base and new.
+            done = sorted(
+                (r for r in store.runs(args.target) if r.completed_unix_ms is not None or store.is_complete(r)),
+                key=lambda r: (r.created_unix_ms, r.run_id),
+            )
+            if len(done) < 2:
+                raise UsageError(f"target {args.target!r} has {len(done)} complete run(s); compare needs two")
+            runs = [r.run_id for r in done[-2:]]
+        base, new = (_stored_report(store, r) for r in runs)
+    finally:
+        store.close()
+    result = compare(base, new, margin=args.margin)
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result.to_json(), indent=2) + "\n", encoding="utf-8")
+        print(f"written {args.json}", file=sys.stderr)
+    if args.md:
+        Path(args.md).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.md).write_text(to_markdown(result), encoding="utf-8")
+        print(f"written {args.md}", file=sys.stderr)
+    print(format_table(result))
+    if not result.comparable:
+        print(f"trustwatch: error: runs not comparable: {result.reason}", file=sys.stderr)
+        return 2
+    return 1 if result.regressions else 0
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:

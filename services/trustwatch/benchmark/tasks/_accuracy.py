@@ -13,6 +13,7 @@ from typing import Any
 
 from trustwatch.benchmark.evaluators.base import Verdict
 from trustwatch.benchmark.stats import wilson
+from trustwatch.benchmark.tasks._common import MEAN, item_units
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem
 
 Outcome = Callable[[ScoredItem], "bool | None"]
@@ -47,7 +48,9 @@ def accuracy(
     """A rate metric: ``value_outcome`` / ``reference_outcome`` map a judged item to True (success),
     False (failure) or None (left out of that number). Wilson interval on ``value``."""
     ok = judged(items, evaluator)
-    k, n = share([value_outcome(it) for it in ok])
+    outcomes = [value_outcome(it) for it in ok]
+    k, n = share(outcomes)
+    units = item_units((it.item_id, 1.0 if o else 0.0) for it, o in zip(ok, outcomes) if o is not None)
     if reference_outcome is None:
         ref: float | None = None
         rk, rn = 0, 0
@@ -65,6 +68,8 @@ def accuracy(
         ci_high=hi,
         note=note,
         extra={"value_n": n, "reference_n": rn, **(extra or {})},
+        units=units,
+        statistic=MEAN,
     )
 
 

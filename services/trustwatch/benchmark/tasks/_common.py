@@ -1,9 +1,11 @@
-"""Helpers shared by task modules: grouping, macro-F1, bootstrap intervals (rates: _accuracy.py, _rates.py)."""
+"""Helpers shared by task modules: grouping, macro-F1, bootstrap intervals, per-item units (rates:
+_accuracy.py, _rates.py)."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Sequence
+from statistics import fmean
 from typing import TypeVar
 
 from trustwatch.benchmark.stats import bootstrap_ci
@@ -40,6 +42,20 @@ def macro_f1(gold: Sequence[str], pred: Sequence[str], labels: Sequence[str] | N
         if denom:
             f1s.append(2 * tp / denom)
     return sum(f1s) / len(f1s) if f1s else None
+
+
+#: ``Metric.statistic`` of a metric whose value is the mean of its ``units``.
+MEAN = "mean"
+
+
+def item_units(outcomes: Iterable[tuple[str, float]]) -> dict[str, float]:
+    """Per-item units from (item_id, outcome) pairs: the outcome, or the mean of an item's outcomes
+    where it occurs several times (several samples of one prompt). The one definition of a metric's
+    ``units``; pass exactly the outcomes ``value`` averages (non-errored, counted items)."""
+    by_item: dict[str, list[float]] = defaultdict(list)
+    for item_id, outcome in outcomes:
+        by_item[item_id].append(float(outcome))
+    return {k: (v[0] if len(v) == 1 else fmean(v)) for k, v in by_item.items()}
 
 
 def mean_or_none(values: Iterable[float | None]) -> float | None:

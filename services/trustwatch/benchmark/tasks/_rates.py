@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from trustwatch.benchmark.stats import mean_ci, wilson
-from trustwatch.benchmark.tasks._common import boot, mean_or_none
+from trustwatch.benchmark.tasks._common import MEAN, boot, item_units, mean_or_none
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem
 
 Outcome = Callable[[ScoredItem], "bool | None"]
@@ -48,6 +48,18 @@ def counts(items: Sequence[ScoredItem], outcome: Outcome) -> tuple[int, int]:
         n += 1
         hits += bool(o)
     return hits, n
+
+
+def rate_units(items: Sequence[ScoredItem], outcome: Outcome) -> dict[str, float]:
+    """Per-item 1.0/0.0 under ``outcome`` over the items :func:`counts` counts (``Metric.units``)."""
+    pairs = []
+    for it in items:
+        if it.errored:
+            continue
+        o = outcome(it)
+        if o is not None:
+            pairs.append((it.item_id, 1.0 if o else 0.0))
+    return item_units(pairs)
 
 
 def rate(items: Sequence[ScoredItem], outcome: Outcome) -> float | None:
@@ -83,6 +95,8 @@ def rate_metric(
         higher_is_better=higher_is_better,
         note=f"{note}; {ERRORS_NOTE}",
         extra=dict(extra or {}),
+        units=rate_units(items, outcome),
+        statistic=MEAN,
     )
 
 
@@ -96,7 +110,8 @@ def avg_metric(
 ) -> Metric:
     """The unweighted mean of the ``parts`` (the reference's ``avg``).
 
-    ``stat`` computes the same mean from a set of items; it drives the bootstrap CI over items.
+    ``stat`` computes the same mean from a set of items; it drives the bootstrap CI over items. A mean
+    of groups is no mean of per-item outcomes: no ``units``.
     """
     lo, hi = boot(items, stat)
     return Metric(
@@ -122,6 +137,7 @@ def mean_metric(
 ) -> Metric:
     """Mean of a per-item score (None or NaN: not valid); value == reference_value."""
     vals: list[float] = []
+    pairs: list[tuple[str, float]] = []
     for it in items:
         if it.errored:
             continue
@@ -129,6 +145,7 @@ def mean_metric(
         if s is None or s != s:  # NaN
             continue
         vals.append(float(s))
+        pairs.append((it.item_id, float(s)))
     m = sum(vals) / len(vals) if vals else None
     lo, hi = mean_ci(vals, n_boot=500, seed=0)
     return Metric(
@@ -142,6 +159,8 @@ def mean_metric(
         higher_is_better=higher_is_better,
         note=f"{note}; {ERRORS_NOTE}",
         extra=dict(extra or {}),
+        units=item_units(pairs),
+        statistic=MEAN,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -47,6 +47,13 @@ class Metric:
     published leaderboard. ``n_total`` counts every item the metric is about, ``n_valid`` those that
     could be judged, ``n_error`` those where generation or judging failed; ``note`` says how invalid
     items were treated and where ``value`` deviates from ``reference_value``.
+
+    ``units`` are the per-item outcomes ``value`` aggregates, keyed by ``ScoredItem.item_id`` (1.0/0.0
+    for a share, the item's score for a mean; an item judged several times - multi-sample runs - gets
+    the mean of its outcomes); ``statistic`` names how ``value`` follows from them ("mean": ``value`` is
+    their mean). Metrics that are no mean of per-item outcomes (macro-F1, a p-value, a maximum, a mean
+    of groups) have ``units=None`` and ``statistic=""``. Units pair two runs item by item
+    (``trustwatch compare``); they are not part of :meth:`to_dict`, so reports stay small.
     """
 
     value: float | None
@@ -59,9 +66,12 @@ class Metric:
     higher_is_better: bool = True
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    units: dict[str, float] | None = field(default=None, repr=False)
+    statistic: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = asdict(replace(self, units=None))
+        del d["units"]
         for k in ("value", "reference_value", "ci_low", "ci_high"):
             v = d[k]
             if v is not None and (isinstance(v, float) and math.isnan(v)):
