@@ -120,10 +120,14 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
         completions = [pb.Completion.FromString(v) for v in _consume_all(kafka_broker, topics.completions, 48)]
         per_job = Counter(c.job_id for c in completions)
         for p in published:
+            # a fresh database: each target's run is new, and its plan is re-derived under the printed id
+            assert p["status"].startswith("new run"), p
             plan = plan_run(
-                suite, parse_target(engine_target if p["target"] == "tiny-engine" else api_target), data_dir
+                suite,
+                parse_target(engine_target if p["target"] == "tiny-engine" else api_target),
+                data_dir,
+                p["run_id"],
             )
-            assert plan.run_id == p["run_id"]
             rows = store.judgments(p["run_id"])
             # exactly one completion per job, and one judgment per job and evaluator
             assert {j.job_id for j in plan.jobs} == {r.job_id for r in rows}
@@ -151,12 +155,16 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
             assert _metric(report, "truthfulness/external", "avg")["n_total"] == 12
 
         # re-submitting the same run publishes nothing and duplicates nothing
+        # re-publishing a complete run (by its id) sends nothing; without --run-id it would be a new run
+        engine_run = next(p["run_id"] for p in published if p["target"] == "tiny-engine")
         again = _cli(
             "scheduler",
             "--suite",
             str(SUITE),
             "--target",
             engine_target,
+            "--run-id",
+            engine_run,
             "--bootstrap",
             kafka_broker,
             "--db",
@@ -179,7 +187,7 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
         with urllib.request.urlopen(f"{state.aggregator_url}/metrics", timeout=10) as r:
             exposition = r.read().decode()
         assert (
-            'trustwatch_trust_score{dimension="safety",metric="RtA",target="tiny-api",task="safety/misuse"}'
+            'trustwatch_trust_score{dimension="safety",direction="higher_is_better",metric="RtA",target="tiny-api",task="safety/misuse"}'
             in exposition
         )
         assert "trustwatch_judgments_stored_total 48.0" in exposition
@@ -192,7 +200,8 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
     finally:
         local.down(stack_dir)
 
-    # The same suite embedded, for the same target and seed, gives the same metrics.
+    # The same suite embedded, for the same target and run id (per-job sampling seeds derive from the
+    # job id), gives the same metrics.
     out = tmp_path / "embedded.json"
     emb = _cli(
         "run",
@@ -200,6 +209,8 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
         str(SUITE),
         "--target",
         engine_target,
+        "--run-id",
+        reports["tiny-engine"]["run_id"],
         "--db",
         f"sqlite:///{tmp_path}/emb.db",
         "--out",

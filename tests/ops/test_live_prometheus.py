@@ -46,6 +46,8 @@ def _exercise(m: ServiceMetrics) -> None:
         m.batch_seconds.labels(svc).observe(0.2)
         m.lag.labels(svc).set(42)
         m.dead_letters.labels(svc, "process").inc()
+        m.worker_healthy.labels(svc).set(1)
+        m.commit_failures.labels(svc).inc()
     for status in ("ok", "error"):
         m.completions.labels("t1", "vllm", status).inc(5)
     m.generation_seconds.labels("t1", "vllm").observe(1.5)
