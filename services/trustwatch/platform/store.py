@@ -77,6 +77,8 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 _TRANSIENT = int(pb.ERROR_KIND_TRANSIENT)
+# A judgment that counts as done: not a transient error (rows from before error_kind existed are final).
+_SETTLED = sa.or_(judgments.c.error_kind.is_(None), judgments.c.error_kind != _TRANSIENT)
 
 
 @dataclass(frozen=True)
@@ -301,7 +303,7 @@ class Store:
         """Jobs of a run that have all their judgments stored, transient errors not counted: a
         resumed run publishes a job again while any of its judgments is a transient error."""
         run_id = _run_key(run_id)
-        settled = sa.or_(judgments.c.error_kind.is_(None), judgments.c.error_kind != _TRANSIENT)
+        settled = _SETTLED
         with self.engine.connect() as conn:
             counts = conn.execute(
                 sa.select(judgments.c.job_id, sa.func.count())
@@ -313,7 +315,7 @@ class Store:
     def settled_judgment_count(self, run_id: str) -> int:
         """Judgments of a run that are final: stored, and not a TRANSIENT error (those are retried)."""
         run_id = _run_key(run_id)
-        settled = sa.or_(judgments.c.error_kind.is_(None), judgments.c.error_kind != _TRANSIENT)
+        settled = _SETTLED
         with self.engine.connect() as conn:
             return int(
                 conn.execute(
