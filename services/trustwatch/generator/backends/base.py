@@ -32,6 +32,41 @@ class GenResult:
     latency_s: float = 0.0
 
 
+class Stream(abc.ABC):
+    """A back-end in streaming mode: requests go in one at a time while there is room, and results
+    come out as each one finishes, in any order, so the back-end never waits for a batch's slowest
+    reply. The caller (the generator's transport loop) keeps at most :attr:`capacity` requests in
+    flight and calls :meth:`results` to collect what has finished.
+
+    Thread-safety: :meth:`submit`, :meth:`results` and :meth:`close` are called from one thread (the
+    caller's); the stream may finish requests on threads or an event loop of its own.
+    """
+
+    #: Most requests in flight at once; :meth:`submit` beyond it raises RuntimeError.
+    capacity: int
+
+    @abc.abstractmethod
+    def submit(self, request: GenRequest) -> None:
+        """Start one request and return at once (never waits for its reply). A request that fails
+        later yields a result with ``error``; submit itself raises only on misuse (closed stream,
+        ``capacity`` exceeded)."""
+
+    @abc.abstractmethod
+    def results(self, timeout: float = 0.0) -> list[GenResult]:
+        """Every result finished since the last call, in finishing order. When none is ready, waits
+        up to ``timeout`` seconds for the first one (0: do not wait)."""
+
+    @property
+    @abc.abstractmethod
+    def in_flight(self) -> int:
+        """Requests submitted whose results have not yet been returned by :meth:`results`."""
+
+    def close(self) -> None:
+        """Stop: requests still in flight are abandoned (their jobs are not committed, so they are
+        delivered again). The back-end itself stays open."""
+        return None
+
+
 class Backend(abc.ABC):
     #: The back-end name a target starts with (``vllm:...``, ``openai:...``).
     name: ClassVar[str]
@@ -48,6 +83,11 @@ class Backend(abc.ABC):
     @abc.abstractmethod
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
         """One result per request, in order. A failing request yields a result with ``error``."""
+
+    def stream(self) -> Stream:
+        """This back-end in streaming mode (see :class:`Stream`). Back-ends that can keep requests in
+        flight natively (an event loop, an engine with continuous batching) override this."""
+        raise NotImplementedError(f"{type(self).__name__} has no streaming mode")
 
     def close(self) -> None:
         return None
