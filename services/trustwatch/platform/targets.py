@@ -1,5 +1,6 @@
 """Targets: the model endpoints under test, as the scheduler plans for them and the generator serves
-them. ``vllm:PATH_OR_MODEL_ID`` or ``openai:MODEL@BASE_URL``, optionally ``?name=NAME&key_env=VAR``."""
+them. ``vllm:PATH_OR_MODEL_ID`` or ``openai:MODEL@BASE_URL``, optionally ``?name=NAME&key_env=VAR``;
+an ``openai`` target may also set rate-limit ceilings, ``&rpm=N&tpm=N`` (requests / tokens per minute)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,10 @@ class TargetError(ValueError):
 @dataclass(frozen=True)
 class TargetSpec:
     """A model under test. ``api_key_env`` names the variable holding the key; the key itself never
-    enters a TargetSpec, a message or a log line."""
+    enters a TargetSpec, a message or a log line. ``rpm`` / ``tpm``: ceilings on the requests and
+    tokens per minute the generator sends (0: none), so a run leaves a shared quota to others; they
+    change how fast a run goes, not what it measures, so they are not part of :meth:`describe`
+    (nor of a run's identity)."""
 
     name: str
     backend: str
@@ -28,6 +32,8 @@ class TargetSpec:
     base_url: str = ""
     api_key_env: str = ""
     options: dict[str, str] = field(default_factory=dict)
+    rpm: int = 0
+    tpm: int = 0
 
     def describe(self) -> dict[str, str]:
         return {
@@ -65,6 +71,8 @@ SECRET_PARAMS = frozenset(
 #: A path segment shaped like a pasted API key (sk-..., key=..., token=...).
 _PATH_SECRET = re.compile(r"^(?:sk|rk|pk)-[A-Za-z0-9_-]{12,}$|(?:^|;)(?:api_?key|key|token|access_token)=", re.I)
 _USERINFO = re.compile(r"(://)[^/?#@]*@")
+#: What errors mask wherever it appears in a target string: a pasted key (sk-...) or a key=VALUE.
+_KEYLIKE = re.compile(r"((?:sk|rk|pk)-)[A-Za-z0-9_-]{12,}|((?:api_?key|key|token|access_token)=)[^/;&@\s]+", re.I)
 
 
 def redact_url(url: str) -> str:
@@ -83,8 +91,9 @@ def redact_url(url: str) -> str:
 
 
 def _shown(text: str) -> str:
-    """A target string as errors may quote it: no query part (options), no user info."""
-    return _USERINFO.sub(r"\1***@", str(text).split("?", 1)[0])
+    """A target string as errors may quote it: no query part (options), fragment, user info or key."""
+    shown = _USERINFO.sub(r"\1***@", str(text).split("?", 1)[0].split("#", 1)[0])
+    return _KEYLIKE.sub(lambda m: (m.group(1) or m.group(2)) + "***", shown)
 
 
 def check_key_env(name: str, allow: str | None = None) -> str:
@@ -113,8 +122,23 @@ def check_key_env(name: str, allow: str | None = None) -> str:
 _NAME_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 TARGET_HELP = (
     "expected vllm:PATH_OR_MODEL_ID or openai:MODEL@BASE_URL, optionally followed by "
-    "?name=NAME&key_env=ENV_VAR (e.g. openai:gpt-4o-mini@https://api.example.com/v1?key_env=OPENAI_API_KEY)"
+    "?name=NAME&key_env=ENV_VAR, and for openai &rpm=N&tpm=N (requests / tokens per minute) "
+    "(e.g. openai:gpt-4o-mini@https://api.example.com/v1?key_env=OPENAI_API_KEY&rpm=500)"
 )
+#: Options an ``openai`` target accepts on top of name and key_env: rate-limit ceilings.
+_RATE_OPTIONS = ("rpm", "tpm")
+
+
+def _rate(shown: str, query: dict[str, str], option: str) -> int:
+    raw = query.get(option)
+    if raw is None:
+        return 0
+    if not re.fullmatch(r"[0-9]+", raw) or int(raw) < 1:
+        unit = "requests" if option == "rpm" else "tokens"
+        raise TargetError(
+            f"target {shown!r}: {option} must be a positive whole number of {unit} per minute, got {raw!r}"
+        )
+    return int(raw)
 
 
 _KEY_HINT = "API keys come from the environment variable named by ?key_env=VAR (default OPENAI_API_KEY)"
@@ -139,10 +163,16 @@ def parse_target(text: str, key_env_allow: str | None = None) -> TargetSpec:
                 f"target {shown!r}: credentials in the URL are refused ({', '.join(secret)}=...); "
                 f"{_KEY_HINT}, e.g. ?key_env=OPENAI_API_KEY"
             )
-        bad = set(query) - {"name", "key_env"}
+        bad = set(query) - {"name", "key_env", *_RATE_OPTIONS}
         if bad:
             raise TargetError(f"target {shown!r}: unknown option(s) {', '.join(sorted(bad))}; {TARGET_HELP}")
     if backend == "vllm":
+        rates = sorted(set(query) & set(_RATE_OPTIONS))
+        if rates:
+            raise TargetError(
+                f"target {shown!r}: {', '.join(rates)} apply to API targets (openai:...) only; a vllm "
+                "target runs in-process and has no quota"
+            )
         if not rest:
             raise TargetError(f"target {shown!r} names no model; {TARGET_HELP}")
         default_name = Path(rest.rstrip("/")).name or rest
@@ -159,7 +189,7 @@ def parse_target(text: str, key_env_allow: str | None = None) -> TargetSpec:
             raise TargetError(f"target {shown!r}: credentials in the URL (user:password@host) are refused; {_KEY_HINT}")
         if "#" in base_url or any(_PATH_SECRET.search(seg) for seg in url.path.split("/")):
             raise TargetError(
-                f"target {backend}:{model}@{url.scheme}://{url.netloc}/...: the base URL looks like it "
+                f"target {_shown(f'{backend}:{model}@{url.scheme}://{url.netloc}')}/...: the base URL looks like it "
                 f"holds a credential (a key in its path or fragment) and is refused; {_KEY_HINT}"
             )
         if not model or url.scheme not in ("http", "https") or not url.netloc:
@@ -175,8 +205,12 @@ def parse_target(text: str, key_env_allow: str | None = None) -> TargetSpec:
             model=model,
             base_url=base_url.rstrip("/"),
             api_key_env=key_env,
+            rpm=_rate(shown, query, "rpm"),
+            tpm=_rate(shown, query, "tpm"),
         )
-    raise TargetError(f"unknown back-end {backend!r} in target {shown!r}; {TARGET_HELP}")
+    if backend == "echo":  # instant replies, for benchmarks of the plumbing (generator/backends/echo.py)
+        return TargetSpec(name=_NAME_SAFE.sub("_", query.get("name", rest or "echo")), backend="echo", model=rest)
+    raise TargetError(f"unknown back-end {_shown(backend)!r} in target {shown!r}; {TARGET_HELP}")
 
 
 def parse_targets(texts: Iterable[str] | None, defaults: Iterable[str] = ()) -> list[TargetSpec]:

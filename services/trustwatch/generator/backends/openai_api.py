@@ -15,8 +15,17 @@ to the model and the prompt (any 4xx other than 408/429, e.g. the content filter
 than the window; a reply with no choices), ``ERROR_KIND_TRANSIENT`` for the endpoint's (retries
 spent on a retryable fault, or an unexpected exception), which a re-run of the run retries.
 
-At most ``concurrency`` requests are in flight at any moment (a semaphore held only while a
-request is on the wire, not while it waits to retry).
+At most ``concurrency`` requests are on the wire at any moment (a place in the window is held
+while a request is paced and on the wire, not while it waits to retry). Rate limits (see ``_ratelimit``) apply to every
+attempt: the window of requests on the wire shrinks on HTTP 429 (AIMD: halved, then +1 per window
+of successes, never above ``concurrency``); optional ``rpm`` / ``tpm`` ceilings (the target's
+``?rpm=...&tpm=...``) pace attempts so one run leaves a shared quota to others; and when a reply's
+``x-ratelimit-remaining-requests`` or ``-tokens`` reaches 0, new attempts are held until the
+matching ``x-ratelimit-reset-*``.
+
+Two ways in: ``generate`` (a batch, one result per request, in order) and ``stream`` (a
+:class:`~trustwatch.generator.backends.base.Stream`: requests go in one at a time and results come
+out as each finishes). Both run the same per-request coroutine on the same loop and limits.
 
 ``generate`` is synchronous: each back-end owns one event loop running in a daemon thread, so it
 can be called repeatedly, from several threads, and even from code that is itself inside a running
@@ -32,6 +41,7 @@ import email.utils
 import json
 import logging
 import os
+import queue
 import random
 import re
 import threading
@@ -41,7 +51,8 @@ from concurrent.futures import Future
 from typing import Any
 
 from trustwatch.generator.backends import _kinds
-from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, register
+from trustwatch.generator.backends._ratelimit import AimdWindow, TokenBucket, estimate_tokens, hold_from_headers
+from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, Stream, register
 from trustwatch.platform.targets import TargetSpec, redact_url
 
 log = logging.getLogger(__name__)
@@ -109,9 +120,10 @@ class OpenAIBackend(Backend):
 
     @classmethod
     def from_target(cls, target: TargetSpec, **options: Any) -> OpenAIBackend:
-        """Takes ``concurrency`` (requests in flight; default 16)."""
-        extra = {"concurrency": int(options["concurrency"])} if options.get("concurrency") else {}
-        return cls(target.model, target.base_url, target.api_key_env, **extra)
+        """Takes ``concurrency`` (requests in flight; default 16); the target's ``rpm`` / ``tpm``
+        become the rate-limit ceilings."""
+        extra: dict[str, Any] = {"concurrency": int(options["concurrency"])} if options.get("concurrency") else {}
+        return cls(target.model, target.base_url, target.api_key_env, rpm=target.rpm, tpm=target.tpm, **extra)
 
     def __init__(
         self,
@@ -123,11 +135,18 @@ class OpenAIBackend(Backend):
         max_retries: int = 5,
         backoff_base_s: float = 0.5,
         backoff_max_s: float = 20.0,
+        rpm: float = 0,
+        tpm: float = 0,
+        adaptive: bool = True,
     ) -> None:
+        """``rpm`` / ``tpm``: ceilings on requests (attempts) and tokens per minute (0: none);
+        ``adaptive``: shrink the window of requests on the wire on HTTP 429 (AIMD)."""
         if not base_url:
             raise ValueError("the openai back-end needs a base_url, e.g. http://host:8000/v1")
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+        if rpm < 0 or tpm < 0:
+            raise ValueError(f"rpm and tpm must be >= 0 (0: no ceiling), got rpm={rpm} tpm={tpm}")
         import openai  # imported here: only the generator needs it
 
         self._openai = openai
@@ -154,14 +173,26 @@ class OpenAIBackend(Backend):
         self.retries = 0
         self.peak_in_flight = 0
         self._in_flight = 0
+        #: Rate limiting: HTTP 429s seen, seconds attempts waited on the rpm/tpm ceilings and on
+        #: the server's x-ratelimit headers.
+        self.rate_limited = 0
+        self.paced_s = 0.0
+        self.held_s = 0.0
+        self.rpm = float(rpm)
+        self.tpm = float(tpm)
+        self.adaptive = adaptive
+        #: Monotonic time before which no new attempt starts (a server's x-ratelimit reset).
+        self._hold_until = 0.0
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True)
         self._thread.start()
         self._closed = False
-        # The client and the semaphore belong to the loop, so they are created on it.
+        # The client and the limits belong to the loop, so they are created on it.
         self._client: Any = None
-        self._sem: asyncio.Semaphore | None = None
+        self._window: AimdWindow | None = None
+        self._rpm: TokenBucket | None = None
+        self._tpm: TokenBucket | None = None
         self._submit(self._setup()).result()
 
     # ------------------------------------------------------------------------------------------
@@ -173,7 +204,16 @@ class OpenAIBackend(Backend):
         self._client = self._openai.AsyncOpenAI(
             base_url=self.base_url, api_key=self._key, max_retries=0, timeout=self.timeout_s
         )
-        self._sem = asyncio.Semaphore(self.concurrency)
+        self._window = AimdWindow(self.concurrency, adaptive=self.adaptive)
+        self._rpm = TokenBucket(self.rpm) if self.rpm else None
+        self._tpm = TokenBucket(self.tpm) if self.tpm else None
+
+    @property
+    def window(self) -> AimdWindow:
+        """The window of requests on the wire (its ``window`` is the current size; ``low`` the
+        smallest so far; ``decreases`` / ``increases`` count the AIMD steps)."""
+        assert self._window is not None
+        return self._window
 
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
         if self._closed:
@@ -184,6 +224,12 @@ class OpenAIBackend(Backend):
 
     async def _generate(self, requests: list[GenRequest]) -> list[GenResult]:
         return list(await asyncio.gather(*(self._one(r) for r in requests)))
+
+    def stream(self) -> OpenAIStream:
+        """This back-end in streaming mode; ``capacity`` is ``concurrency``. See :class:`OpenAIStream`."""
+        if self._closed:
+            raise RuntimeError("this OpenAIBackend is closed")
+        return OpenAIStream(self)
 
     # ------------------------------------------------------------------------------------------
 
@@ -251,13 +297,18 @@ class OpenAIBackend(Backend):
         }
         if req.seed is not None:
             kwargs["seed"] = req.seed
-        assert self._sem is not None and self._client is not None
-        async with self._sem:
+        assert self._window is not None and self._client is not None
+        window = self._window
+        granted = await window.acquire()
+        try:
+            await self._pace(req)
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             self.attempts += 1
             try:
-                resp = await self._client.chat.completions.create(**kwargs)
+                raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
+                self._observe(raw.headers)
+                resp = raw.parse()
             except oa.APITimeoutError as e:
                 raise _Retryable(f"no reply from {self._shown_url} within {self.timeout_s:g} s") from e
             except oa.APIConnectionError as e:
@@ -268,6 +319,10 @@ class OpenAIBackend(Backend):
                     "path) is right"
                 ) from e
             except oa.APIStatusError as e:
+                self._observe(getattr(e.response, "headers", None))
+                if int(e.status_code) == 429:
+                    self.rate_limited += 1
+                    window.overloaded(granted)
                 raise self._status_error(e) from e
             except (json.JSONDecodeError, oa.APIResponseValidationError) as e:
                 # The SDK parses the body itself: a truncated or empty JSON body raises here.
@@ -276,6 +331,9 @@ class OpenAIBackend(Backend):
                 ) from e
             finally:
                 self._in_flight -= 1
+            window.succeeded()
+        finally:
+            window.release()
         if isinstance(resp, (str, bytes)) or not hasattr(resp, "choices"):
             # A body that is not JSON at all (e.g. a proxy's HTML page) comes back as plain text.
             raise _Retryable(f"HTTP 200 from {self._shown_url} with a body that is not JSON")
@@ -291,6 +349,26 @@ class OpenAIBackend(Backend):
             completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
             latency_s=time.perf_counter() - t0,
         )
+
+    async def _pace(self, req: GenRequest) -> None:
+        """Wait, before an attempt goes on the wire, for the server's x-ratelimit hold to pass and
+        for the rpm / tpm ceilings to allow it."""
+        while (wait := self._hold_until - time.monotonic()) > 0:
+            self.held_s += wait
+            await asyncio.sleep(wait)
+        if self._rpm is not None:
+            self.paced_s += await self._rpm.acquire(1)
+        if self._tpm is not None:
+            self.paced_s += await self._tpm.acquire(estimate_tokens(req.prompt, req.max_tokens))
+
+    def _observe(self, headers: Any) -> None:
+        """Note a reply's x-ratelimit headers: a spent quota holds new attempts until its reset."""
+        hold = hold_from_headers(headers)
+        if hold:
+            until = time.monotonic() + hold
+            if until > self._hold_until:
+                self._hold_until = until
+                log.debug("%s says its rate limit is spent; holding new requests %.2f s", self._shown_url, hold)
 
     def _status_error(self, e: Any) -> Exception:
         status = int(e.status_code)
@@ -332,3 +410,87 @@ class OpenAIBackend(Backend):
         # A forgotten close() must not leave a thread and sockets behind.
         with contextlib.suppress(Exception):
             self.close()
+
+
+class OpenAIStream(Stream):
+    """The ``openai`` back-end in streaming mode (see :class:`~trustwatch.generator.backends.base.Stream`).
+
+    :meth:`submit` schedules the request's coroutine on the back-end's event loop (thread-safe) and
+    returns at once; each finished result is put on a thread-safe queue that :meth:`results`
+    drains, so results come out in finishing order. A request that fails becomes an error result
+    with its ``error_kind``, exactly as in ``generate``.
+
+    ``capacity`` is the back-end's ``concurrency``, and a caller that keeps ``capacity`` requests
+    submitted keeps that many on the wire. Every submitted request counts in :attr:`in_flight`
+    until :meth:`results` returns it, but not every one is on the wire: one waiting out a backoff
+    before a retry holds no place in the window (so a retry never blocks a fresh request), and
+    after HTTP 429s the window is the back-end's AIMD window (``backend.window.window``, at most
+    ``capacity``); the others wait inside the back-end. (One waiting on an rpm / tpm ceiling or a
+    server's x-ratelimit hold keeps its place in the window while it waits: nothing may go out
+    then anyway, and paced requests leave in order.) The caller needs no rate-limit logic of its
+    own: it keeps ``capacity`` submitted, and the back-end sends what the limits allow.
+    """
+
+    def __init__(self, backend: OpenAIBackend) -> None:
+        self.backend = backend
+        self.capacity = backend.concurrency
+        self._done: queue.SimpleQueue[GenResult] = queue.SimpleQueue()
+        self._in_flight = 0
+        self._closed = False
+        self._tasks: set[asyncio.Task[None]] = set()  # touched on the back-end's loop only
+
+    def submit(self, request: GenRequest) -> None:
+        if self._closed or self.backend._closed:
+            raise RuntimeError("this stream (or its OpenAIBackend) is closed")
+        if self._in_flight >= self.capacity:
+            raise RuntimeError(f"stream capacity {self.capacity} exceeded: collect results() before submitting more")
+        self._in_flight += 1
+        self.backend._loop.call_soon_threadsafe(self._start, request)
+
+    def _start(self, request: GenRequest) -> None:
+        if self._closed:
+            return
+        task = self.backend._loop.create_task(self._run(request))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run(self, request: GenRequest) -> None:
+        try:
+            result = await self.backend._one(request)
+        except Exception as e:  # noqa: BLE001 - _one catches all; this only guards against a bug there
+            result = _kinds.failed(
+                request.request_id, self.backend._clean(f"unexpected {type(e).__name__}: {e}"), _kinds.TRANSIENT
+            )
+        if not self._closed:
+            self._done.put(result)
+
+    def results(self, timeout: float = 0.0) -> list[GenResult]:
+        out: list[GenResult] = []
+        try:
+            out.append(self._done.get(timeout=timeout) if timeout > 0 else self._done.get_nowait())
+        except queue.Empty:
+            return out
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                break
+        self._in_flight -= len(out)
+        return out
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+
+        def cancel() -> None:
+            for task in list(self._tasks):
+                task.cancel()
+
+        # The back-end's loop may already be stopped (the back-end closed first): nothing to cancel then.
+        with contextlib.suppress(RuntimeError):
+            self.backend._loop.call_soon_threadsafe(cancel)
