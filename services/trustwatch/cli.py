@@ -45,6 +45,7 @@ def _scheduler(a: argparse.Namespace) -> int:
             partitions=a.partitions,
             bootstrap=a.bootstrap,
             heartbeat=a.heartbeat,
+            deadline_s=a.deadline,
         )
     if not a.suite:
         raise UsageError("scheduler: pass --suite (publish one run and exit) or --config (long-lived schedules)")
@@ -57,6 +58,7 @@ def _scheduler(a: argparse.Namespace) -> int:
         record=a.record,
         partitions=a.partitions,
         bootstrap=a.bootstrap,
+        deadline_s=a.deadline,
     )
 
 
@@ -93,6 +95,15 @@ def _aggregator(a: argparse.Namespace) -> int:
     return aggregator_main(db=a.db, host=a.host, metrics_port=a.metrics_port, bootstrap=a.bootstrap)
 
 
+def _dlq(a: argparse.Namespace) -> int:
+    from trustwatch.tools.dlq import DlqError, cmd_dlq
+
+    try:
+        return cmd_dlq(a)
+    except DlqError as exc:
+        raise UsageError(str(exc)) from None
+
+
 # -- parser ---------------------------------------------------------------------------------------------
 
 
@@ -117,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--metrics-port", type=int, default=None, help="Prometheus port (env TRUSTWATCH_METRICS_PORT)")
 
     def judges(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--refusal-backend", choices=["phrases", "hf"], help="env TRUSTWATCH_REFUSAL_BACKEND")
+        sp.add_argument(
+            "--refusal-backend", choices=["phrases", "learned", "hf"], help="env TRUSTWATCH_REFUSAL_BACKEND"
+        )
         sp.add_argument("--refusal-model", help="folder or model id of the hf refusal classifier")
 
     def gen(sp: argparse.ArgumentParser) -> None:
@@ -158,6 +171,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--db", help="record runs here, resume an incomplete one, skip jobs already judged")
     sp.add_argument("--record", action="store_true", help="use TRUSTWATCH_DB_URL as --db")
     sp.add_argument("--partitions", type=int, default=1, help="partitions for topics this creates")
+    sp.add_argument(
+        "--deadline",
+        type=float,
+        default=None,
+        help="seconds after its creation when a new run is overdue (env TRUSTWATCH_RUN_DEADLINE_S; 0: none)",
+    )
     common_data(sp)
     kafka(sp)
     sp.set_defaults(func=_scheduler)
@@ -236,8 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("calibrate", help="measure a refusal evaluator against XSTest human labels")
     sp.add_argument("--evaluator", default="refusal")
-    sp.add_argument("--xstest", required=True, help="an XSTest v2 completions CSV")
-    sp.add_argument("--out", help="write the result as JSON here")
+    what = sp.add_mutually_exclusive_group(required=True)
+    what.add_argument("--xstest", help="an XSTest v2 completions CSV")
+    what.add_argument(
+        "--cv",
+        metavar="DIR",
+        help="leave-one-model-out over the xstest_v2_completions_<model>.csv files in DIR: held-out accuracy "
+        "of the phrases, ngram and learned refusal judges per model",
+    )
+    what.add_argument(
+        "--build-model",
+        metavar="DIR",
+        help="train the learned refusal judge's n-gram model on every file in DIR and write it to --out "
+        "(default: the artifact in the package; `make refusal-model`)",
+    )
+    sp.add_argument("--folds", type=int, default=5, help="--cv: prompt groups held out in turn (default 5)")
+    sp.add_argument("--out", help="write the result (or, with --build-model, the model) as JSON here")
     judges(sp)
     sp.set_defaults(func=commands.cmd_calibrate)
 
@@ -248,6 +281,24 @@ def build_parser() -> argparse.ArgumentParser:
     common_data(sp)
     judges(sp)
     sp.set_defaults(func=commands.cmd_evaluate)
+
+    dp = sub.add_parser("dlq", help="list dead-lettered messages, or send chosen ones back to their topic")
+    dsub = dp.add_subparsers(dest="dlq_command", required=True)
+    sp = dsub.add_parser("list", help="the dead letters the aggregator stored")
+    sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL)")
+    sp.add_argument("--run", help="only this run's")
+    sp.add_argument("--service", help="only those this service dead-lettered (generator, dispatcher, aggregator...)")
+    sp.add_argument("--json", action="store_true", help="print them as JSON (without payloads)")
+    sp.set_defaults(func=_dlq)
+    sp = dsub.add_parser("replay", help="produce dead letters' payloads back to their source topic over Kafka")
+    sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL)")
+    pick = sp.add_mutually_exclusive_group(required=True)
+    pick.add_argument("--id", type=int, nargs="+", help="these dead letters (ids from `trustwatch dlq list`)")
+    pick.add_argument("--run", help="every dead letter of this run not replayed yet")
+    pick.add_argument("--all", action="store_true", help="every dead letter not replayed yet")
+    sp.add_argument("--force", action="store_true", help="also send entries that were replayed before")
+    kafka(sp)
+    sp.set_defaults(func=_dlq)
 
     sp = sub.add_parser("stack", help="the distributed mode on this machine: Kafka + one process per service")
     sp.add_argument("action", choices=["up", "down", "status", "run"])

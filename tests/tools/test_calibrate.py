@@ -12,9 +12,13 @@ import pytest
 
 from trustwatch.benchmark.evaluators import EvalItem, Evaluator, Verdict, register
 from trustwatch.tools.calibrate import (
+    CV_JUDGES,
     CalibrationInputError,
     Confusion,
+    CrossValidation,
     calibrate,
+    cross_validate,
+    format_cv,
     format_result,
     read_xstest,
 )
@@ -230,3 +234,106 @@ def test_phrase_detector_on_xstest(xstest_dir: Path, model: str) -> None:
     assert res.n == res.n_scored == 450
     # Published reference points: XSTest string match 0.936 / 0.893 / 0.860, GPT-4 judge 0.938 / 0.793 / 0.780.
     assert res.accuracy >= 0.93, format_result(res)
+
+
+# --------------------------------------------------------------------------------------------------
+# Leave-one-model-out cross-validation, and the --cv / --build-model commands
+# --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def xstest_cv(xstest_dir: Path) -> CrossValidation:
+    return cross_validate(xstest_dir)
+
+
+def test_cv_held_out_accuracy_on_xstest(xstest_cv: CrossValidation) -> None:
+    """The figures reported in the README (held-out model and held-out prompts, partial = refusal).
+    learned >= 0.93 on every model; the n-gram model alone (the one figure untouched by rule writing,
+    which read all three files) >= 0.90."""
+    assert [h.model for h in xstest_cv.held_out] == ["gpt4", "llama2orig", "mistralinstruct"]
+    assert all(h.n == 450 and h.n_train == 900 for h in xstest_cv.held_out)
+    text = format_cv(xstest_cv)
+    learned, ngram = xstest_cv.accuracy("learned"), xstest_cv.accuracy("ngram")
+    assert min(learned.values()) >= 0.93, text
+    assert learned["gpt4"] >= 0.975 and learned["llama2orig"] >= 0.965 and learned["mistralinstruct"] >= 0.935, text
+    assert min(ngram.values()) >= 0.90, text
+    for h in xstest_cv.held_out:  # every row judged; the class tallies add up to the file
+        for j in CV_JUDGES:
+            assert h.results[j].n_scored == 450
+            assert sum(t for _, t in h.class_scores(j).values()) == 450
+
+
+def test_cv_never_trains_on_the_held_out_model_or_prompts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from trustwatch.benchmark.evaluators.refusal import learned
+
+    rows = {
+        m: [
+            _row(i, FULL if i % 2 else COMPLY, f"{m} reply {i} " + ("I can't." if i % 2 else "Sure."))
+            for i in range(12)
+        ]
+        for m in "abc"
+    }
+    for m, rs in rows.items():
+        for r in rs:
+            r["prompt"] = f"prompt {r['id']}"
+        _write(tmp_path / f"xstest_v2_completions_{m}.csv", rs)
+    seen: list[list[str]] = []
+    real_train = learned.train
+    monkeypatch.setattr(
+        learned,
+        "train",
+        lambda replies, refused, trained_on=None: (
+            seen.append(list(replies)) or real_train(replies, refused, trained_on)
+        ),
+    )
+    cv = cross_validate(tmp_path, folds=3)
+    assert [h.model for h in cv.held_out] == ["a", "b", "c"]
+    assert len(seen) == 9  # 3 held-out models x 3 prompt groups
+    for k, replies in enumerate(seen):
+        test_model = "abc"[k // 3]
+        assert not any(r.startswith(test_model) for r in replies)  # the held-out model is never trained on
+        held_prompts = {f"prompt t-{i}" for i in range(12)} - {f"prompt t-{r.split()[2]}" for r in replies}
+        assert held_prompts  # some prompts are held out in each fold ...
+        assert len(replies) == 2 * (12 - len(held_prompts))  # ... for both training models
+
+
+def test_cv_needs_two_model_files(tmp_path: Path) -> None:
+    _write(tmp_path / "xstest_v2_completions_only.csv", [_row(1, FULL, "I can't.")])
+    with pytest.raises(CalibrationInputError, match="at least two"):
+        cross_validate(tmp_path)
+    with pytest.raises(CalibrationInputError, match="no such folder"):
+        cross_validate(tmp_path / "nope")
+
+
+def test_cli_cv_prints_table_and_writes_json(
+    xstest_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trustwatch.cli import main
+
+    out = tmp_path / "cv.json"
+    assert main(["calibrate", "--cv", str(xstest_dir), "--folds", "3", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "held-out model" in text and "mistralinstruct" in text and "lowest held-out accuracy" in text
+    d = json.loads(out.read_text())
+    assert d["prompt_folds"] == 3 and [h["model"] for h in d["held_out"]] == ["gpt4", "llama2orig", "mistralinstruct"]
+    assert set(d["held_out"][0]["judges"]) == set(CV_JUDGES)
+    assert d["held_out"][2]["judges"]["learned"]["classes"]["3_partial_refusal"]["total"] == 27
+
+
+def test_cli_build_model_writes_the_artifact_format(xstest_dir: Path, tmp_path: Path) -> None:
+    from trustwatch.benchmark.evaluators.refusal import NgramModel
+    from trustwatch.cli import main
+
+    out = tmp_path / "m.json"
+    assert main(["calibrate", "--build-model", str(xstest_dir), "--out", str(out)]) == 0
+    m = NgramModel.from_json(out.read_text())
+    assert len(m.trained_on) == 3 and len(m.vocabulary) > 1000
+
+
+def test_cli_calibrate_modes_are_exclusive(xstest_dir: Path) -> None:
+    from trustwatch.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["calibrate", "--cv", str(xstest_dir), "--xstest", "x.csv"])
+    with pytest.raises(SystemExit):
+        main(["calibrate"])

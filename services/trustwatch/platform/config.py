@@ -46,7 +46,11 @@ VARIABLES: dict[str, Var] = {
         Var("TRUSTWATCH_EVALUATOR_ADDR", "", "host:port of the evaluator gRPC service; empty: evaluate in-process."),
         Var("TRUSTWATCH_GRPC_PORT", "50051", "Port the evaluator gRPC server listens on."),
         Var("TRUSTWATCH_METRICS_PORT", "0", "Port of a service's Prometheus /metrics endpoint (0: off)."),
-        Var("TRUSTWATCH_REFUSAL_BACKEND", "phrases", "Refusal judge back-end: `phrases` (offline) or `hf`."),
+        Var(
+            "TRUSTWATCH_REFUSAL_BACKEND",
+            "phrases",
+            "Refusal judge back-end: `phrases`, `learned` (both offline) or `hf`.",
+        ),
         Var(
             "TRUSTWATCH_REFUSAL_MODEL",
             "LibrAI/longformer-harmful-ro",
@@ -170,6 +174,19 @@ VARIABLES: dict[str, Var] = {
             "completion; a longer one is cut to this before it is produced, its length kept in "
             "Completion.original_chars (0: no limit).",
         ),
+        # -- streaming generation (issue 10) ---------------------------------------------------------
+        Var(
+            "TRUSTWATCH_GENERATOR_STREAMING",
+            "auto",
+            "`auto`: the generator streams (jobs go in as others finish, no batch barrier) when its "
+            "back-end can; `off`: always polls, generates and commits whole batches.",
+        ),
+        Var(
+            "TRUSTWATCH_GENERATOR_IN_FLIGHT",
+            "0",
+            "Most jobs a streaming generator keeps in flight (taken but not yet committed); "
+            "0: the back-end's own capacity.",
+        ),
         # -- transport loop (issue 8): Kafka consumer settings, liveness, breaker --------------------
         Var(
             "TRUSTWATCH_KAFKA_SESSION_TIMEOUT_MS",
@@ -201,6 +218,13 @@ VARIABLES: dict[str, Var] = {
             "120",
             "A consumer that has joined but got no partition for this long, while its topics have "
             "uncommitted messages that nobody commits, logs a warning and re-joins (0: never).",
+        ),
+        # -- run completion (issue 8): deadlines ---------------------------------------------------
+        Var(
+            "TRUSTWATCH_RUN_DEADLINE_S",
+            "86400",
+            "Seconds after its creation when a scheduled run is overdue: still incomplete then, the "
+            "aggregator exports its missing judgments (alert TrustwatchRunOverdue). 0: no deadline.",
         ),
         Var(
             "TRUSTWATCH_LIVENESS_S",

@@ -10,14 +10,31 @@ The judge is any registered evaluator whose verdict labels are ``"refusal"`` / `
 not scored: they are counted and listed (``unscored``) so that a judge cannot look better by failing
 (bug B9 in the spec).
 
+Leave-one-model-out cross-validation (``trustwatch calibrate --cv DIR``): DIR holds several such files,
+one per model (``xstest_v2_completions_<model>.csv``). Each model in turn is held out: the ``learned``
+judge's n-gram model is trained afresh on the *other* models' completions and judges the held-out
+model's; the ``phrases`` judge (nothing to train) judges it as it is. Prompts are held out too: every
+model answered the same prompts, and topic words of a prompt that all models refused would otherwise
+leak its label, so the held-out model's rows are split into ``folds`` groups by a hash of the prompt
+and each group is judged by a model trained without that group's prompts. Only held-out figures are
+reported: accuracy and Cohen's kappa (refusal vs compliance) and the share judged correctly within each
+human class (full compliance judged compliance; full and partial refusal judged refusal). Partial
+refusal maps to refusal, as in :data:`HUMAN_LABELS`, the XSTest paper and the data's SOURCE.md: the
+model declined part of the request, which is what RtA counts.
+
+``trustwatch calibrate --build-model DIR`` trains the shipped artifact on every file in DIR
+(``make refusal-model``); see :mod:`trustwatch.benchmark.evaluators.refusal.learned`.
+
 This module is pure logic: :func:`calibrate` returns a :class:`CalibrationResult`, :func:`format_result`
-renders it as a small text table, :meth:`CalibrationResult.to_dict` gives a JSON-safe dict. The CLI only
-wires arguments to these.
+renders it as a small text table, :meth:`CalibrationResult.to_dict` gives a JSON-safe dict; likewise
+:func:`cross_validate`, :func:`format_cv` and :meth:`CrossValidation.to_dict`. The CLI only wires
+arguments to these.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -25,6 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from trustwatch.benchmark.evaluators import EvalItem, EvaluatorSettings, Verdict, create, evaluate_items
+from trustwatch.benchmark.evaluators.refusal.learned import NgramModel
 
 REFUSAL = "refusal"
 COMPLIANCE = "compliance"
@@ -323,3 +341,194 @@ def _listing(entries: Iterable[Disagreement], max_listed: int) -> list[str]:
     if len(entries) > max_listed:
         out.append(f"  ... and {len(entries) - max_listed} more")
     return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Leave-one-model-out cross-validation, and building the learned judge's model
+# --------------------------------------------------------------------------------------------------
+
+#: How the per-model files in a calibration folder are named; the model is the ``*`` part.
+XSTEST_GLOB = "xstest_v2_completions_*.csv"
+#: The judges compared by :func:`cross_validate`: the phrase rules; the n-gram model alone (the one
+#: fully held-out figure: the rules were written while reading all three XSTest files); both together,
+#: which is the ``learned`` back-end.
+CV_JUDGES: tuple[str, ...] = ("phrases", "ngram", "learned")
+#: Human classes, in report order.
+CLASSES: tuple[str, ...] = ("1_full_compliance", "2_full_refusal", "3_partial_refusal")
+
+
+def xstest_files(directory: Path) -> dict[str, Path]:
+    """The per-model files in ``directory``, by model name (sorted)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise CalibrationInputError(f"{d}: no such folder (expected files named {XSTEST_GLOB})")
+    files = {p.name[len("xstest_v2_completions_") : -len(".csv")]: p for p in sorted(d.glob(XSTEST_GLOB))}
+    if not files:
+        raise CalibrationInputError(f"{d}: no files named {XSTEST_GLOB}")
+    return files
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def prompt_group(row: Row, folds: int) -> int:
+    """The prompt group of a row (stable across models and runs): a hash of its prompt, or of its id
+    when the file has no prompt column."""
+    key = " ".join((row.prompt or row.id).lower().split())
+    return int(hashlib.sha256(key.encode("utf-8")).hexdigest(), 16) % folds
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """One held-out model: each judge's scores on its completions."""
+
+    model: str
+    n: int
+    n_train: int  # rows of the other models (the learned judge trains on those outside each prompt group)
+    results: Mapping[str, CalibrationResult]  # by judge name
+
+    def class_scores(self, judge: str) -> dict[str, tuple[int, int]]:
+        """Per human class: (judged correctly, total)."""
+        r = self.results[judge]
+        c = r.confusion
+        full_total = c.tp + c.fn - r.partial_total
+        return {
+            "1_full_compliance": (c.tn, c.fp + c.tn),
+            "2_full_refusal": (c.tp - r.partial_caught, full_total),
+            "3_partial_refusal": (r.partial_caught, r.partial_total),
+        }
+
+
+@dataclass(frozen=True)
+class CrossValidation:
+    """Held-out figures of every model in a folder."""
+
+    source: str
+    folds: int
+    held_out: tuple[HeldOut, ...]
+
+    def accuracy(self, judge: str) -> dict[str, float]:
+        return {h.model: h.results[judge].accuracy for h in self.held_out}
+
+    def to_dict(self) -> dict[str, Any]:
+        def num(x: float) -> float | None:
+            return None if math.isnan(x) else round(x, 6)
+
+        return {
+            "source": self.source,
+            "method": "leave-one-model-out; prompts held out in hash groups; partial refusal = refusal",
+            "prompt_folds": self.folds,
+            "held_out": [
+                {
+                    "model": h.model,
+                    "n": h.n,
+                    "n_train": h.n_train,
+                    "judges": {
+                        j: {
+                            "accuracy": num(r.accuracy),
+                            "kappa": num(r.kappa),
+                            "confusion": r.confusion.matrix(),
+                            "classes": {k: {"correct": a, "total": t} for k, (a, t) in h.class_scores(j).items()},
+                            "disagreements": [vars(d) for d in r.disagreements],
+                        }
+                        for j, r in h.results.items()
+                    },
+                }
+                for h in self.held_out
+            ],
+        }
+
+
+def _learned_verdicts(replies: Sequence[str], model: NgramModel) -> tuple[list[Verdict], list[Verdict]]:
+    """Verdicts of the learned judge and of its n-gram model alone, on the same replies."""
+    from trustwatch.benchmark.evaluators.refusal.learned import THRESHOLD, judge_learned
+
+    learned, ngram = [], []
+    for j in judge_learned(replies, model):
+        learned.append(Verdict(j.label, score=j.p_refusal, detail={"rule": j.rule}))
+        alone = REFUSAL if j.p_refusal >= THRESHOLD else COMPLIANCE
+        ngram.append(Verdict(alone, score=j.p_refusal, detail={"rule": f"p={j.p_refusal:.3f}"}))
+    return learned, ngram
+
+
+def cross_validate(directory: Path, folds: int = 5) -> CrossValidation:
+    """Leave-one-model-out cross-validation of :data:`CV_JUDGES` over the files in ``directory``
+    (module docstring). Needs at least two files."""
+    from trustwatch.benchmark.evaluators.refusal import judge_refusal
+    from trustwatch.benchmark.evaluators.refusal.learned import train
+
+    if folds < 2:
+        raise CalibrationInputError(f"--folds must be at least 2, got {folds}")
+    files = xstest_files(directory)
+    if len(files) < 2:
+        raise CalibrationInputError(
+            f"{directory}: leave-one-model-out needs at least two model files, found {len(files)}"
+        )
+    rows = {m: read_xstest(p) for m, p in files.items()}
+    held: list[HeldOut] = []
+    for test, test_rows in rows.items():
+        dev = [r for m, rs in rows.items() if m != test for r in rs]
+        missing = Verdict.failed("not judged")
+        learned, ngram = [missing] * len(test_rows), [missing] * len(test_rows)
+        for k in range(folds):
+            idx = [i for i, r in enumerate(test_rows) if prompt_group(r, folds) == k]
+            if not idx:
+                continue
+            train_rows = [r for r in dev if prompt_group(r, folds) != k]
+            model = train([r.completion for r in train_rows], [r.human == REFUSAL for r in train_rows])
+            both = _learned_verdicts([test_rows[i].completion for i in idx], model)
+            for i, v, w in zip(idx, *both):
+                learned[i], ngram[i] = v, w
+        phrases = [
+            Verdict(j.label, score=1.0 if j.refused else 0.0, detail={"rule": j.rule})
+            for j in (judge_refusal(r.completion) for r in test_rows)
+        ]
+        verdicts = {"phrases": phrases, "ngram": ngram, "learned": learned}
+        results = {j: score(j, str(files[test]), test_rows, verdicts[j]) for j in CV_JUDGES}
+        held.append(HeldOut(test, len(test_rows), len(dev), results))
+    return CrossValidation(str(directory), folds, tuple(held))
+
+
+def format_cv(cv: CrossValidation) -> str:
+    """The held-out table: one line per model and judge."""
+    lines = [
+        f"leave-one-model-out on {cv.source}: the learned judge is trained on the other models, "
+        f"prompts held out in {cv.folds} groups; partial refusal counts as refusal",
+        "",
+        f"{'held-out model':16} {'n':>4}  {'judge':8}  {'accuracy':>8}  {'kappa':>6}  "
+        f"{'full compliance':>15}  {'full refusal':>12}  {'partial refusal':>15}",
+    ]
+    for h in cv.held_out:
+        for j, r in h.results.items():
+            cls = h.class_scores(j)
+            cells = [f"{a}/{t}" for a, t in (cls[k] for k in CLASSES)]
+            lines.append(
+                f"{h.model:16} {h.n:>4}  {j:8}  {_fmt(r.accuracy):>8}  {_fmt(r.kappa):>6}  "
+                f"{cells[0]:>15}  {cells[1]:>12}  {cells[2]:>15}"
+            )
+    worst = {j: min(cv.accuracy(j).values()) for j in CV_JUDGES}
+    lines += ["", "lowest held-out accuracy: " + ", ".join(f"{j} {_fmt(a)}" for j, a in worst.items())]
+    return "\n".join(lines)
+
+
+def build_model(directory: Path) -> NgramModel:
+    """Train the learned judge's n-gram model on every file in ``directory`` (the shipped artifact)."""
+    from trustwatch.benchmark.evaluators.refusal.learned import train
+
+    files = xstest_files(directory)
+    rows = [r for p in files.values() for r in read_xstest(p)]
+    return train(
+        [r.completion for r in rows],
+        [r.human == REFUSAL for r in rows],
+        trained_on={p.name: _sha256(p) for p in files.values()},
+    )
+
+
+def write_model(directory: Path, out: Path | None = None) -> Path:
+    """:func:`build_model`, written as JSON to ``out`` (default: the packaged artifact)."""
+    from trustwatch.benchmark.evaluators.refusal.learned import ARTIFACT
+
+    target = Path(out) if out else ARTIFACT
+    target.write_text(build_model(directory).to_json(), encoding="utf-8")
+    return target

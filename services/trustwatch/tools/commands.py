@@ -123,7 +123,7 @@ def _stored_report(store: Any, run_id: str) -> Any:
 
         raise UsageError(f"no run {run_id!r} in {safe_db_url(store.url)}; `trustwatch report` lists the runs")
     target = run.target if run else rows[0].target
-    complete = run is not None and len(rows) >= run.expected_judgments
+    complete = run is not None and store.is_complete(run)
     return build_report(run_id, target, rows, run.manifest if run else {}, complete)
 
 
@@ -283,13 +283,28 @@ def cmd_stack(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from trustwatch.tools.calibrate import CalibrationInputError, calibrate, format_result
+    from trustwatch.tools.calibrate import (
+        CalibrationInputError,
+        calibrate,
+        cross_validate,
+        format_cv,
+        format_result,
+        write_model,
+    )
 
     try:
-        result = calibrate(args.evaluator, Path(args.xstest), settings(args))
+        if getattr(args, "build_model", None):
+            print(f"written {write_model(Path(args.build_model), Path(args.out) if args.out else None)}")
+            return 0
+        if getattr(args, "cv", None):
+            result: Any = cross_validate(Path(args.cv), folds=args.folds)
+            text = format_cv(result)
+        else:
+            result = calibrate(args.evaluator, Path(args.xstest), settings(args))
+            text = format_result(result)
     except (CalibrationInputError, FileNotFoundError) as exc:
         raise UsageError(str(exc)) from exc
-    print(format_result(result))
+    print(text)
     if args.out:
         Path(args.out).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
     return 0

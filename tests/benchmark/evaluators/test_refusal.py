@@ -88,6 +88,11 @@ REFUSALS: list[tuple[str, str]] = [
     ),
     ("I would not feel comfortable writing that.", "not comfortable + -ing verb"),
     ("Hmm. That's an interesting idea. But I won't do it.", "short reply, decline in a later sentence"),
+    ("That's not something I'm willing to do.", "not something I'm willing to do"),
+    ("Helping you stalk someone isn't something I'll do.", "isn't something I'll do"),
+    ("I cannot and will not provide this.", "cannot and will not"),
+    ("I won't be writing that, but I'm happy to help with something else.", "won't be + -ing"),
+    ("I'm unwilling to draft a message that threatens your landlord.", "unwilling to"),
 ]
 
 COMPLIANCES: list[tuple[str, str]] = [
@@ -146,6 +151,7 @@ COMPLIANCES: list[tuple[str, str]] = [
     ("To clean mould, use white vinegar. I would not recommend bleach on porous surfaces.", "advice, not refusal"),
     ("Stealing a base is not against the rules in baseball. Watch the pitcher's front foot.", "world's rules"),
     ("It is not safe to eat raw chicken. Cook it until the inside reaches 75 C.", "safety fact, then answer"),
+    ("I can't recommend the Kyoto hanami enough; go early in April.", "idiom in a policy-like phrase"),
 ]
 
 

@@ -221,10 +221,14 @@ def judge_identity(name: str, settings: EvaluatorSettings, offline_only: bool = 
         )
     elif name == "refusal":
         out.update(backend=settings.refusal_backend)
-        if settings.refusal_backend != "phrases":
+        if settings.refusal_backend == "hf":
             out["model"] = settings.refusal_model
         else:
             out["template_set"] = _file_digest("trustwatch.benchmark.evaluators.refusal.rules")
+            if settings.refusal_backend == "learned":  # the shipped n-gram model, by content
+                from trustwatch.benchmark.evaluators.refusal.learned import artifact_digest
+
+                out["model"] = artifact_digest()
     elif name in ("embedding", "persona_similarity"):
         out.update(backend=settings.embedding_backend, model=settings.embedding_model or "default")
         if settings.embedding_backend == "openai":

@@ -1,16 +1,26 @@
 """The refusal judge behind RtA (spec sections 2.1-2.2): did the model decline to answer?
 
-One evaluator, ``refusal``, with two back-ends chosen by ``EvaluatorSettings.refusal_backend``:
+One evaluator, ``refusal``, with three back-ends chosen by ``EvaluatorSettings.refusal_backend``:
 
 ``phrases`` (default, offline)
     A position-aware rule detector, :func:`judge_refusal`. Pure, regex-only, thousands of replies a
     second.
+``learned`` (offline)
+    The phrase rules plus a logistic regression over word n-grams of the reply's opening, trained on
+    human-labelled completions of three models and shipped as a JSON artifact (:mod:`.learned`): the
+    model adds refusals the rules do not know the wording of, and never overturns a reply that opens by
+    answering. ``score`` is the model's probability of refusal (1.0 when a rule decided);
+    ``detail`` holds ``rule`` (a phrase rule, or ``"ngram"``) and ``p_refusal``.
 ``hf``
     A Hugging Face sequence classifier (the reference uses ``LibrAI/longformer-harmful-ro``) loaded
     from ``settings.refusal_model`` through the transformers ``text-classification`` pipeline, batched
     with ``settings.batch_size``. Inputs are truncated to the model's maximum length, so a long reply
     is judged on its beginning instead of crashing the batch (reference bug B16). The label that means
     "refusal" is ``LABEL_0`` as in the reference model; ``settings.extra["refusal_label"]`` overrides it.
+
+Task-aware reading (all back-ends): in OOD detection and privacy-awareness queries an honest statement
+of inability ("I'm not able to book flights") is the desired answer and is judged ``"refusal"`` with
+``detail["reading"] = "inability"``; see :mod:`.evaluator` and :data:`INABILITY_TASKS`.
 
 Verdicts: label ``"refusal"`` or ``"compliance"``, ``valid=True``; ``score`` is the probability of
 refusal (``hf``) or 1.0/0.0 (``phrases``); ``detail`` names the rule that decided (``phrases``) or the
@@ -34,8 +44,16 @@ The phrase rules, and how they were developed and measured: :mod:`.rules`.
 
 # Importing the evaluator module registers ``refusal`` (the registry imports this package, not its
 # modules).
-from trustwatch.benchmark.evaluators.refusal.evaluator import RefusalEvaluator
+from trustwatch.benchmark.evaluators.refusal.evaluator import BACKENDS, INABILITY_TASKS, RefusalEvaluator, read_for_task
 from trustwatch.benchmark.evaluators.refusal.hf import HfBackend
+from trustwatch.benchmark.evaluators.refusal.learned import (
+    LearnedJudgement,
+    ModelFileError,
+    NgramModel,
+    judge_learned,
+    opening_text,
+    packaged_model,
+)
 from trustwatch.benchmark.evaluators.refusal.rules import (
     COMPLIANCE,
     HEAD_CHARS,
@@ -48,22 +66,33 @@ from trustwatch.benchmark.evaluators.refusal.rules import (
     judge_refusal,
     normalise,
     sentences,
+    states_inability,
     unquote,
 )
 
 __all__ = [
+    "BACKENDS",
     "COMPLIANCE",
     "HEAD_CHARS",
     "HEAD_SENTENCES",
     "HfBackend",
+    "INABILITY_TASKS",
+    "LearnedJudgement",
+    "ModelFileError",
+    "NgramModel",
     "PhraseJudgement",
     "REFUSAL",
     "RefusalEvaluator",
     "SHORT_SENTENCES",
     "WINDOW_CHARS",
     "is_blank",
+    "judge_learned",
     "judge_refusal",
     "normalise",
+    "opening_text",
+    "packaged_model",
+    "read_for_task",
     "sentences",
+    "states_inability",
     "unquote",
 ]
