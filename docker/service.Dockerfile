@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# One image for every CPU service: scheduler, generator (openai back-end), judge, dispatcher,
-# aggregator. The service is the first argument:  docker run IMAGE judge serve --port 50051
+# One image for every CPU service: scheduler, generator (openai back-end), dispatcher, aggregator,
+# and a judge with the offline back-ends only (judge.Dockerfile has them all: torch, transformers,
+# sentence-transformers). The service is the first argument:  docker run IMAGE judge serve --port 50051
 # Build from the repository root:
 #   docker build -f docker/service.Dockerfile -t trustwatch:dev .
 # Pin PYTHON_IMAGE by digest in release builds (python:3.11-slim-bookworm@sha256:...).

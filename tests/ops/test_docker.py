@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from tests.ops import tools
 
@@ -44,8 +47,8 @@ def stages(dockerfile: Path) -> list[list[tuple[str, str]]]:
     return result
 
 
-def test_there_are_the_two_images() -> None:
-    assert [f.name for f in DOCKERFILES] == ["service.Dockerfile", "vllm.Dockerfile"]
+def test_there_are_the_three_images() -> None:
+    assert [f.name for f in DOCKERFILES] == ["judge.Dockerfile", "service.Dockerfile", "vllm.Dockerfile"]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
@@ -65,9 +68,10 @@ def test_multi_stage_non_root_trustwatch_entrypoint(dockerfile: Path) -> None:
     assert not any(op == "ADD" for s in st for op, _ in s), "use COPY"
 
 
-def test_the_build_stage_copies_enough_to_build_the_project(tmp_path: Path) -> None:
-    """Copy exactly what service.Dockerfile's build stage COPYs, then build the wheel there."""
-    build = stages(DOCKER / "service.Dockerfile")[0]
+@pytest.mark.parametrize("dockerfile", ["service.Dockerfile", "judge.Dockerfile"])
+def test_the_build_stage_copies_enough_to_build_the_project(dockerfile: str, tmp_path: Path) -> None:
+    """Copy exactly what the build stage COPYs, then build the wheel there."""
+    build = stages(DOCKER / dockerfile)[0]
     ctx = tmp_path / "src"
     ctx.mkdir()
     for op, args in build:
@@ -109,6 +113,40 @@ def test_the_build_stage_copies_enough_to_build_the_project(tmp_path: Path) -> N
     assert "trustwatch = trustwatch.cli:main" in entry_points
 
 
+def _extras() -> dict[str, list[str]]:
+    project = tomllib.loads((tools.ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    extras: dict[str, list[str]] = project["optional-dependencies"]
+    return extras
+
+
+def _requirement_names(lines: list[str]) -> set[str]:
+    return {canonicalize_name(Requirement(x).name) for x in lines}
+
+
+def test_the_judge_extra_holds_every_judge_back_end() -> None:
+    """The judge image installs the `judge` extra: it must hold the ML stack (the `ml` extra) and every
+    package of requirements/judges.txt (what `make setup` installs for the judges)."""
+    extras = _extras()
+    judges_txt = [
+        line.split("#", 1)[0].strip()
+        for line in (tools.ROOT / "requirements/judges.txt").read_text(encoding="utf-8").splitlines()
+    ]
+    judge = _requirement_names(extras["judge"])
+    assert _requirement_names(extras["ml"]) <= judge
+    assert _requirement_names([x for x in judges_txt if x]) <= judge
+    assert {"torch", "transformers", "sentence-transformers"} <= judge
+
+
+def test_the_judge_image_installs_the_judge_extra_and_runs_offline() -> None:
+    final = dict(stages(DOCKER / "judge.Dockerfile")[-1])
+    runs = [args for op, args in stages(DOCKER / "judge.Dockerfile")[0] if op == "RUN"]
+    assert any("[judge]" in r for r in runs), "the build stage must install the project's `judge` extra"
+    assert any("torch==${TORCH_VERSION}" in r for r in runs), "torch is pinned (TORCH_VERSION)"
+    env = final.get("ENV", "")
+    for setting in ("HF_HUB_OFFLINE=1", "HF_HOME=/tmp/", "TRUSTWATCH_CACHE_DIR=/tmp/"):
+        assert setting in env, f"judge image: {setting} (offline, caches on the writable /tmp)"
+
+
 # -- compose ----------------------------------------------------------------------------------------
 
 
@@ -139,6 +177,14 @@ def test_compose_runs_every_part() -> None:
         if "build" in s:
             assert (DOCKER / s["build"]["context"] / s["build"]["dockerfile"]).is_file(), name
             assert s.get("read_only") is True and s.get("cap_drop") == ["ALL"], name
+
+
+def test_compose_judge_uses_the_judge_image() -> None:
+    judge = _compose()["services"]["judge"]
+    assert judge["build"]["dockerfile"] == "docker/judge.Dockerfile"
+    assert judge["image"].startswith("trustwatch-judge:")
+    key_env = judge["environment"]["TRUSTWATCH_JUDGE_API_KEY_ENV"]
+    assert key_env in judge["environment"], "the judge gets the key variable its settings name"
 
 
 def test_compose_bind_mounts_exist() -> None:

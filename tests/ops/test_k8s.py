@@ -3,6 +3,9 @@ the properties the deployment promises (hardened pods, probes, resources, wiring
 
 from __future__ import annotations
 
+import fnmatch
+import ipaddress
+import os
 import re
 import shutil
 import tempfile
@@ -22,11 +25,35 @@ Obj = dict[str, Any]
 #: gRPC probes and CronJob.timeZone are GA well before it).
 K8S_VERSION = "1.31.0"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
-CRD_GROUPS = ("monitoring.coreos.com/",)
+CRD_GROUPS = ("monitoring.coreos.com/", "keda.sh/", "external-secrets.io/")
+#: Components no overlay of the repository includes: examples a user adds to an overlay. Each is
+#: rendered on top of prod by a test below (the fixture ``rendered_optional``).
+OPTIONAL_COMPONENTS = {"components/external-secrets"}
 SERVICES_WITH_METRICS = {"generator": 9101, "judge": 9102, "dispatcher": 9103, "aggregator": 9100}
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rendered_optional(kustomize_bin: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Obj]]:
+    """Each of OPTIONAL_COMPONENTS rendered on top of the prod overlay, as a user adds it, keyed by
+    the component's path under k8s/."""
+    out: dict[str, list[Obj]] = {}
+    for comp in sorted(OPTIONAL_COMPONENTS):
+        d = tmp_path_factory.mktemp("overlay")
+        kustomization = {
+            "apiVersion": "kustomize.config.k8s.io/v1beta1",
+            "kind": "Kustomization",
+            # kustomize takes relative paths only
+            "resources": [os.path.relpath(K8S / "overlays/prod", d)],
+            "components": [os.path.relpath(K8S / comp, d)],
+        }
+        (d / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
+        done = tools.run([kustomize_bin, "build", str(d)])
+        assert done.returncode == 0, f"kustomize build prod + {comp} failed:\n{done.stderr}"
+        out[comp] = [o for o in yaml.safe_load_all(done.stdout) if o]
+    return out
 
 
 def pod_template(obj: Obj) -> Obj:
@@ -99,7 +126,7 @@ def test_every_component_is_rendered_by_an_overlay() -> None:
         k = yaml.safe_load((d / "kustomization.yaml").read_text(encoding="utf-8"))
         used |= {(d / c).resolve() for c in k.get("components", [])}
     unused = [str(c.relative_to(K8S)) for c in components() if c.resolve() not in used]
-    assert not unused, f"components no overlay renders (so nothing tests them): {unused}"
+    assert set(unused) == OPTIONAL_COMPONENTS, f"components no overlay renders (so nothing tests them): {unused}"
 
 
 def test_objects_validate_against_the_kubernetes_schemas(rendered: dict[str, list[Obj]]) -> None:
@@ -127,9 +154,11 @@ def test_strict_validation_catches_a_misspelt_field() -> None:
         kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
 
 
-def test_custom_resources_are_well_formed(rendered: dict[str, list[Obj]]) -> None:
+def test_custom_resources_are_well_formed(
+    rendered: dict[str, list[Obj]], rendered_optional: dict[str, list[Obj]]
+) -> None:
     seen = set()
-    for objs in rendered.values():
+    for objs in [*rendered.values(), *rendered_optional.values()]:
         for o in objs:
             if o["kind"] == "ServiceMonitor":
                 seen.add(o["kind"])
@@ -145,7 +174,40 @@ def test_custom_resources_are_well_formed(rendered: dict[str, list[Obj]]) -> Non
                     assert g["name"] and g["rules"]
                     for r in g["rules"]:
                         assert ("alert" in r) != ("record" in r) and r["expr"], r
-    assert seen == {"ServiceMonitor", "PrometheusRule"}
+            elif o["kind"] == "ScaledObject":
+                seen.add(o["kind"])
+                assert o["apiVersion"] == "keda.sh/v1alpha1"
+                spec = o["spec"]
+                assert set(spec) <= {
+                    "scaleTargetRef",
+                    "minReplicaCount",
+                    "maxReplicaCount",
+                    "pollingInterval",
+                    "cooldownPeriod",
+                    "idleReplicaCount",
+                    "advanced",
+                    "fallback",
+                    "triggers",
+                }, spec
+                assert 0 <= spec["minReplicaCount"] <= spec["maxReplicaCount"]
+                for t in spec["triggers"]:
+                    assert set(t) <= {"type", "metadata", "metricType", "authenticationRef", "name"}, t
+                    assert all(isinstance(v, str) for v in t["metadata"].values()), "KEDA metadata values are strings"
+                    if t["type"] == "kafka":
+                        assert {"bootstrapServers", "consumerGroup", "topic", "lagThreshold"} <= set(t["metadata"])
+                        assert int(t["metadata"]["lagThreshold"]) > 0
+                    else:
+                        assert t["type"] == "cpu" and t["metricType"] == "Utilization", t
+            elif o["kind"] == "ExternalSecret":
+                seen.add(o["kind"])
+                assert o["apiVersion"] == "external-secrets.io/v1"
+                assert set(o["spec"]) <= {"refreshInterval", "secretStoreRef", "target", "data", "dataFrom"}
+                assert o["spec"]["secretStoreRef"]["kind"] in ("SecretStore", "ClusterSecretStore")
+                for d in o["spec"]["data"]:
+                    assert set(d) == {"secretKey", "remoteRef"} and d["remoteRef"]["key"], d
+            else:
+                assert not o["apiVersion"].startswith(CRD_GROUPS), f"no structural check for {o['kind']}"
+    assert seen == {"ServiceMonitor", "PrometheusRule", "ScaledObject", "ExternalSecret"}
 
 
 def test_operator_objects_carry_the_release_label(rendered: dict[str, list[Obj]]) -> None:
@@ -261,24 +323,45 @@ def test_images_have_explicit_tags(rendered: dict[str, list[Obj]]) -> None:
 # -- wiring -----------------------------------------------------------------------------------------
 
 
+def external_secrets() -> dict[str, set[str]]:
+    """Secret name -> keys, of the ExternalSecrets in components/external-secrets (the documented way
+    to bring the Secrets that no production rendering contains)."""
+    text = (K8S / "components/external-secrets/externalsecrets.yaml").read_text(encoding="utf-8")
+    return {
+        o["spec"]["target"]["name"]: {d["secretKey"] for d in o["spec"]["data"]}
+        for o in yaml.safe_load_all(text)
+        if o and o["kind"] == "ExternalSecret"
+    }
+
+
+def secret_keys(secret: Obj) -> set[str]:
+    return set(secret.get("stringData", {})) | set(secret.get("data", {}))
+
+
 def test_references_resolve(rendered: dict[str, list[Obj]]) -> None:
-    """Every ConfigMap, Secret, PVC and ServiceAccount a pod names is in the same rendering, and
-    every $(VAR) in a container's args is one of its env variables."""
+    """Every ConfigMap, PVC and ServiceAccount a pod names is in the same rendering, and every $(VAR)
+    in a container's args is one of its env variables. A Secret a pod needs is in the rendering (with
+    the key it reads) or, where the rendering brings no Secret, one of the ExternalSecrets of
+    components/external-secrets (with that key); only `optional: true` references may go unresolved."""
     problems = []
+    brought = external_secrets()
     for name, objs in rendered.items():
-        have = {
-            kind: set(by_kind(objs, kind))
-            for kind in ("ConfigMap", "Secret", "PersistentVolumeClaim", "ServiceAccount")
-        }
+        have = {kind: set(by_kind(objs, kind)) for kind in ("ConfigMap", "PersistentVolumeClaim", "ServiceAccount")}
+        secrets = {n: secret_keys(o) for n, o in by_kind(objs, "Secret").items()}
         for w, pod in workloads(objs):
             where = f"{name}: {w['kind']}/{w['metadata']['name']}"
             claims = {t["metadata"]["name"] for t in w["spec"].get("volumeClaimTemplates", [])}
             want = [("ServiceAccount", pod["spec"].get("serviceAccountName", "default"))]
+            # (Secret, key or None for the whole Secret, optional)
+            want_secrets: list[tuple[str, str | None, bool]] = []
             for v in pod["spec"].get("volumes", []):
                 if "configMap" in v:
                     want.append(("ConfigMap", v["configMap"]["name"]))
+                for src in v.get("projected", {}).get("sources", []):
+                    if "configMap" in src:
+                        want.append(("ConfigMap", src["configMap"]["name"]))
                 if "secret" in v:
-                    want.append(("Secret", v["secret"]["secretName"]))
+                    want_secrets.append((v["secret"]["secretName"], None, bool(v["secret"].get("optional"))))
                 if "persistentVolumeClaim" in v:
                     want.append(("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"]))
             for c in containers(pod):
@@ -290,14 +373,15 @@ def test_references_resolve(rendered: dict[str, list[Obj]]) -> None:
                     if "configMapRef" in ef:
                         want.append(("ConfigMap", ef["configMapRef"]["name"]))
                     if "secretRef" in ef:
-                        want.append(("Secret", ef["secretRef"]["name"]))
+                        want_secrets.append((ef["secretRef"]["name"], None, bool(ef["secretRef"].get("optional"))))
                 env_names = {e["name"] for e in c.get("env", [])}
                 for e in c.get("env", []):
                     ref = e.get("valueFrom", {})
                     if "configMapKeyRef" in ref:
                         want.append(("ConfigMap", ref["configMapKeyRef"]["name"]))
                     if "secretKeyRef" in ref:
-                        want.append(("Secret", ref["secretKeyRef"]["name"]))
+                        r = ref["secretKeyRef"]
+                        want_secrets.append((r["name"], r["key"], bool(r.get("optional"))))
                 for arg in c.get("args", []) + c.get("command", []):
                     for var in re.findall(r"\$\(([A-Za-z_][A-Za-z0-9_]*)\)", arg):
                         if var not in env_names:
@@ -305,6 +389,15 @@ def test_references_resolve(rendered: dict[str, list[Obj]]) -> None:
             for kind, ref in want:
                 if ref not in have[kind] and not (kind == "ServiceAccount" and ref == "default"):
                     problems.append(f"{where}: {kind} {ref} is not in the rendering")
+            for secret, key, optional in want_secrets:
+                if optional:
+                    continue
+                source = secrets if secrets else brought
+                what = "the rendering" if secrets else "components/external-secrets"
+                if secret not in source:
+                    problems.append(f"{where}: Secret {secret} is not in {what}")
+                elif key is not None and key not in source[secret]:
+                    problems.append(f"{where}: Secret {secret} in {what} has no key {key}")
     assert not problems, "\n".join(problems)
 
 
@@ -349,6 +442,14 @@ def test_secrets_hold_placeholders_only(rendered: dict[str, list[Obj]]) -> None:
             assert "data" not in s, f"{name}: Secret {s['metadata']['name']}: use stringData placeholders"
             for key, value in s.get("stringData", {}).items():
                 assert "REPLACE_ME" in value, f"{name}: Secret {s['metadata']['name']}.{key} holds a value"
+
+
+def test_only_the_dev_overlay_renders_secrets(rendered: dict[str, list[Obj]]) -> None:
+    """`kubectl apply` of base or prod must never overwrite a real Secret with a placeholder: the
+    placeholders live in components/dev-secrets, which only dev includes."""
+    with_secrets = {name for name, objs in rendered.items() if by_kind(objs, "Secret")}
+    assert with_secrets == {"overlays/dev"}, with_secrets
+    assert {"trustwatch-db", "openai-api-key"} <= set(by_kind(rendered["overlays/dev"], "Secret"))
 
 
 def test_suite_and_target_config_parse(rendered: dict[str, list[Obj]]) -> None:
@@ -487,6 +588,387 @@ def test_network_policies_allow_the_service_flows(rendered: dict[str, list[Obj]]
     assert not missing_flows, f"flows the NetworkPolicies block: {missing_flows}"
     extra = [f for f in DENIED if allowed(objs, f[0], f[1], f[2])]
     assert not extra, f"flows the NetworkPolicies should block: {extra}"
+
+
+def egress_allows_address(objs: list[Obj], app: str, address: str, port: int) -> bool:
+    """Whether the NetworkPolicies let pods labelled app=<app> open <address>:<port> (an address
+    outside the cluster: only ipBlock peers, or rules without peers, can match it)."""
+    own = {"app": app}
+    mine = [
+        p
+        for p in objs
+        if p["kind"] == "NetworkPolicy"
+        and "Egress" in p["spec"].get("policyTypes", [])
+        and selects(p["spec"]["podSelector"], own)
+    ]
+    if not mine:
+        return True
+    ip = ipaddress.ip_address(address)
+    for p in mine:
+        for rule in p["spec"].get("egress", []):
+            ports_ok = "ports" not in rule or any(pp.get("port") == port for pp in rule["ports"])
+            peers = rule.get("to")
+            peers_ok = peers is None or any(
+                "ipBlock" in x
+                and ip.version == ipaddress.ip_network(x["ipBlock"]["cidr"]).version
+                and ip in ipaddress.ip_network(x["ipBlock"]["cidr"])
+                and not any(ip in ipaddress.ip_network(e) for e in x["ipBlock"].get("except", []))
+                for x in peers
+            )
+            if ports_ok and peers_ok:
+                return True
+    return False
+
+
+def test_the_judge_reaches_external_https_only(rendered: dict[str, list[Obj]]) -> None:
+    """Remote judges (LLM judge endpoint, embedding API, Perspective) are reachable over HTTPS; the
+    cloud metadata address, private ranges and other ports are not, and no other service gains it."""
+    for name, objs in rendered.items():
+        assert egress_allows_address(objs, "judge", "203.0.113.10", 443), name
+        assert egress_allows_address(objs, "judge", "2001:db8::10", 443), name
+        for address in ("169.254.169.254", "10.0.0.12", "172.20.1.1", "192.168.1.5", "100.64.0.1", "fd00::1"):
+            assert not egress_allows_address(objs, "judge", address, 443), (name, address)
+        assert not egress_allows_address(objs, "judge", "203.0.113.10", 80), name
+        for app in ("dispatcher", "aggregator", "scheduler", "kafka"):
+            assert not egress_allows_address(objs, app, "203.0.113.10", 443), (name, app)
+
+
+def test_egress_check_sees_a_missing_exception() -> None:
+    """Guards the test above: a policy without the metadata exception lets the address through."""
+    policy = {
+        "kind": "NetworkPolicy",
+        "spec": {
+            "podSelector": {"matchLabels": {"app": "judge"}},
+            "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"protocol": "TCP", "port": 443}]}],
+        },
+    }
+    assert egress_allows_address([policy], "judge", "169.254.169.254", 443)
+
+
+def test_keda_reads_kafka_in_prod(rendered: dict[str, list[Obj]]) -> None:
+    keda = ({"kubernetes.io/metadata.name": "keda"}, {"app.kubernetes.io/name": "keda-operator"})
+    assert allowed(rendered["overlays/prod"], keda, "kafka", 9092)
+    assert not allowed(rendered["overlays/dev"], keda, "kafka", 9092), "dev has no KEDA"
+
+
+# -- the judge: image, settings, keys ---------------------------------------------------------------
+
+
+def configmap(objs: list[Obj], base_name: str) -> Obj:
+    """A generated ConfigMap by its name without kustomize's hash suffix."""
+    (found,) = [
+        o
+        for o in objs
+        if o["kind"] == "ConfigMap" and re.fullmatch(rf"{base_name}(-[a-z0-9]{{10}})?", o["metadata"]["name"])
+    ]
+    return found
+
+
+def container_env(objs: list[Obj], c: Obj, brought: dict[str, set[str]] | None = None) -> dict[str, str]:
+    """Every variable a container gets: env (value, or "" for a reference), and the keys of the
+    ConfigMaps and Secrets of its envFrom (Secrets not in the rendering: their ExternalSecret keys)."""
+    out: dict[str, str] = {}
+    cms = by_kind(objs, "ConfigMap")
+    secrets = by_kind(objs, "Secret")
+    for ef in c.get("envFrom", []):
+        if "configMapRef" in ef:
+            out.update(cms[ef["configMapRef"]["name"]].get("data", {}))
+        if "secretRef" in ef:
+            ref = ef["secretRef"]["name"]
+            keys = secret_keys(secrets[ref]) if ref in secrets else (brought or external_secrets()).get(ref, set())
+            out.update({k: "" for k in keys})
+    for e in c.get("env", []):
+        out[e["name"]] = e.get("value", "")
+    return out
+
+
+def test_the_judge_runs_the_judge_image(rendered: dict[str, list[Obj]]) -> None:
+    for name, objs in rendered.items():
+        (c,) = pod_template(by_kind(objs, "Deployment")["judge"])["spec"]["containers"]
+        image = c["image"].rsplit("/", 1)[-1].partition(":")[0]
+        assert image == "trustwatch-judge", f"{name}: the judge needs the judges' dependencies ({c['image']})"
+        threads = {e["name"]: e for e in c["env"]}["OMP_NUM_THREADS"]["valueFrom"]["resourceFieldRef"]
+        assert threads["resource"] == "limits.cpu", f"{name}: torch threads follow the CPU limit"
+    prod = pod_template(by_kind(rendered["overlays/prod"], "Deployment")["judge"])["spec"]["containers"][0]
+    assert prod["image"] == "registry.example.com/trustwatch/trustwatch-judge:0.1.0", "prod: its own images: entry"
+
+
+def test_judge_settings_come_from_one_configmap_shared_with_the_scheduler(rendered: dict[str, list[Obj]]) -> None:
+    """The judge judges with trustwatch-judge-config; the scheduler records the judges in each run's
+    manifest from its own environment, so it must read the same ConfigMap (or the record lies)."""
+    from trustwatch.benchmark.evaluators.base import settings_from_env
+
+    for name, objs in rendered.items():
+        cm = configmap(objs, "trustwatch-judge-config")
+        for svc in ("judge", "scheduler"):
+            (c,) = pod_template(by_kind(objs, "Deployment")[svc])["spec"]["containers"]
+            refs = [ef["configMapRef"]["name"] for ef in c.get("envFrom", []) if "configMapRef" in ef]
+            assert cm["metadata"]["name"] in refs, f"{name}: {svc} does not read {cm['metadata']['name']}"
+        settings = pytest.MonkeyPatch.context()
+        with settings as mp:
+            for k, v in cm["data"].items():
+                mp.setenv(k, v)
+            parsed = settings_from_env()  # every value parses (ints, floats)
+        assert parsed.judge_api_key_env == cm["data"]["TRUSTWATCH_JUDGE_API_KEY_ENV"]
+    prod = configmap(rendered["overlays/prod"], "trustwatch-judge-config")["data"]
+    assert prod["TRUSTWATCH_REFUSAL_BACKEND"] == "hf" and prod["TRUSTWATCH_REFUSAL_MODEL"].startswith("/models/")
+    judge = pod_template(by_kind(rendered["overlays/prod"], "Deployment")["judge"])
+    mounts = {m["mountPath"]: m["name"] for m in judge["spec"]["containers"][0]["volumeMounts"]}
+    claims = {v["name"]: v.get("persistentVolumeClaim", {}).get("claimName") for v in judge["spec"]["volumes"]}
+    assert claims[mounts["/models"]] == "judge-models", "prod: the refusal classifier's folder is on a volume"
+
+
+def test_every_key_a_judge_setting_names_reaches_the_judge(rendered: dict[str, list[Obj]]) -> None:
+    """A *_KEY_ENV setting names the variable holding a remote judge's key; the judge (the one that
+    calls those endpoints; the scheduler only records their names) must get that variable, here from
+    the optional trustwatch-judge-keys Secret, or the key never arrives."""
+    for name, objs in rendered.items():
+        judge = pod_template(by_kind(objs, "Deployment")["judge"])["spec"]["containers"][0]
+        env = container_env(objs, judge)
+        named = {var for setting, var in env.items() if re.fullmatch(r"TRUSTWATCH_\w+_KEY_ENV", setting)}
+        assert {"JUDGE_API_KEY", "PERSPECTIVE_API_KEY"} <= named, f"{name}: {named}"
+        assert named <= set(env), f"{name}: the judge lacks {named - set(env)}"
+        for e in judge["env"]:
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                assert ref["name"] == "trustwatch-judge-keys" and ref["optional"] is True, (name, e)
+
+
+# -- environment variables --------------------------------------------------------------------------
+
+#: Variables a trustwatch container may get that are not trustwatch settings, and why.
+NOT_SETTINGS = {
+    "TARGET": "expanded by the kubelet into the generator's --target argument",
+    "HF_HUB_OFFLINE": "huggingface_hub: never download weights at run time",
+    "OMP_NUM_THREADS": "torch's CPU threads, set to the judge's CPU limit",
+}
+
+
+def undeclared_env(objs: list[Obj]) -> list[str]:
+    """Names that trustwatch containers get (env, and the keys of envFrom ConfigMaps and Secrets) that
+    are neither declared in services/trustwatch/platform/config.py, nor a key variable (a name
+    TRUSTWATCH_KEY_ENV_ALLOW admits), nor in NOT_SETTINGS."""
+    from trustwatch.platform import config
+
+    allow = [p.strip() for p in config.VARIABLES["TRUSTWATCH_KEY_ENV_ALLOW"].default.split(",")]
+    problems = []
+    for w, pod in workloads(objs):
+        for c in containers(pod):
+            if not c["image"].rsplit("/", 1)[-1].startswith("trustwatch"):
+                continue  # Kafka's, PostgreSQL's own variables
+            for var in container_env(objs, c):
+                key = not var.startswith("TRUSTWATCH_") and any(fnmatch.fnmatchcase(var, p) for p in allow)
+                if var not in config.VARIABLES and not key and var not in NOT_SETTINGS:
+                    problems.append(f"{w['metadata']['name']}/{c['name']}: {var}")
+    return problems
+
+
+def test_every_environment_variable_is_declared(
+    rendered: dict[str, list[Obj]], rendered_optional: dict[str, list[Obj]]
+) -> None:
+    """Settings are declared once, in platform/config.py: a name in a manifest that is not there is a
+    typo or a setting nobody reads."""
+    problems = [
+        f"{name}: {p}" for name, objs in [*rendered.items(), *rendered_optional.items()] for p in undeclared_env(objs)
+    ]
+    assert not problems, "variables not declared in services/trustwatch/platform/config.py:\n" + "\n".join(problems)
+
+
+def test_the_declared_check_catches_a_misspelt_setting(rendered: dict[str, list[Obj]]) -> None:
+    """Guards the test above: a misspelt name in a ConfigMap the judge reads is reported."""
+    objs = [dict(o) for o in rendered["overlays/prod"]]
+    cm = configmap(objs, "trustwatch-judge-config")
+    objs[objs.index(cm)] = {**cm, "data": {**cm["data"], "TRUSTWATCH_REFUSAL_BACKNED": "hf"}}
+    assert any("TRUSTWATCH_REFUSAL_BACKNED" in p for p in undeclared_env(objs))
+
+
+# -- schedules: the whole benchmark -----------------------------------------------------------------
+
+
+def schedule_config(objs: list[Obj], where: str) -> Any:
+    """The rendered trustwatch-schedule, loaded with the scheduler's own loader from the files the
+    scheduler's /etc/trustwatch volume projects (schedule and suites)."""
+    from trustwatch.scheduler.schedule import load_config
+
+    with tempfile.TemporaryDirectory() as d:
+        for base_name in ("trustwatch-schedule", "trustwatch-suite"):
+            for file, text in configmap(objs, base_name)["data"].items():
+                (Path(d) / file).write_text(text, encoding="utf-8")
+        return load_config(Path(d) / "schedule.yaml")
+
+
+def test_the_default_schedules_run_the_whole_benchmark_daily(rendered: dict[str, list[Obj]]) -> None:
+    """Base and prod: a schedule fires every day with every task of the registry, every item (no
+    limit, no sampling): all 24 files, for every target."""
+    from trustwatch.benchmark import tasks
+
+    registry = set(tasks.known())
+    assert len({t.dataset for t in tasks.known().values()}) == 24
+    for name in ("base", "overlays/prod"):
+        cfg = schedule_config(rendered[name], name)
+        full = [
+            s
+            for s in cfg.schedules
+            if s.sample is None
+            and s.cron.split()[2:] == ["*", "*", "*"]
+            and {t.task for t in s.suite.tasks} == registry
+            and all(t.limit is None for t in s.suite.tasks)
+        ]
+        assert full, f"{name}: no daily schedule of the whole benchmark"
+        assert {t.name for s in full for t in s.targets} == set(cfg.targets), f"{name}: a target without it"
+
+
+def test_the_base_suite_is_the_repositorys_full_suite(rendered: dict[str, list[Obj]]) -> None:
+    from trustwatch.scheduler.suite import load_suite, parse_suite
+
+    mounted = parse_suite(yaml.safe_load(configmap(rendered["base"], "trustwatch-suite")["data"]["suite.yaml"]), "k8s")
+    assert mounted == load_suite(tools.ROOT / "suites/trustllm-full.yaml")
+
+
+def test_every_scheduled_target_has_its_generator(rendered: dict[str, list[Obj]]) -> None:
+    """A scheduled target whose jobs no generator consumes never completes: in each complete stack,
+    every target of the schedule is the one the generator serves (one generator per target)."""
+    from trustwatch.platform.targets import parse_target
+
+    for name, objs in rendered_with_generator(rendered).items():
+        served = parse_target(configmap(objs, "trustwatch-target")["data"]["target"])
+        cfg = schedule_config(objs, name)
+        for t in cfg.targets.values():
+            assert t.describe() == served.describe(), f"{name}: {t.name} is scheduled, the generator serves {served}"
+
+
+# -- scaling: KEDA, disruption budgets --------------------------------------------------------------
+
+
+def consumer_groups(target_name: str) -> dict[str, tuple[str, str]]:
+    """(consumer group, topic) of the generator serving ``target_name`` and of the dispatcher, from
+    the services' own workers (so a renamed group fails here, not silently in KEDA)."""
+    from prometheus_client import CollectorRegistry
+
+    from trustwatch.generator.service import generator_worker
+    from trustwatch.judge.dispatcher import dispatcher_worker
+    from trustwatch.platform.bus.base import Topics
+    from trustwatch.platform.bus.memory import MemoryBus
+    from trustwatch.platform.telemetry.metrics import ServiceMetrics
+
+    topics, metrics = Topics(), ServiceMetrics(CollectorRegistry())
+    # No back-end or evaluator is called: only the workers' consumer groups and topics are read.
+    gen = generator_worker(
+        bus=MemoryBus(),
+        topics=topics,
+        target=target_name,
+        backend_name="vllm",
+        backend=None,  # type: ignore[arg-type]
+        metrics=metrics,
+        max_batch=1,
+        max_reply_chars=0,
+    )
+    disp = dispatcher_worker(bus=MemoryBus(), topics=topics, client=None, metrics=metrics)  # type: ignore[arg-type]
+    return {"generator": (gen.group_id, *gen.topics), "dispatcher": (disp.group_id, *disp.topics)}
+
+
+def test_keda_scales_each_consumer_on_its_own_lag(rendered: dict[str, list[Obj]]) -> None:
+    from trustwatch.platform.targets import parse_target
+
+    scaled = {name: objs for name, objs in rendered.items() if by_kind(objs, "ScaledObject")}
+    assert set(scaled) == {"overlays/prod"}
+    for name, objs in scaled.items():
+        deployments = by_kind(objs, "Deployment")
+        (namespace,) = by_kind(objs, "Namespace")
+        target = parse_target(configmap(objs, "trustwatch-target")["data"]["target"])
+        groups = consumer_groups(target.name)
+        groups["judge"] = groups["dispatcher"]  # gRPC: scaled on the work waiting for the dispatcher
+        partitions = int(
+            {
+                e["name"]: e["value"]
+                for e in pod_template(by_kind(objs, "StatefulSet")["kafka"])["spec"]["containers"][0]["env"]
+                if "value" in e
+            }["KAFKA_NUM_PARTITIONS"]
+        )
+        objects = by_kind(objs, "ScaledObject")
+        assert set(objects) == {"generator", "dispatcher", "judge"}
+        for so_name, so in objects.items():
+            spec = so["spec"]
+            dep = deployments[spec["scaleTargetRef"]["name"]]
+            assert "replicas" not in dep["spec"], f"{name}: {so_name}: KEDA owns replicas; apply would reset them"
+            assert spec["maxReplicaCount"] <= partitions, f"{name}: {so_name}: more consumers than partitions"
+            (kafka,) = [t for t in spec["triggers"] if t["type"] == "kafka"]
+            md = kafka["metadata"]
+            assert (md["consumerGroup"], md["topic"]) == groups[so_name], f"{name}: {so_name} reads another group"
+            assert md["bootstrapServers"] == f"kafka.{namespace}.svc:9092", f"{name}: {so_name}"
+            assert md.get("offsetResetPolicy") == "earliest", "as the services' consumers"
+        assert objects["generator"]["spec"]["minReplicaCount"] == 0, "no GPU held between runs"
+        assert objects["judge"]["spec"]["minReplicaCount"] >= 2, "the judge's PodDisruptionBudget keeps one up"
+
+
+def test_every_replicated_service_has_a_disruption_budget(rendered: dict[str, list[Obj]]) -> None:
+    for name, objs in rendered.items():
+        pdbs = list(by_kind(objs, "PodDisruptionBudget").values())
+        scaled = {so["spec"]["scaleTargetRef"]["name"]: so for so in by_kind(objs, "ScaledObject").values()}
+        for dep_name, dep in by_kind(objs, "Deployment").items():
+            most = max(
+                dep["spec"].get("replicas", 1), scaled.get(dep_name, {}).get("spec", {}).get("maxReplicaCount", 1)
+            )
+            consumer = dep_name in ("generator", "dispatcher", "judge")  # scale out by design
+            if most > 1 or consumer:
+                labels = pod_template(dep)["metadata"]["labels"]
+                assert any(selects(p["spec"]["selector"], labels) for p in pdbs), f"{name}: {dep_name} has no PDB"
+
+
+# -- dashboards -------------------------------------------------------------------------------------
+
+
+def test_dashboard_copies_are_what_the_generator_writes() -> None:
+    """kustomize reads no file outside the component, so the component holds copies: `make dashboards`
+    writes them with monitoring/'s, and they must never drift from the generator."""
+    from trustwatch.platform.telemetry import dashboards
+
+    component = K8S / "components/grafana-dashboards"
+    assert {f.name for f in component.glob("*.json")} == set(dashboards.render()), "run: make dashboards"
+    for file, text in dashboards.render().items():
+        assert (component / file).read_text(encoding="utf-8") == text, f"{file} differs; run: make dashboards"
+
+
+def test_grafana_sidecar_gets_the_dashboards(rendered: dict[str, list[Obj]]) -> None:
+    from trustwatch.platform.telemetry import dashboards
+
+    cm = by_kind(rendered["overlays/prod"], "ConfigMap")["trustwatch-dashboards"]
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["data"] == dashboards.render()
+    kustomization = yaml.safe_load((K8S / "components/grafana-dashboards/kustomization.yaml").read_text())
+    files = kustomization["configMapGenerator"][0]["files"]
+    assert sorted(files) == sorted(dashboards.render()), "the component lists every dashboard"
+
+
+# -- production secrets -----------------------------------------------------------------------------
+
+
+def test_external_secrets_bring_every_secret_prod_needs(
+    rendered: dict[str, list[Obj]], rendered_optional: dict[str, list[Obj]]
+) -> None:
+    """Prod renders no Secret; the ExternalSecret example, added to prod, provides each Secret and key
+    the prod pods read without `optional`."""
+    objs = rendered_optional["components/external-secrets"]
+    brought = {
+        o["spec"]["target"]["name"]: {d["secretKey"] for d in o["spec"]["data"]}
+        for o in objs
+        if o["kind"] == "ExternalSecret"
+    }
+    assert not by_kind(objs, "Secret")
+    needed: set[tuple[str, str | None]] = set()
+    for _, pod in workloads(rendered["overlays/prod"]):
+        for c in containers(pod):
+            for ef in c.get("envFrom", []):
+                if "secretRef" in ef and not ef["secretRef"].get("optional"):
+                    needed.add((ef["secretRef"]["name"], None))
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref and not ref.get("optional"):
+                    needed.add((ref["name"], ref["key"]))
+    assert ("trustwatch-db", "TRUSTWATCH_DB_URL") in needed, "the aggregator and the scheduler read it"
+    for secret, key in needed:
+        assert secret in brought and (key is None or key in brought[secret]), (secret, key)
 
 
 # -- tools ------------------------------------------------------------------------------------------
