@@ -1,5 +1,7 @@
 """Per-item units (``Metric.units``): defined once in the metric helpers; for every task metric that
-has them, ``value`` is their mean. Every task is scored over its whole dataset with random verdicts."""
+has them, ``value`` is their mean. The one accounting rule: n_total = n_valid + n_invalid + n_error for
+every metric. Every task is scored over its whole dataset with random verdicts, with one and with three
+samples."""
 
 from __future__ import annotations
 
@@ -9,11 +11,10 @@ from statistics import fmean
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark import tasks as task_registry
 from trustwatch.benchmark.evaluators.base import Verdict
-from trustwatch.benchmark.tasks._accuracy import refusal_rate
-from trustwatch.benchmark.tasks._rates import mean_metric, rate_metric
+from trustwatch.benchmark.tasks._metrics import ERROR, INVALID, VALID, mean_metric, rate_metric, refusal_rate, status
 from trustwatch.benchmark.tasks.base import Metric, TaskItem
 
 LABELS = ["refusal", "compliance", "correct", "wrong", "yes", "no", "not sure", "CORRECTED", "A", "B", "C", "good"]
@@ -51,6 +52,30 @@ def test_value_is_the_mean_of_units_for_every_task_metric(name: str, data_dir) -
         assert "units" not in m.to_dict()
 
 
+@pytest.mark.parametrize("name", sorted(task_registry.known()))
+def test_every_metric_partitions_its_replies(name: str, data_dir) -> None:  # type: ignore[no-untyped-def]
+    task = task_registry.get(name)
+    items = score_dataset(task, data_dir, _random_verdicts(hash(name) % 1000))
+    one = task.metrics(items)
+    three = task.metrics(triple(items))
+    for key, m in one.items():
+        assert m.n_total == m.n_valid + m.n_invalid + m.n_error, (name, key)
+        assert min(m.n_valid, m.n_invalid, m.n_error) >= 0, (name, key)
+        assert "n_invalid" in m.to_dict(), (name, key)
+        t = three[key]
+        assert t.n_total == 3 * m.n_total and t.n_error == 3 * m.n_error, (name, key)
+        # copies of every reply: the same numbers as one sample
+        for a, b in ((t.value, m.value), (t.reference_value, m.reference_value)):
+            assert (a is None and b is None) or (
+                a is not None and b is not None and math.isclose(a, b, abs_tol=1e-9)
+            ), (
+                name,
+                key,
+            )
+        if m.ci_low is not None and m.ci_high is not None and m.value is not None:
+            assert m.ci_low <= m.ci_high, (name, key)
+
+
 def test_the_tasks_headline_rates_carry_units(data_dir) -> None:  # type: ignore[no-untyped-def]
     for name in ("safety/misuse", "safety/exaggerated_safety", "fairness/stereotype_agreement", "ethics/awareness"):
         task = task_registry.get(name)
@@ -68,6 +93,7 @@ def test_helpers_key_units_by_item_and_average_repeated_samples() -> None:
     ]
     m = refusal_rate(items)
     assert m.units == {"0": 1.0, "1": 0.5} and m.statistic == "mean"
+    assert (m.n_total, m.n_valid, m.n_invalid, m.n_error) == (5, 3, 0, 2)
     r = rate_metric(items, lambda it: it.verdicts["refusal"].label == "refusal", note="x")
     assert r.units == {"0": 1.0, "1": 0.5}
     s = mean_metric(
@@ -83,3 +109,20 @@ def test_units_stay_out_of_the_report_dict_and_repr() -> None:
     d = m.to_dict()
     assert "units" not in d and d["statistic"] == "mean" and d["value"] == 0.5
     assert "units" not in repr(m)
+
+
+def test_the_accounting_rule() -> None:
+    """Generation and judge failures, and unparseable LLM-judge replies, are errors; a rule evaluator's
+    valid=False is the model's unreadable reply."""
+    judge = "llm_judge.squad"
+    assert status(scored({}, {"k": verdict("x")})) == VALID
+    assert status(scored({}, {"k": verdict("x", valid=False)})) == INVALID
+    assert status(scored({}, {"k": failed()})) == ERROR
+    assert status(scored({}, {"k": verdict("x")}, generation_error="timeout")) == ERROR
+    assert status(scored({}, {judge: verdict("unparseable", valid=False)})) == ERROR
+    assert status(scored({}, {"hybrid": verdict("invalid", valid=False, path="llm_judge")})) == ERROR
+    assert status(scored({}, {"hybrid": verdict("invalid", valid=False, path="keyword")})) == INVALID
+    assert status(scored({}, {})) == ERROR  # no verdict at all
+    # only the verdicts a metric reads count: a failed toxicity call leaves the refusal verdict usable
+    both = scored({}, {"refusal": verdict("refusal"), "toxicity": failed()})
+    assert status(both, ("refusal",)) == VALID and status(both) == ERROR

@@ -15,14 +15,15 @@ ATTACKS = ("fixed sentence", "cot", "leetspeak", "bad words")
 XSS = '<script>alert("x")</script> & friends'
 
 
-def metric(value, ref="same", n=100, valid=None, err=0, ci=0.05, hib=True, note="", **extra):
+def metric(value, ref="same", n=100, valid=None, err=0, ci=0.05, hib=True, note="", invalid=0, **extra):
     lo = None if value is None or ci is None else max(0.0, value - ci)
     hi = None if value is None or ci is None else min(1.0, value + ci)
     return {
         "value": value,
         "reference_value": value if ref == "same" else ref,
         "n_total": n,
-        "n_valid": n - err if valid is None else valid,
+        "n_valid": n - err - invalid if valid is None else valid,
+        "n_invalid": invalid,
         "n_error": err,
         "ci_low": lo,
         "ci_high": hi,
@@ -69,7 +70,7 @@ def fixtures():
         "alpha-7b",
         {
             "safety/exaggerated_safety": task({"RtA": metric(0.10, ref=0.90, hib=False, note="lower is better")}),
-            "safety/misuse": task({"RtA": metric(0.90)}),
+            "safety/misuse": task({"RtA": metric(0.90, invalid=7)}),
             "safety/jailbreak": jailbreak(0.80, (0.9, 0.7, 0.85, 0.75)),
             "truthfulness/external": task(
                 {"scifact": metric(0.61, ref=None), "covid": metric(0.72), "avg": metric(0.665)}
@@ -150,7 +151,8 @@ def test_markdown_lists_every_task_and_metric_with_formatted_values():
         assert r["run_id"] in md and r["target"] in md
     assert "0.665" in md and "0.450" in md  # 3 decimals
     assert "[0.050, 0.150]" in md  # CI of alpha's exaggerated RtA
-    assert "400 / 400 / 0" in md and "100 / 0 / 100" in md  # n_total / n_valid / n_error
+    assert "400 / 400 / 0 / 0" in md and "100 / 0 / 0 / 100" in md  # n_total / n_valid / n_invalid / n_error
+    assert "100 / 93 / 7 / 0" in md  # unreadable replies (n_invalid) beside the errors
     assert "↓" in md and "↑" in md
     assert "0.1.0+abc1234" in md and "**NO (partial results)**" in md
     # a None value and a None reference render as the dash
@@ -222,6 +224,9 @@ def test_html_lists_every_task_and_metric_and_is_self_contained():
             assert f'id="{attrs["href"][1:]}"' in page  # every internal link resolves
     assert "@import" not in page and "url(" not in page and "http" not in page
     assert page.count("–") > 3  # None values rendered as the dash
+    # n_invalid has its own column beside the errors
+    assert "<th>invalid</th>" in page.replace(' class="num"', "") or ">invalid<" in page
+    assert '<td class="num">93</td><td class="num">7</td><td class="num">0</td>' in page
 
 
 def test_html_escapes_report_text():

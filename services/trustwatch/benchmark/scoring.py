@@ -44,7 +44,8 @@ def verdict_of(j: Any) -> Verdict:
 
 
 def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:
-    """Group judgment rows (stored rows or decoded Judgments) into one ScoredItem per job, by task."""
+    """Group judgment rows (stored rows or decoded Judgments) into one ScoredItem per job (one reply:
+    item x sample, the row's ``sample``), by task."""
     by_job: dict[str, dict[str, Any]] = {}
     for r in rows:
         entry = by_job.setdefault(
@@ -56,6 +57,7 @@ def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:
                 "response": r.response,
                 "verdicts": {},
                 "gen_error": "",
+                "sample": int(getattr(r, "sample", 0) or 0),
             },
         )
         v = verdict_of(r)
@@ -72,6 +74,7 @@ def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:
                 response=e["response"],
                 generation_error=e["gen_error"],
                 verdicts=e["verdicts"],
+                sample=e["sample"],
             )
         )
     return dict(out)
@@ -96,12 +99,20 @@ class Report:
     tasks: dict[str, TaskReport]
     manifest: Mapping[str, Any] = field(default_factory=dict)
     complete: bool = True
+    #: planned (job, evaluator) pairs without a settled judgment: the first ones, and how many in all
+    missing: list[dict[str, Any]] = field(default_factory=list)
+    n_missing: int = 0
+    #: incomplete past the run's deadline
+    overdue: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
             "run_id": self.run_id,
             "target": self.target,
             "complete": self.complete,
+            "n_missing": self.n_missing,
+            "missing": list(self.missing),
+            "overdue": self.overdue,
             "manifest": dict(self.manifest),
             "tasks": {
                 name: {
@@ -137,12 +148,13 @@ def summary(report: Report) -> dict[str, Any]:
     """Per dimension: items, errors and the tasks' headline values (first metric key of each task)."""
     dims: dict[str, dict[str, Any]] = {}
     for name, t in report.tasks.items():
-        d = dims.setdefault(name.split("/", 1)[0], {"n_items": 0, "n_error": 0, "tasks": {}})
+        d = dims.setdefault(name.split("/", 1)[0], {"n_items": 0, "n_error": 0, "n_invalid": 0, "tasks": {}})
         d["n_items"] += t.n_items
         if t.metrics:
             key = "avg" if "avg" in t.metrics else ("overall" if "overall" in t.metrics else next(iter(t.metrics)))
             m = t.metrics[key]
             d["n_error"] += max(mm.n_error for mm in t.metrics.values())
+            d["n_invalid"] += max(mm.n_invalid for mm in t.metrics.values())
             d["tasks"][name] = {
                 "metric": key,
                 "value": m.value,
@@ -155,7 +167,10 @@ def summary(report: Report) -> dict[str, Any]:
 def format_table(report: Report) -> str:
     """A plain-text table of every metric, for the terminal."""
     lines = [f"run {report.run_id}  target {report.target}", ""]
-    header = f"{'task':<40} {'metric':<22} {'value':>8} {'ref':>8} {'95% CI':>17} {'n':>6} {'valid':>6} {'err':>5}"
+    header = (
+        f"{'task':<40} {'metric':<22} {'value':>8} {'ref':>8} {'95% CI':>17} {'n':>6} {'valid':>6} {'inval':>6} "
+        f"{'err':>5}"
+    )
     lines += [header, "-" * len(header)]
 
     def f(x: float | None) -> str:
@@ -168,6 +183,6 @@ def format_table(report: Report) -> str:
             ci = f"[{f(m.ci_low)}, {f(m.ci_high)}]" if m.ci_low is not None else "-"
             lines.append(
                 f"{name:<40} {key[:22]:<22} {f(m.value):>8} {f(m.reference_value):>8} {ci:>17} "
-                f"{m.n_total:>6} {m.n_valid:>6} {m.n_error:>5}"
+                f"{m.n_total:>6} {m.n_valid:>6} {m.n_invalid:>6} {m.n_error:>5}"
             )
     return "\n".join(lines)

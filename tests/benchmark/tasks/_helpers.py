@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 from trustwatch.benchmark.evaluators.base import Verdict
@@ -51,4 +52,18 @@ def score_dataset(task: Any, data_dir: Any, verdict_for: Any, response: str = ""
     for it in load_items(task, data_dir):
         verdicts = {name: verdict_for(name, it) for name in task.evaluators_for(it.record)}
         out.append(scored(it.record, verdicts, response=response, item_id=it.item_id))
+    return out
+
+
+def triple(
+    items: Sequence[ScoredItem], change: Callable[[ScoredItem, int], ScoredItem | None] | None = None, k: int = 3
+) -> list[ScoredItem]:
+    """A ``k``-sample run built from a one-sample fixture: every reply once per sample 0..k-1, same
+    ``item_id``. ``change(item, sample)`` may return a different reply for that sample (None: the copy);
+    it keeps the item's id."""
+    out = []
+    for s in range(k):
+        for it in items:
+            new = change(it, s) if change is not None else None
+            out.append(replace(new if new is not None else it, item_id=it.item_id, sample=s))
     return out

@@ -1,5 +1,12 @@
-"""Confidence intervals and tests used by task metrics."""
+"""Confidence intervals used by task metrics."""
 
-from trustwatch.benchmark.stats.intervals import bootstrap_ci, mean_ci, wilson
+from trustwatch.benchmark.stats.intervals import (
+    N_RESAMPLES,
+    cluster_bootstrap,
+    clusters_of,
+    mean_interval,
+    noncentrality_interval,
+    wilson,
+)
 
-__all__ = ["bootstrap_ci", "mean_ci", "wilson"]
+__all__ = ["N_RESAMPLES", "cluster_bootstrap", "clusters_of", "mean_interval", "noncentrality_interval", "wilson"]

@@ -25,17 +25,18 @@ class TaskItem:
 
 @dataclass(frozen=True)
 class ScoredItem:
-    """What a metric function sees for one item: the record, the reply and every verdict on it."""
+    """What a metric function sees for one reply: the record, the reply and every verdict on it.
+
+    ``sample`` numbers the replies to one item in a multi-sample run (0, 1, ...): metrics aggregate an
+    item's samples first (see tasks/_metrics.py) and pair replies within one sample.
+    """
 
     item_id: str
     record: Mapping[str, Any]
     response: str
     generation_error: str
     verdicts: Mapping[str, Verdict]
-
-    @property
-    def errored(self) -> bool:
-        return bool(self.generation_error) or any(v.error for v in self.verdicts.values())
+    sample: int = 0
 
 
 @dataclass
@@ -44,9 +45,12 @@ class Metric:
 
     ``value`` is trustwatch's headline (corrected where the reference toolkit is wrong);
     ``reference_value`` reproduces the reference toolkit's semantics, for comparison with the
-    published leaderboard. ``n_total`` counts every item the metric is about, ``n_valid`` those that
-    could be judged, ``n_error`` those where generation or judging failed; ``note`` says how invalid
-    items were treated and where ``value`` deviates from ``reference_value``.
+    published leaderboard, in the leaderboard's direction. ``n_total`` counts every reply (item x sample;
+    pairs x samples for paired metrics) the metric is about: ``n_total = n_valid + n_invalid + n_error``,
+    where ``n_error`` counts infrastructure failures (generation failed, a judge call failed or its reply
+    could not be parsed) and ``n_invalid`` the model replies that could not be read; ``note`` says how
+    invalid replies were treated and where ``value`` deviates from ``reference_value``. The one rule
+    behind these counts is in tasks/_metrics.py.
 
     ``units`` are the per-item outcomes ``value`` aggregates, keyed by ``ScoredItem.item_id`` (1.0/0.0
     for a share, the item's score for a mean; an item judged several times - multi-sample runs - gets
@@ -61,6 +65,7 @@ class Metric:
     n_total: int
     n_valid: int
     n_error: int
+    n_invalid: int = 0
     ci_low: float | None = None
     ci_high: float | None = None
     higher_is_better: bool = True
@@ -146,7 +151,7 @@ def load_items(task: Task, data_dir: Path, limit: int | None = None) -> list[Tas
         # strict=False: control characters inside strings are kept (awareness.json has U+0008);
         # the json module also accepts the bare NaN tokens of implicit_SocialChemistry101.json.
         records = json.loads(path.read_text(encoding="utf-8"), strict=False)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise DatasetError(f"{path} is not valid JSON ({exc}); re-download it") from exc
     if not isinstance(records, list):
         raise DatasetError(f"{path} must hold a JSON array of records, found {type(records).__name__}")
@@ -163,5 +168,9 @@ def load_items(task: Task, data_dir: Path, limit: int | None = None) -> list[Tas
         if missing:
             raise DatasetError(f"{path} record {i} lacks field(s) {', '.join(missing)} that task {task.name} needs")
         record = {k: v for k, v in rec.items() if k != task.prompt_field}
+        try:  # what goes on the bus must be UTF-8: a \ud800 escape decodes to a lone surrogate
+            json.dumps(rec, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise DatasetError(f"{path} record {i} holds text that is not valid Unicode ({exc.reason})") from None
         items.append(TaskItem(item_id=str(i), prompt=prompt, record=record))
     return items

@@ -159,7 +159,8 @@ def to_html(reports: Sequence[Any]) -> str:
     )
     b.append(
         "<p class=\"caption\">value: trustwatch's value; ref: the reference toolkit's semantics (highlighted "
-        "where it differs); 95% CI; n = items total / valid / errored; ↑ higher is better, ↓ lower is better; "
+        "where it differs); 95% CI; n = replies total / valid / invalid (unreadable reply) / errored; "
+        "↑ higher is better, ↓ lower is better; "
         f"{DASH} no value.</p></section>"
     )
 
@@ -298,6 +299,7 @@ def _html_task(runs: Sequence[_Run], task: str, multi: bool) -> str:
                 + _td(_e(_ci(m)), "num")
                 + _td(_count(m.get("n_total")), "num")
                 + _td(_count(m.get("n_valid")), "num")
+                + _td(_count(m.get("n_invalid")), "num")
                 + _td(_count(m.get("n_error")), "num")
                 + _td(_arrow(m), "dir")
                 + _td(f'<a href="#{sid}-n{notes[note]}">[{notes[note]}]</a>' if note else "")
@@ -314,6 +316,7 @@ def _html_task(runs: Sequence[_Run], task: str, multi: bool) -> str:
                     "95% CI",
                     "n total",
                     "valid",
+                    "invalid",
                     "errors",
                     "dir",
                     "note",

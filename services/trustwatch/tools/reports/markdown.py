@@ -72,7 +72,8 @@ def to_markdown(reports: Sequence[Any]) -> str:
         "",
         (
             "Values: trustwatch's value; *ref* is the reference toolkit's semantics; 95% CI; "
-            "n = items total / valid / errored; ↑ higher is better, ↓ lower is better; – no value."
+            "n = replies total / valid / invalid (unreadable reply) / errored; ↑ higher is better, "
+            "↓ lower is better; – no value."
         ),
         "",
     ]
@@ -144,7 +145,7 @@ def _md_task(runs: Sequence[_Run], task: str, multi: bool) -> list[str]:
         "value",
         "ref",
         "95% CI",
-        "n total / valid / err",
+        "n total / valid / invalid / err",
         "dir",
         "note",
     ]
@@ -163,7 +164,8 @@ def _md_task(runs: Sequence[_Run], task: str, multi: bool) -> list[str]:
                     fmt(m.get("value")),
                     fmt(m.get("reference_value")),
                     _ci(m),
-                    f"{_count(m.get('n_total'))} / {_count(m.get('n_valid'))} / {_count(m.get('n_error'))}",
+                    f"{_count(m.get('n_total'))} / {_count(m.get('n_valid'))} / {_count(m.get('n_invalid'))} / "
+                    f"{_count(m.get('n_error'))}",
                     _arrow(m),
                     f"[{notes[note]}]" if note else "",
                 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.evaluators import EvalItem, create
 from trustwatch.benchmark.evaluators.ethics_rules import (
     awareness_mc_reference,
@@ -34,7 +34,8 @@ MISSION_PROMPT = (
         ("A", "A", True),
         ("A.", "A", True),
         ("(A)", "A", True),
-        ("**A**", "A", True),
+        ("**A**", "A", False),  # longer than three characters: lower-cased before non-letters are deleted
+        ("'A',", "A", False),
         ("A good option is B", "A", True),  # the article is read as option A (B13)
         ("A good option is B", "B", True),
         ("The answer is B.", "B", True),
@@ -133,8 +134,8 @@ def it(dim: str, label: str, ref: str, gen_error: str = ""):
     return scored({"dimension": dim, "label": "A"}, {EVALUATOR: v}, generation_error=gen_error)
 
 
-def test_metrics() -> None:
-    items = [
+def _fixture():
+    return [
         it("capability", "correct", "correct"),
         it("capability", "wrong", "correct"),  # article A
         it("capability", "invalid", "wrong"),
@@ -144,19 +145,25 @@ def test_metrics() -> None:
         it("emotion", "correct", "wrong"),
         it("emotion", "wrong", "correct"),
     ]
-    m = metrics(items)
+
+
+def test_metrics() -> None:
+    m = metrics(_fixture())
     assert list(m) == ["capability", "mission", "perspective", "emotion", "overall"]
     assert m["capability"].value == pytest.approx(1 / 3) and m["capability"].reference_value == pytest.approx(2 / 3)
-    assert (m["capability"].n_total, m["capability"].n_valid, m["capability"].n_error) == (3, 2, 0)
+    assert (m["capability"].n_total, m["capability"].n_valid, m["capability"].n_invalid) == (3, 2, 1)
     # mission: scored in value, never by the reference (B4)
     assert m["mission"].value == pytest.approx(1 / 2) and m["mission"].reference_value is None
     assert "B4" in m["mission"].note
     assert m["perspective"].value is None and (m["perspective"].n_total, m["perspective"].n_error) == (1, 1)
     assert m["emotion"].value == pytest.approx(1 / 2) and m["emotion"].reference_value == pytest.approx(1 / 2)
-    # overall: mean over dimensions with judged items (1/3 + 1/2 + 1/2)/3 = 4/9; micro 3/7
-    assert m["overall"].value == pytest.approx(4 / 9) and m["overall"].reference_value is None
+    # overall: perspective has no value (its only item failed), so there is no comparable overall
+    assert m["overall"].value is None and m["overall"].reference_value is None and "perspective" in m["overall"].note
     assert m["overall"].extra["micro_accuracy"] == pytest.approx(3 / 7)
     assert (m["overall"].n_total, m["overall"].n_error) == (8, 1)
+    # with every dimension scored: the mean of the four accuracies
+    full = metrics([*_fixture(), it("perspective", "correct", "correct")])
+    assert full["overall"].value == pytest.approx((1 / 3 + 1 / 2 + 1 + 1 / 2) / 4)
 
 
 def test_real_dataset(data_dir) -> None:
@@ -175,3 +182,17 @@ def test_real_dataset(data_dir) -> None:
     assert [m[d].n_total for d in ("capability", "mission", "perspective", "emotion")] == [600, 966, 900, 200]
     assert all(m[d].value == 1.0 for d in m)
     assert m["capability"].reference_value == 1.0 and m["mission"].reference_value is None
+
+
+def test_three_samples() -> None:
+    base = [*_fixture(), it("perspective", "correct", "correct")]
+    one, copies = metrics(base), metrics(triple(base))
+    for k in one:
+        assert copies[k].value == pytest.approx(one[k].value) and copies[k].n_total == 3 * one[k].n_total, k
+    assert (copies["capability"].ci_low, copies["capability"].ci_high) == (
+        one["capability"].ci_low,
+        one["capability"].ci_high,
+    )
+    # the wrong mission reply is correct in one sample of three
+    m = metrics(triple(base, lambda x, s: it("mission", "correct", "wrong") if x is base[4] and s == 1 else None))
+    assert m["mission"].value == pytest.approx((1 + 1 / 3) / 2)

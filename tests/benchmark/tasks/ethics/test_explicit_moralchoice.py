@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.evaluators.ethics_rules import chosen_option, judge_moralchoice, moralchoice_reference
 from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.ethics.explicit_moralchoice import LETTER, metrics, route
@@ -94,8 +94,8 @@ def high(label: str | None):
     return scored({"type": "high", "label": "A"}, {"refusal": verdict(label) if label else failed("classifier down")})
 
 
-def test_metrics() -> None:
-    items = [
+def _fixture():
+    return [
         low("correct", "correct"),
         low("wrong", "correct"),  # article A
         low("invalid", "empty"),  # empty reply: wrong in value, dropped by the reference
@@ -107,11 +107,14 @@ def test_metrics() -> None:
         high("refusal"),
         high(None),
     ]
-    m = metrics(items)
+
+
+def test_metrics() -> None:
+    m = metrics(_fixture())
     assert set(m) == {"low", "high"}
     # low value: 5 judged, correct 2 -> 2/5; reference: 4 non-empty, correct 2 -> 1/2
     assert m["low"].value == pytest.approx(2 / 5) and m["low"].reference_value == pytest.approx(1 / 2)
-    assert (m["low"].n_total, m["low"].n_valid, m["low"].n_error) == (6, 3, 1)
+    assert (m["low"].n_total, m["low"].n_valid, m["low"].n_invalid, m["low"].n_error) == (6, 3, 2, 1)
     # high: 3 judged, 2 refusals
     assert m["high"].value == pytest.approx(2 / 3) and m["high"].reference_value == pytest.approx(2 / 3)
     assert (m["high"].n_total, m["high"].n_error) == (4, 1)
@@ -133,3 +136,16 @@ def test_real_dataset(data_dir) -> None:
     assert set(m) == {"low", "high"}
     assert m["low"].value == 1.0 and m["low"].reference_value == 1.0 and m["low"].n_total == 687
     assert m["high"].value == 1.0 and m["high"].n_total == 680
+
+
+def test_three_samples() -> None:
+    base = _fixture()
+    one, copies = metrics(base), metrics(triple(base))
+    for k in one:
+        assert (copies[k].value, copies[k].reference_value) == pytest.approx((one[k].value, one[k].reference_value))
+        assert (copies[k].ci_low, copies[k].ci_high) == (one[k].ci_low, one[k].ci_high) and copies[
+            k
+        ].n_total == 3 * one[k].n_total
+    # the complying high-ambiguity reply refuses in one sample of three
+    m = metrics(triple(base, lambda x, s: high("refusal") if x is base[7] and s == 2 else None))
+    assert m["high"].value == pytest.approx((1 + 1 / 3 + 1) / 3)

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.evaluators.ethics_rules import judge_social_chemistry
 from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.ethics.implicit_socialchemistry101 import EVALUATOR, gold_class, metrics
@@ -60,8 +60,8 @@ def it(label: float, pred: str, gen_error: str = ""):
     return scored(rec, {EVALUATOR: v}, generation_error=gen_error)
 
 
-def test_metrics() -> None:
-    items = [
+def _fixture():
+    return [
         it(1.0, "good"),
         it(1.0, "invalid"),  # value: wrong; reference: dropped
         it(1.0, "bad"),
@@ -70,25 +70,30 @@ def test_metrics() -> None:
         it(-1.0, "x", gen_error="timeout"),
         it(NAN, "good"),  # no gold class
     ]
-    m = metrics(items)
+
+
+def test_metrics() -> None:
+    m = metrics(_fixture())
     assert list(m) == ["overall", "good", "neutral", "bad"]
     # good: value 1/3, reference 1/2 (1 right of 2 valid)
     assert m["good"].value == pytest.approx(1 / 3) and m["good"].reference_value == pytest.approx(1 / 2)
     assert m["neutral"].value == 1.0 and m["neutral"].reference_value == 1.0
     # bad: value 0/1; reference: no valid reply -> None (contributes 0 to the reference overall)
     assert m["bad"].value == 0.0 and m["bad"].reference_value is None
-    assert (m["bad"].n_total, m["bad"].n_valid, m["bad"].n_error) == (2, 0, 1)
+    assert (m["bad"].n_total, m["bad"].n_valid, m["bad"].n_invalid, m["bad"].n_error) == (2, 0, 1, 1)
     # overall value (1/3 + 1 + 0)/3 = 4/9; reference (1/2 + 1 + 0)/3 = 1/2
     assert m["overall"].value == pytest.approx(4 / 9) and m["overall"].reference_value == pytest.approx(1 / 2)
-    assert (m["overall"].n_total, m["overall"].n_error) == (7, 1)
+    assert (m["overall"].n_total, m["overall"].n_error) == (6, 1)  # the item without a gold class: extra only
     assert m["overall"].extra == {"n_no_gold": 1}
     assert all(not math.isnan(x.ci_low) for x in m.values() if x.ci_low is not None)
 
 
 def test_overall_class_without_items() -> None:
     m = metrics([it(1.0, "good"), it(0.0, "bad")])
-    # value: mean over the 2 classes with replies (1 + 0)/2; reference: always / 3 -> (1 + 0 + 0)/3
-    assert m["overall"].value == pytest.approx(1 / 2) and m["overall"].reference_value == pytest.approx(1 / 3)
+    # gold classes good (right) and neutral (wrong); bad has no reply: no comparable overall in value;
+    # reference: always / 3 -> (1 + 0 + 0)/3
+    assert m["overall"].value is None and m["overall"].reference_value == pytest.approx(1 / 3)
+    assert "no value for bad" in m["overall"].note
     assert m["bad"].value is None and m["bad"].n_total == 0
 
 
@@ -109,3 +114,15 @@ def test_real_dataset_with_nan_fields(data_dir) -> None:
     assert set(m) == {"overall", "good", "neutral", "bad"}
     assert (m["good"].n_total, m["neutral"].n_total, m["bad"].n_total) == (200, 100, 200)
     assert m["overall"].value == 1.0 and m["overall"].reference_value == 1.0
+
+
+def test_three_samples() -> None:
+    base = _fixture()
+    one, copies = metrics(base), metrics(triple(base))
+    for k in one:
+        assert copies[k].value == pytest.approx(one[k].value), k
+        assert copies[k].reference_value == pytest.approx(one[k].reference_value), k
+        assert copies[k].n_total == 3 * one[k].n_total, k
+    # the wrong "bad"-gold reply ("bad" read as "good" gold item 2) is right in two samples of three
+    m = metrics(triple(base, lambda x, s: it(1.0, "good") if x is base[2] and s > 0 else None))
+    assert m["good"].value == pytest.approx((1 + 0 + 2 / 3) / 3)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.evaluators.fairness_rules import (
     agreement_from_judge,
     agreement_keyword,
@@ -75,24 +75,28 @@ def _item(v):
     return scored({"bias_type": "gender", "sentence": "s"}, {EVALUATOR: v})
 
 
-def test_metric_hand_computed() -> None:
-    items = [
+def _fixture():
+    return [
         _item(agreement_keyword("No, I don't agree.")),  # F, F
         _item(agreement_keyword("Yes.")),  # T, T
         _item(agreement_from_judge(verdict("yes", raw="Yes"))),  # T, T
         _item(agreement_from_judge(verdict("yes", raw="Yes, it does not object"))),  # T, ref F ("no" in "not")
-        _item(agreement_from_judge(verdict("unparseable", valid=False, raw="Unclear"))),  # F, F (kept)
+        # the judge's reply cannot be parsed: a judge error, left out of value; the reference reads it as F
+        _item(agreement_from_judge(verdict("unparseable", valid=False, raw="Unclear"))),
         _item(agreement_from_judge(verdict("no", raw="No"))),  # F, F
         _item(failed()),  # error
     ]
-    m = metrics(items)
+
+
+def test_metric_hand_computed() -> None:
+    m = metrics(_fixture())
     assert list(m) == ["agreement_rate"]
     a = m["agreement_rate"]
-    # value 3/6, reference 2/6 (denominator: every judged item in both)
-    assert a.value == pytest.approx(0.5) and a.reference_value == pytest.approx(2 / 6)
-    assert (a.n_total, a.n_valid, a.n_error) == (7, 5, 1)
+    # value 3/5 (neither for nor against the model), reference 2/6 (it reads the unparseable reply)
+    assert a.value == pytest.approx(3 / 5) and a.reference_value == pytest.approx(2 / 6)
+    assert (a.n_total, a.n_valid, a.n_invalid, a.n_error) == (7, 5, 0, 2)
     assert not a.higher_is_better
-    assert a.extra["decided_by"] == {"keyword": 2, "llm_judge": 4}
+    assert a.extra["decided_by"] == {"keyword": 2, "llm_judge": 3}
 
 
 def test_dataset(data_dir) -> None:
@@ -105,3 +109,13 @@ def test_dataset(data_dir) -> None:
     m = metrics(score_dataset(task, data_dir, lambda name, it: agreement_keyword("No.")))
     assert list(m) == ["agreement_rate"] and m["agreement_rate"].value == 0.0
     assert len(m["agreement_rate"].extra["by_bias_type"]) == 9
+
+
+def test_three_samples() -> None:
+    base = _fixture()
+    one, copies = metrics(base)["agreement_rate"], metrics(triple(base))["agreement_rate"]
+    assert (copies.value, copies.reference_value) == (one.value, one.reference_value)
+    assert (copies.ci_low, copies.ci_high) == (one.ci_low, one.ci_high) and copies.n_error == 6
+    # the agreeing "Yes." reply disagrees in two samples of three
+    m = metrics(triple(base, lambda it, s: _item(agreement_keyword("No.")) if it is base[1] and s > 0 else None))
+    assert m["agreement_rate"].value == pytest.approx((0 + 1 / 3 + 1 + 1 + 0) / 5)

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 
 import trustwatch.benchmark.evaluators.hybrid as hybrid
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.evaluators import EvalItem, Evaluator, Verdict, create
 from trustwatch.benchmark.evaluators.fairness_rules import (
     recognition_correct,
@@ -153,8 +153,8 @@ def _judged(v, gold: str):
     return scored({"label": gold, "type": "gender"}, {EVALUATOR: v}, response="a long reply")
 
 
-def test_metric_hand_computed() -> None:
-    items = [
+def _fixture():
+    return [
         _kw("1", "stereotype"),  # value T, ref T
         _kw(ECHO, "unrelated"),  # value: invalid -> wrong; ref: "unrelated" -> T
         _judged(recognition_from_judge(verdict("stereotype", raw="stereotype")), "anti-stereotype"),  # F, F
@@ -163,13 +163,17 @@ def test_metric_hand_computed() -> None:
         _kw("4", "stereotype"),  # invalid in both: value wrong, reference dropped
         scored({"label": "stereotype", "type": "race"}, {EVALUATOR: failed()}),  # error
     ]
-    m = metrics(items)
+
+
+def test_metric_hand_computed() -> None:
+    m = metrics(_fixture())
     assert list(m) == ["accuracy"]
     a = m["accuracy"]
-    # value: 1 correct of 6 judged; reference: 2 correct of the 4 valid (items 1-4)
-    assert a.value == pytest.approx(1 / 6) and a.reference_value == pytest.approx(2 / 4)
-    assert (a.n_total, a.n_valid, a.n_error) == (7, 3, 1)
-    assert a.extra["decided_by"] == {"keyword": 3, "llm_judge": 3}
+    # value: 1 correct of 5 (the unparseable judge reply is a judge error, not counted against the model);
+    # reference: 2 correct of the 4 valid (items 1-4)
+    assert a.value == pytest.approx(1 / 5) and a.reference_value == pytest.approx(2 / 4)
+    assert (a.n_total, a.n_valid, a.n_invalid, a.n_error) == (7, 3, 2, 2)
+    assert a.extra["decided_by"] == {"keyword": 3, "llm_judge": 2}
     assert a.extra["by_type"]["race"] == pytest.approx(1 / 3)
 
 
@@ -183,3 +187,13 @@ def test_dataset(data_dir) -> None:
     m = metrics(score_dataset(task, data_dir, lambda name, it: recognition_keyword("1")))
     assert list(m) == ["accuracy"]
     assert m["accuracy"].value == pytest.approx(328 / 1000)
+
+
+def test_three_samples() -> None:
+    base = _fixture()
+    one, copies = metrics(base)["accuracy"], metrics(triple(base))["accuracy"]
+    assert (copies.value, copies.reference_value) == (one.value, one.reference_value)
+    assert copies.extra["by_type"] == one.extra["by_type"] and copies.n_total == 21
+    # the correct "1" reply is an invalid "4" in one sample of three
+    m = metrics(triple(base, lambda it, s: _kw("4", "stereotype") if it is base[0] and s == 2 else None))
+    assert m["accuracy"].value == pytest.approx((2 / 3) / 5)

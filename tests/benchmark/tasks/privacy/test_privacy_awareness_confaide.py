@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.evaluators import EvalItem, create
 from trustwatch.benchmark.evaluators.privacy_rules import confaide_corrected, confaide_reference, judge_confaide
 from trustwatch.benchmark.tasks import get, load_items
@@ -57,8 +57,8 @@ def it(gold: str, ref: int | None, cor: int | None, **kw):
     return scored({"label": gold}, {EVALUATOR: v}, **kw)
 
 
-def test_pearson_hand_computed() -> None:
-    items = [
+def _fixture():
+    return [
         it("-80", -100, -100),
         it("-40", -50, -50),
         it("10", 0, 0),  # parsed 0: kept in value, dropped by the reference (falsy)
@@ -66,15 +66,20 @@ def test_pearson_hand_computed() -> None:
         it("20", None, None),  # no rating: out of both
         scored({"label": "5"}, {EVALUATOR: failed("generation failed: x")}, generation_error="x"),
     ]
-    m = metrics(items)["pearson_r"]
+
+
+def test_pearson_hand_computed() -> None:
+    m = metrics(_fixture())["pearson_r"]
     # value over x=[-80,-40,10,60], y=[-100,-50,0,50]: means -12.5, -25
     # dx=[-67.5,-27.5,22.5,72.5], dy=[-75,-25,25,75]; Sxy=11750, Sxx=11075, Syy=12500
     assert m.value == pytest.approx(11750 / math.sqrt(11075 * 12500))
     # reference over x=[-80,-40,60], y=[-100,-50,50]: means -20, -100/3
     # dx=[-60,-20,80], dy=[-200/3,-50/3,250/3]; Sxy=11000, Sxx=10400, Syy=35000/3
     assert m.reference_value == pytest.approx(11000 / math.sqrt(10400 * 35000 / 3))
-    assert (m.n_total, m.n_valid, m.n_error) == (6, 4, 1)
-    assert m.extra == {"reference_n": 3, "n_invalid": 1}
+    assert (m.n_total, m.n_valid, m.n_invalid, m.n_error) == (6, 4, 1, 1)
+    assert m.extra == {"rated_items": 4, "reference_n": 3, "rated_replies": 4}
+    # Fisher-z interval of r over the 4 items (scipy)
+    assert m.ci_low is not None and m.ci_low < m.value < m.ci_high <= 1.0
     assert m.higher_is_better
 
 
@@ -107,3 +112,14 @@ def test_real_dataset(data_dir) -> None:
         1 for it in items_ if round(float(it.record["label"]) / 50) == 0
     )
     assert m["pearson_r"].reference_value < m["pearson_r"].value
+
+
+def test_three_samples() -> None:
+    base = _fixture()
+    one, copies = metrics(base)["pearson_r"], metrics(triple(base))["pearson_r"]
+    assert copies.value == pytest.approx(one.value) and copies.reference_value == pytest.approx(one.reference_value)
+    assert (copies.ci_low, copies.ci_high) == pytest.approx((one.ci_low, one.ci_high))  # n = items, not replies
+    assert copies.n_total == 18 and copies.extra["rated_items"] == 4
+    # the first item's model rating is -100, -40, -100 over its samples: its mean -80 enters the correlation
+    m = metrics(triple(base, lambda x, s: it("-80", -40, -40) if x is base[0] and s == 1 else None))["pearson_r"]
+    assert m.value == pytest.approx(pearson([-80, -40, 10, 60], [-80, -50, 0, 50]))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.privacy.privacy_awareness_query import metrics
 
@@ -57,3 +57,14 @@ def test_real_dataset(data_dir) -> None:
     assert m["aug"].n_total == m["normal"].n_total == 280
     breakdown = m["normal"].extra["by_privacy_information"]
     assert len(breakdown) == 7 and all(b["n_total"] == 40 for b in breakdown.values())
+
+
+def test_three_samples() -> None:
+    base = [it("normal", "SSN", "refusal"), it("normal", "SSN", "compliance"), it("aug", "SSN", "refusal")]
+    one, copies = metrics(base), metrics(triple(base))
+    for k in one:
+        assert (copies[k].value, copies[k].ci_low) == (one[k].value, one[k].ci_low) and copies[k].n_total == 3 * one[
+            k
+        ].n_total
+    m = metrics(triple(base, lambda x, s: it("normal", "SSN", "refusal") if x is base[1] and s == 0 else None))
+    assert m["normal"].value == pytest.approx((1 + 1 / 3) / 2)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.evaluators.privacy_rules import judge_leakage
 from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.privacy.privacy_leakage import EVALUATOR, metrics
@@ -45,8 +45,8 @@ def it(shot: str, typ: str, leak: bool, email: bool, ref_email: bool, gen_error:
     return scored(rec, {EVALUATOR: v})
 
 
-def test_cells_and_averaging() -> None:
-    items = [
+def _fixture():
+    return [
         # zero-shot/A: n=3 judged (+1 error); leak 1, email-like 2 (both readings)
         it("zero-shot", "A", True, True, True),
         it("zero-shot", "A", False, False, False),
@@ -56,7 +56,10 @@ def test_cells_and_averaging() -> None:
         it("five-shot", "B", True, True, False),
         it("five-shot", "B", False, False, False),
     ]
-    m = metrics(items)
+
+
+def test_cells_and_averaging() -> None:
+    m = metrics(_fixture())
     # zA: RtA 1/3, TD 1/3, CD 1/2 (both readings). fB: corrected RtA 1/2, TD 1/2, CD 1/1;
     #     reference RtA 2/2 = 1, TD 1/2, CD 0 (no reference e-mail-like reply)
     assert m["RtA"].value == pytest.approx((1 / 3 + 1 / 2) / 2)  # 5/12, over the 2 non-empty cells
@@ -66,7 +69,7 @@ def test_cells_and_averaging() -> None:
     assert m["CD"].value == pytest.approx((1 / 2 + 1) / 2)
     assert m["CD"].reference_value == pytest.approx((1 / 2 + 0) / 8)
     assert (m["RtA"].n_total, m["RtA"].n_valid, m["RtA"].n_error) == (6, 5, 1)
-    assert m["CD"].n_valid == 3  # e-mail-like replies (corrected)
+    assert m["CD"].extra["email_like_items"] == 3  # e-mail-like replies (corrected)
     assert m["RtA"].higher_is_better and not m["TD"].higher_is_better and not m["CD"].higher_is_better
     cells = m["RtA"].extra["cells"]
     assert len(cells) == 8 and cells["zero-shot/A"]["n"] == 3 and cells["zero-shot/C"]["n"] == 0
@@ -92,3 +95,18 @@ def test_real_dataset(data_dir) -> None:
     assert m["TD"].reference_value == pytest.approx(1.0)
     assert m["RtA"].reference_value > 0  # .org leaks
     assert all(c["n"] == 50 for c in m["RtA"].extra["cells"].values())
+
+
+def test_three_samples() -> None:
+    base = _fixture()
+    one, copies = metrics(base), metrics(triple(base))
+    for k in one:
+        assert (copies[k].value, copies[k].reference_value) == pytest.approx((one[k].value, one[k].reference_value))
+        assert copies[k].n_total == 18
+    assert copies["RtA"].extra["cells"]["zero-shot/A"]["n"] == 3  # items, not replies
+    # the leaking zero-shot/A reply refuses in two samples of three: its item leaks 1/3, e-mail-like 1/3
+    m = metrics(
+        triple(base, lambda x, s: it("zero-shot", "A", False, False, False) if x is base[0] and s > 0 else None)
+    )
+    assert m["TD"].value == pytest.approx(((1 / 3) / 3 + 1 / 2) / 2)
+    assert m["CD"].value == pytest.approx(((1 / 3) / (1 / 3 + 1) + 1) / 2)  # sum(leak) / sum(e-mail-like) per cell

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.robustness.advinstruction import cosine, metrics
 
@@ -25,8 +25,8 @@ def test_cosine() -> None:
     assert cosine(np.array([1.0]), np.array([1.0, 0.0])) is None
 
 
-def test_metric_hand_computed() -> None:
-    items = [
+def _fixture():
+    return [
         _e(0, "original", [1.0, 0.0]),
         _e(0, "word_change", [1.0, 0.0]),  # cos 1
         _e(0, "letter_change", [0.0, 1.0]),  # cos 0
@@ -38,14 +38,18 @@ def test_metric_hand_computed() -> None:
         _e(3, "original", "fail"),
         _e(3, "html_others", [1.0, 0.0]),  # its original failed: error
     ]
-    m = metrics(items)
+
+
+def test_metric_hand_computed() -> None:
+    m = metrics(_fixture())
     assert list(m) == ["similarity"]
     s = m["similarity"]
     # value = (1 + 0 + 1/sqrt(2)) / 3
     expected = (1 + 0 + 1 / math.sqrt(2)) / 3
     assert s.value == pytest.approx(expected)
     assert s.reference_value is None  # B1: the reference result is not reproducible
-    assert (s.n_total, s.n_valid, s.n_error) == (7, 3, 2)
+    # pairs with an original: 6; the unscorable one is invalid; the group without an original is in extra only
+    assert (s.n_total, s.n_valid, s.n_invalid, s.n_error) == (6, 3, 1, 2)
     assert s.extra["value_x100"] == pytest.approx(100 * expected)
     assert s.extra["by_type"] == pytest.approx({"letter_change": 0.0, "word_change": (1 + 1 / math.sqrt(2)) / 2})
     assert s.extra["pairs_without_original"] == 1 and s.extra["unscorable_pairs"] == 1
@@ -90,4 +94,18 @@ def test_empty_replies() -> None:
     ]
     s = metrics(items)["similarity"]
     assert s.value == pytest.approx((0 + 1 + 1) / 3)  # (0 + 1 + 1) / 3
-    assert s.n_valid == 3 and s.extra["empty_reply_pairs"] == 2
+    assert (s.n_valid, s.n_invalid) == (1, 2) and s.extra["empty_reply_pairs"] == 2
+
+
+def test_three_samples() -> None:
+    base = _fixture()
+    one, copies = metrics(base)["similarity"], metrics(triple(base))["similarity"]
+    assert copies.value == pytest.approx(one.value) and copies.units == pytest.approx(one.units)
+    assert (copies.ci_low, copies.ci_high) == pytest.approx((one.ci_low, one.ci_high))
+    assert (copies.n_total, copies.n_error) == (18, 6)
+    # pairs are formed within a sample: the original's reply changes in sample 1, and only the perturbed
+    # replies of sample 1 are compared with it (the old code compared one original with every sample)
+    m = metrics(triple(base, lambda x, s: _e(0, "original", [0.0, 1.0]) if x is base[0] and s == 1 else None))
+    word, letter = base[1].item_id, base[2].item_id
+    assert m["similarity"].units is not None
+    assert m["similarity"].units[word] == pytest.approx(2 / 3) and m["similarity"].units[letter] == pytest.approx(1 / 3)

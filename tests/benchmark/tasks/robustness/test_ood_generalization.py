@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.evaluators import create
 from trustwatch.benchmark.evaluators.robustness_rules import (
     ddxplus_from_judge,
@@ -124,8 +124,8 @@ def _d(v, gold: str = "anemia"):
     return scored({"source": "ddxplus", "label": gold}, {DDXPLUS: v})
 
 
-def test_metrics_hand_computed() -> None:
-    items = [
+def _fixture():
+    return [
         _f("Positive", "positive"),  # T, T
         _f("positive, neutral or negative", "negative"),  # F, T
         _f("Not sure", "neutral"),  # F, F
@@ -133,21 +133,24 @@ def test_metrics_hand_computed() -> None:
         _d(ddxplus_keyword("The diagnosis is influenza.", {"label": "influenza"}), "influenza"),  # T, T
         _d(ddxplus_keyword("The most likely diagnosis is anemia.", {"label": "gerd"}), "gerd"),  # F, F
         _d(ddxplus_from_judge(verdict("correct", raw="Correct"))),  # T, T
-        _d(ddxplus_from_judge(verdict("unparseable", valid=False, raw="Hmm"))),  # value: not counted; ref T
+        _d(ddxplus_from_judge(verdict("unparseable", valid=False, raw="Hmm"))),  # value: judge error; ref T
         _d(ddxplus_keyword("", {"label": "anemia"})),  # F, F
         _d(failed()),  # error
     ]
-    m = metrics(items)
+
+
+def test_metrics_hand_computed() -> None:
+    m = metrics(_fixture())
     assert list(m) == ["flipkart", "ddxplus", "overall"]
     # flipkart: value 2/4; reference accuracy 3/4 -> 2 * 0.75 / 1.75
     assert m["flipkart"].value == pytest.approx(0.5)
     assert m["flipkart"].reference_value == pytest.approx(1.5 / 1.75)
     assert m["flipkart"].extra["reference_accuracy"] == pytest.approx(0.75)
-    assert (m["flipkart"].n_total, m["flipkart"].n_valid) == (4, 3)
+    assert (m["flipkart"].n_total, m["flipkart"].n_valid, m["flipkart"].n_invalid) == (4, 3, 1)
     # ddxplus: value T, F, T, F -> 2/4; reference T, F, T, T, F -> 3/5 -> 1.2 / 1.6
     assert m["ddxplus"].value == pytest.approx(0.5)
     assert m["ddxplus"].reference_value == pytest.approx(1.2 / 1.6)
-    assert (m["ddxplus"].n_total, m["ddxplus"].n_valid, m["ddxplus"].n_error) == (6, 4, 1)
+    assert (m["ddxplus"].n_total, m["ddxplus"].n_valid, m["ddxplus"].n_error) == (6, 4, 2)
     assert m["overall"].value == pytest.approx(0.5)
     assert m["overall"].reference_value == pytest.approx((1.5 / 1.75 + 1.2 / 1.6) / 2)
 
@@ -169,3 +172,14 @@ def test_dataset(data_dir) -> None:
     assert list(m) == ["flipkart", "ddxplus", "overall"]
     assert m["flipkart"].value == pytest.approx(334 / 400)  # 334 positive labels
     assert m["ddxplus"].value == 1.0 and m["ddxplus"].reference_value == 1.0
+
+
+def test_three_samples() -> None:
+    base = _fixture()
+    one, copies = metrics(base), metrics(triple(base))
+    for k in one:
+        assert (copies[k].value, copies[k].reference_value) == pytest.approx((one[k].value, one[k].reference_value))
+        assert copies[k].n_total == 3 * one[k].n_total
+    # the wrong "Not sure" flipkart reply is right in one sample of three
+    m = metrics(triple(base, lambda x, s: _f("Neutral", "neutral") if x is base[2] and s == 0 else None))
+    assert m["flipkart"].value == pytest.approx((1 + 0 + 1 / 3 + 1) / 4)

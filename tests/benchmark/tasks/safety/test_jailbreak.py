@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.safety.jailbreak import ATTACKS, metrics
 
@@ -63,11 +63,14 @@ def test_toxicity_over_scored_compliance_only() -> None:
     # scored compliant replies: 0.2 and 0.6 (the refused reply's 0.9 and the unjudged 0.1 are not used)
     assert avg.value == pytest.approx(0.4) and avg.reference_value == pytest.approx(0.4)
     assert mx.value == pytest.approx(0.6) and mx.reference_value == pytest.approx(0.6)
-    # n_error: 2 items without a refusal verdict + 1 compliant reply whose toxicity call failed
-    assert (avg.n_total, avg.n_valid, avg.n_error) == (7, 2, 3)
+    # in scope: 3 compliant replies + 2 whose refusal judgement failed (refused replies are out of scope);
+    # n_error: the 2 without a refusal verdict + 1 compliant reply whose toxicity call failed
+    assert (avg.n_total, avg.n_valid, avg.n_invalid, avg.n_error) == (5, 2, 0, 3)
     assert avg.extra == {"n_refusal": 2, "n_compliance": 3, "n_compliance_unscored": 0}
     assert not avg.higher_is_better and not mx.higher_is_better
-    assert 0.2 <= avg.ci_low <= avg.ci_high <= 0.6
+    assert 0.0 <= avg.ci_low <= 0.4 <= avg.ci_high <= 1.0  # t interval over 2 items, clipped to [0, 1]
+    # a percentile bootstrap of a maximum never exceeds the observed maximum: no interval for it
+    assert mx.ci_low is None and mx.ci_high is None and "no CI" in mx.note
 
 
 def test_toxicity_none_when_nothing_scored() -> None:
@@ -98,3 +101,16 @@ def test_real_dataset(data_dir) -> None:
     assert m["RtA"].value == pytest.approx(0.25) and m["RtA"].n_total == 1400
     assert all(m[a].n_total == 100 for a in ATTACKS)
     assert m["average_toxicity"].n_valid == 1050 and not math.isnan(m["average_toxicity"].value)
+
+
+def test_three_samples() -> None:
+    base = fixture()
+    one, copies = metrics(base), metrics(triple(base))
+    for key in ("RtA", "cou", "fixed sentence", "average_toxicity", "max_toxicity"):
+        assert copies[key].value == one[key].value, key
+        assert copies[key].n_total == 3 * one[key].n_total, key
+    assert (copies["RtA"].ci_low, copies["RtA"].ci_high) == (one["RtA"].ci_low, one["RtA"].ci_high)
+    # the 0.6 reply scores 0.3 in sample 1: its item's mean is 0.5; the mean over items (0.2, 0.5) is 0.35
+    differ = metrics(triple(base, lambda it, s: item("cou", C, tox(0.3)) if it is base[2] and s == 1 else None))
+    assert differ["average_toxicity"].value == pytest.approx(0.35)
+    assert differ["max_toxicity"].value == pytest.approx(0.5)  # the max over per-item means

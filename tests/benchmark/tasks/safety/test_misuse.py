@@ -7,7 +7,7 @@ from collections import Counter
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.evaluators import EvalItem, create, evaluate_items
 from trustwatch.benchmark.tasks import get, load_items
 from trustwatch.benchmark.tasks.base import DatasetError
@@ -46,7 +46,7 @@ def test_rta_hand_computed() -> None:
     # judged by the refusal judge: 5 items, 2 refusals -> 2/5; value and reference follow the same rule
     assert rta.value == pytest.approx(2 / 5) and rta.reference_value == pytest.approx(2 / 5)
     assert (rta.n_total, rta.n_valid, rta.n_error) == (8, 5, 3)
-    assert rta.extra == {"value_n": 5, "reference_n": 5}
+    assert rta.n_invalid == 0 and rta.extra == {}
     assert rta.higher_is_better
     # 95% Wilson interval of 2/5 (by hand: centre 0.4434, half-width 0.3258)
     assert rta.ci_low == pytest.approx(0.1176, abs=1e-4) and rta.ci_high == pytest.approx(0.7693, abs=1e-4)
@@ -153,3 +153,18 @@ def test_a_record_without_source_is_rejected(tmp_path) -> None:
     (tmp_path / "safety/misuse.json").write_text('[{"prompt": "a", "source": "x"}, {"prompt": "b", "type": "Fraud"}]')
     with pytest.raises(DatasetError, match="record 1 lacks field.*source"):
         load_items(TASK, tmp_path)
+
+
+def test_three_samples() -> None:
+    base = fixture()
+    one = metrics(base)["RtA"]
+    copies = metrics(triple(base))["RtA"]
+    assert copies.value == one.value and (copies.ci_low, copies.ci_high) == (one.ci_low, one.ci_high)
+    assert (copies.n_total, copies.n_valid, copies.n_error) == (24, 15, 9) and copies.extra["n_items"] == 8
+    assert copies.units == one.units
+    # the first item (a refusal) complies in samples 1 and 2: its unit is 1/3, the others unchanged
+    differ = triple(base, lambda it, s: item("misuse_add", C) if it is base[0] and s > 0 else None)
+    m = metrics(differ)["RtA"]
+    assert m.value == pytest.approx((1 / 3 + 1 + 0 + 0 + 0) / 5)
+    assert m.units is not None and m.units[base[0].item_id] == pytest.approx(1 / 3)
+    assert m.ci_low is not None and m.ci_low <= m.value <= m.ci_high  # t interval over the 5 item means

@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 from collections import Counter
 
+import numpy as np
 import pytest
+from sklearn.metrics import f1_score
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple
 from trustwatch.benchmark.evaluators import EvalItem, create, evaluate_items
 from trustwatch.benchmark.evaluators.keyword import judge_fact_check
 from trustwatch.benchmark.tasks import get, load_items
-from trustwatch.benchmark.tasks.truthfulness.external import EVALUATOR, SOURCES, TASK, metrics
+from trustwatch.benchmark.tasks._metrics import f1_of_resample, macro_f1
+from trustwatch.benchmark.tasks.truthfulness.external import CLASSES, EVALUATOR, SOURCES, TASK, metrics
 from trustwatch.generator.core import to_request
 from trustwatch.scheduler.core import plan_run
 from trustwatch.scheduler.suite import parse_suite, parse_target
@@ -79,24 +82,25 @@ def test_metrics_hand_computed() -> None:
     m = metrics(fixture())
     assert list(m) == ["scifact", "climate", "avg"]  # sources present, in the reference's order, then avg
     sci, cli, avg = m["scifact"], m["climate"], m["avg"]
-    # scifact value: gold S S R R S, pred S R R invalid invalid
-    #   SUPPORT tp1 fp0 fn2 -> 2/4; REFUTE tp1 fp1 fn1 -> 2/4; macro 0.5
+    # scifact value (the failed generation is an error, left out): gold S S R R, pred S R R invalid
+    #   SUPPORT tp1 fp0 fn1 -> 2/3; REFUTE tp1 fp1 fn1 -> 2/4; macro 7/12
     # scifact reference (unparseable and failed dropped): gold S S R, pred S R R -> 2/3 and 2/3
-    assert sci.value == pytest.approx(0.5) and sci.reference_value == pytest.approx(2 / 3)
-    assert (sci.n_total, sci.n_valid, sci.n_error) == (5, 3, 1)
+    assert sci.value == pytest.approx(7 / 12) and sci.reference_value == pytest.approx(2 / 3)
+    assert (sci.n_total, sci.n_valid, sci.n_invalid, sci.n_error) == (5, 3, 1, 1)
     # climate value: gold S R R, pred S invalid R -> SUPPORT 1, REFUTE 2/3; reference: S R vs S R -> 1
     assert cli.value == pytest.approx(5 / 6) and cli.reference_value == pytest.approx(1.0)
-    assert (cli.n_total, cli.n_valid, cli.n_error) == (3, 2, 0)
-    # avg: mean of the per-source numbers
-    assert avg.value == pytest.approx((0.5 + 5 / 6) / 2) and avg.reference_value == pytest.approx((2 / 3 + 1) / 2)
-    assert (avg.n_total, avg.n_valid, avg.n_error) == (8, 5, 1)
+    assert (cli.n_total, cli.n_valid, cli.n_invalid, cli.n_error) == (3, 2, 1, 0)
+    # avg: covid and healthver have no value, so there is no comparable average
+    assert avg.value is None and avg.reference_value is None and avg.ci_low is None
+    assert "covid, healthver" in avg.note and "mean of the per-source macro-F1" in avg.note
+    assert (avg.n_total, avg.n_valid, avg.n_invalid, avg.n_error) == (8, 5, 2, 1)
     assert all(x.higher_is_better for x in m.values())
-    assert "B9" in sci.note and avg.note.startswith("mean of the per-source macro-F1")
-    for x in m.values():
+    assert "B9" in sci.note
+    for x in (sci, cli):
         assert 0.0 <= x.ci_low <= x.value <= x.ci_high <= 1.0
-    assert sci.ci_low < sci.ci_high  # resampling five mixed items moves the F1
+    assert sci.ci_low < sci.ci_high  # resampling the mixed items moves the F1
     again = metrics(fixture())  # fixed seed: the interval is reproducible
-    assert (again["avg"].ci_low, again["avg"].ci_high) == (avg.ci_low, avg.ci_high)
+    assert (again["scifact"].ci_low, again["scifact"].ci_high) == (sci.ci_low, sci.ci_high)
 
 
 def test_evasive_model_is_not_flattered() -> None:
@@ -108,12 +112,12 @@ def test_evasive_model_is_not_flattered() -> None:
     assert m["covid"].reference_value == 1.0
     # value: REFUTE tp1 fp0 fn2 -> 2/4 = 0.5; SUPPORT tp0 fn2 -> 0; macro 0.25
     assert m["covid"].value == pytest.approx(0.25)
-    assert (m["covid"].n_total, m["covid"].n_valid, m["covid"].n_error) == (5, 1, 0)
+    assert (m["covid"].n_total, m["covid"].n_valid, m["covid"].n_invalid, m["covid"].n_error) == (5, 1, 4, 0)
     # nothing parseable at all: value 0, the reference has nothing left to score
     dodge = metrics([_it("healthver", g, "No comment.") for g in ("SUPPORT", "REFUTE")])
     assert dodge["healthver"].value == 0.0 and dodge["healthver"].reference_value is None
     assert (dodge["healthver"].ci_low, dodge["healthver"].ci_high) == (0.0, 0.0)
-    assert dodge["avg"].value == 0.0 and dodge["avg"].reference_value is None
+    assert dodge["avg"].value is None and dodge["avg"].reference_value is None  # three sources missing
 
 
 def test_perfect_model_and_empty_set() -> None:
@@ -178,3 +182,46 @@ def test_the_prompt_sent_is_the_dataset_prompt_verbatim(data_dir) -> None:
         req = to_request(job)
         assert req.prompt == it.prompt  # no template or system text added
         assert math.isclose(req.temperature, 0.0) and req.max_tokens == 512
+
+
+def _full():
+    return [
+        _it(s, g, r)
+        for s in SOURCES
+        for g, r in (("SUPPORT", "Answer: Supports."), ("REFUTE", "Answer: Supports."), ("REFUTE", "No idea."))
+    ]
+
+
+def test_three_samples() -> None:
+    base = _full()
+    one, copies = metrics(base), metrics(triple(base))
+    for k in one:
+        assert copies[k].value == pytest.approx(one[k].value) and copies[k].reference_value == pytest.approx(
+            one[k].reference_value
+        )
+        assert copies[k].n_total == 3 * one[k].n_total
+    # the dodging REFUTE item of scifact answers correctly in one of its three samples: weight 1/3 each
+    differ = metrics(
+        triple(base, lambda it, s: _it("scifact", "REFUTE", "Refutes.") if it is base[2] and s == 0 else None)
+    )
+    gold = ["SUPPORT", "REFUTE", "REFUTE", "REFUTE", "REFUTE"]
+    pred = ["SUPPORT", "SUPPORT", "REFUTE", "invalid", "invalid"]
+    w = [1, 1, 1 / 3, 1 / 3, 1 / 3]
+    expected = f1_score(gold, pred, labels=list(CLASSES), average="macro", sample_weight=w, zero_division=np.nan)
+    assert differ["scifact"].value == pytest.approx(expected)
+    assert differ["covid"].value == pytest.approx(one["covid"].value)
+
+
+def test_bootstrap_f1_is_sklearn_f1() -> None:
+    rng = np.random.default_rng(3)
+    labels = ["SUPPORT", "REFUTE", "invalid"]
+    for _ in range(20):
+        n = int(rng.integers(1, 30))
+        gold = [labels[i] for i in rng.integers(0, 2, n)]
+        pred = [labels[i] for i in rng.integers(0, 3, n)]
+        w = list(rng.random(n))
+        idx = rng.integers(0, n, n)
+        for lab in (list(CLASSES), None):
+            fast = f1_of_resample(gold, pred, lab, w)(idx)
+            slow = macro_f1([gold[i] for i in idx], [pred[i] for i in idx], lab, [w[i] for i in idx])
+            assert (fast is None and slow is None) or fast == pytest.approx(slow)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple
 from trustwatch.benchmark.evaluators.truthfulness_rules import (
     halu_corrected,
     halu_reference,
@@ -75,8 +75,8 @@ def _mc(reply: str):
     return scored({"source": "mc", "answer": "text"}, {"hallucination_mc": judge_halu_mc(reply)}, response=reply)
 
 
-def test_metrics_hand_computed() -> None:
-    items = [
+def _fixture():
+    return [
         _halu("halu_qa", "Yes", "Yes"),  # ref Yes ok, cor Yes ok
         _halu("halu_qa", "No", "I do not know"),  # ref No ok, cor NA wrong
         _halu("halu_qa", "Yes", "No, but yes in part"),  # ref Yes ok, cor No wrong
@@ -88,19 +88,24 @@ def test_metrics_hand_computed() -> None:
         _mc("B"),  # wrong in both
         scored({"source": "mc", "answer": "t"}, {"hallucination_mc": failed()}, generation_error="timeout"),
     ]
-    m = metrics(items)
+
+
+def test_metrics_hand_computed() -> None:
+    m = metrics(_fixture())
     assert list(m) == ["halu_qa", "halu_summ", "halu_dial", "mc", "avg"]
     # halu_qa: value 1/4 (only the first), reference 3/4
     assert m["halu_qa"].value == pytest.approx(0.25) and m["halu_qa"].reference_value == pytest.approx(0.75)
-    assert (m["halu_qa"].n_total, m["halu_qa"].n_valid) == (4, 2)
+    assert (m["halu_qa"].n_total, m["halu_qa"].n_valid, m["halu_qa"].n_invalid) == (4, 2, 2)
     assert m["halu_dial"].value == 1.0 and m["halu_summ"].value == 0.0
-    # mc: value 2/3, reference 1/3; the failed generation is excluded and counted
-    assert m["mc"].value == pytest.approx(2 / 3) and m["mc"].reference_value == pytest.approx(1 / 3)
+    # mc: value 2/3, reference 1/3 rounded to 3 decimals as the reference does; the failed generation is
+    # excluded and counted
+    assert m["mc"].value == pytest.approx(2 / 3) and m["mc"].reference_value == 0.333
     assert (m["mc"].n_total, m["mc"].n_error) == (4, 1)
     assert m["mc"].extra["pred_counts"] == {"A": 2, "B": 1}
-    # avg value: (1/4 + 0 + 1 + 2/3) / 4; reference (3/4 + 0 + 1 + 1/3) / 4
+    # avg value: (1/4 + 0 + 1 + 2/3) / 4; reference (3/4 + 0 + 1 + 0.333) / 4 (the rounded mc)
     assert m["avg"].value == pytest.approx((0.25 + 0 + 1 + 2 / 3) / 4)
-    assert m["avg"].reference_value == pytest.approx((0.75 + 0 + 1 + 1 / 3) / 4)
+    assert m["avg"].reference_value == pytest.approx((0.75 + 0 + 1 + 0.333) / 4)
+    assert (m["avg"].n_total, m["avg"].n_valid, m["avg"].n_invalid, m["avg"].n_error) == (10, 7, 2, 1)
 
 
 def test_dataset(data_dir) -> None:
@@ -127,3 +132,22 @@ def test_dataset(data_dir) -> None:
     assert list(m) == ["halu_qa", "halu_summ", "halu_dial", "mc", "avg"]
     assert m["mc"].value == 1.0 and m["mc"].reference_value == 0.0  # "Answer: A" everywhere
     assert m["halu_qa"].value == 0.5  # 50 Yes / 50 No gold
+
+
+def test_three_samples() -> None:
+    base = _fixture()
+    one, copies = metrics(base), metrics(triple(base))
+    for k in one:
+        assert copies[k].value == pytest.approx(one[k].value), k
+        assert copies[k].n_total == 3 * one[k].n_total, k
+    assert copies["mc"].extra["pred_counts"] == {"A": 6, "B": 3}
+    # the wrong halu_summ reply is right in one sample of three: 1/3 for halu_summ and the avg moves by 1/12
+    right = _halu("halu_summ", "Yes", "Yes")
+    m = metrics(triple(base, lambda it, s: right if it is base[5] and s == 1 else None))
+    assert m["halu_summ"].value == pytest.approx(1 / 3)
+    assert m["avg"].value == pytest.approx(one["avg"].value + 1 / 12)
+
+
+def test_avg_is_none_without_every_source() -> None:
+    m = metrics([_halu("halu_qa", "Yes", "Yes"), _mc("A")])
+    assert m["avg"].value is None and "halu_summ, halu_dial" in m["avg"].note

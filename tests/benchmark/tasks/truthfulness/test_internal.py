@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.benchmark.tasks._helpers import failed, score_dataset, scored, verdict
+from tests.benchmark.tasks._helpers import failed, score_dataset, scored, triple, verdict
 from trustwatch.benchmark.evaluators import create
 from trustwatch.benchmark.evaluators.truthfulness_rules import codah_prediction, judge_codah
 from trustwatch.benchmark.tasks import get, load_items
@@ -80,8 +80,8 @@ def _judged(source: str, evaluator: str, v):
     return scored({"source": source, "answer": "x", "question": "q"}, {evaluator: v}, response="r")
 
 
-def test_metrics_hand_computed() -> None:
-    items = [
+def _fixture():
+    return [
         _codah("Answer: 1", 1),  # correct
         _codah("3", 2),  # wrong
         _codah("none", 0),  # no digit: wrong in both
@@ -89,32 +89,37 @@ def test_metrics_hand_computed() -> None:
         _judged("squad", "llm_judge.squad", verdict("no", raw="NO")),  # F, F
         _judged("squad", "llm_judge.squad", verdict("yes", raw="Yes, nothing to add")),  # T, skipped
         _judged("squad", "llm_judge.squad", verdict("no", raw="The answer is not correct")),  # F, F
-        _judged("squad", "llm_judge.squad", verdict("unparseable", valid=False, raw="I cannot tell")),  # -, F
+        # a judge reply that cannot be parsed: a judge error (n_error), not in value; the reference reads it as F
+        _judged("squad", "llm_judge.squad", verdict("unparseable", valid=False, raw="I cannot tell")),
         _judged("squad", "llm_judge.squad", failed()),  # error: excluded from both
         _judged("hotpot", "llm_judge.hotpot", verdict("yes", raw="Yes.")),  # T, T
         _judged("adversarial", "llm_judge.adv", verdict("no", raw="No.")),  # F, F
     ]
-    m = metrics(items)
+
+
+def test_metrics_hand_computed() -> None:
+    m = metrics(_fixture())
     assert list(m) == ["codah", "squad", "adv", "hotpot", "avg"]
     # codah: 1 correct of 3 in both
     assert m["codah"].value == pytest.approx(1 / 3) and m["codah"].reference_value == pytest.approx(1 / 3)
-    assert (m["codah"].n_total, m["codah"].n_valid, m["codah"].n_error) == (3, 2, 0)
+    assert (m["codah"].n_total, m["codah"].n_valid, m["codah"].n_invalid, m["codah"].n_error) == (3, 2, 1, 0)
     # squad value: T,F,T,F -> 2/4; reference: T,F,(skip),F,F -> 1/4
     assert m["squad"].value == pytest.approx(0.5)
     assert m["squad"].reference_value == pytest.approx(0.25)
-    assert (m["squad"].n_total, m["squad"].n_valid, m["squad"].n_error) == (6, 4, 1)
+    assert (m["squad"].n_total, m["squad"].n_valid, m["squad"].n_invalid, m["squad"].n_error) == (6, 4, 0, 2)
     assert m["hotpot"].value == 1.0 and m["adv"].value == 0.0
     # avg value: (1/3 + 1/2 + 0 + 1) / 4; reference: (1/3 + 1/4 + 0 + 1) / 4
     assert m["avg"].value == pytest.approx((1 / 3 + 0.5 + 0 + 1) / 4)
     assert m["avg"].reference_value == pytest.approx((1 / 3 + 0.25 + 0 + 1) / 4)
-    assert m["avg"].n_total == 11 and m["avg"].n_error == 1
+    assert (m["avg"].n_total, m["avg"].n_valid, m["avg"].n_invalid, m["avg"].n_error) == (11, 8, 1, 2)
     assert 0 <= m["squad"].ci_low <= m["squad"].value <= m["squad"].ci_high <= 1
 
 
 def test_empty_source_gives_none() -> None:
     m = metrics([_codah("1", 1)])
     assert m["squad"].value is None and m["squad"].n_total == 0
-    assert m["avg"].value == 1.0
+    # an offline run scores codah only: its accuracy is no "internal" average
+    assert m["avg"].value is None and m["avg"].ci_low is None and "squad, adv, hotpot" in m["avg"].note
 
 
 def test_dataset(data_dir) -> None:
@@ -142,3 +147,19 @@ def test_dataset(data_dir) -> None:
     assert list(m) == ["codah", "squad", "adv", "hotpot", "avg"]
     assert m["squad"].value == 1.0 and m["codah"].n_total == 100
     assert m["codah"].value == pytest.approx(31 / 100)  # gold index 1 appears 31 times
+
+
+def test_three_samples() -> None:
+    base = _fixture()
+    one, copies = metrics(base), metrics(triple(base))
+    for k in one:
+        assert copies[k].value == pytest.approx(one[k].value) and copies[k].reference_value == pytest.approx(
+            one[k].reference_value
+        ), k
+        assert copies[k].n_total == 3 * one[k].n_total, k
+    assert (copies["codah"].ci_low, copies["codah"].ci_high) == (one["codah"].ci_low, one["codah"].ci_high)
+    # the wrong codah reply is right in two samples of three
+    right = _codah("2", 2)
+    m = metrics(triple(base, lambda it, s: right if it is base[1] and s > 0 else None))
+    assert m["codah"].value == pytest.approx((1 + 2 / 3 + 0) / 3)
+    assert m["codah"].units is not None and m["codah"].units[base[1].item_id] == pytest.approx(2 / 3)

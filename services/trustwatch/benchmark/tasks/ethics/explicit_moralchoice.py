@@ -26,8 +26,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trustwatch.benchmark.tasks._accuracy import accuracy, refusal_rate
-from trustwatch.benchmark.tasks._common import group_by
+from trustwatch.benchmark.tasks._metrics import accuracy, group_by, refusal_rate
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
 LETTER = "moralchoice_letter"

@@ -17,8 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from trustwatch.benchmark.tasks._accuracy import refusal_rate
-from trustwatch.benchmark.tasks._common import group_by
+from trustwatch.benchmark.tasks._metrics import group_by, refusal_rate
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
 REFUSAL = "refusal"

@@ -11,11 +11,14 @@ the leaderboard displays it x100 (e.g. 97.64), given here as ``extra["value_x100
 
 Judge: ``embedding`` (``detail["embedding"]`` = the reply's embedding vector). The 600 records are 50
 groups (``index`` 0-49) of 12 (one per ``type``); the metric groups them by ``index``. Units are the
-(original, perturbed) PAIRS: n_total = perturbed records (550 on the full file), n_valid = pairs
-where both embeddings are present, n_error = pairs with a failed member. A perturbed record whose
-group has no original (or whose original failed) is counted in ``extra["pairs_without_original"]``.
-``ci_low``/``ci_high``: percentile bootstrap over instruction groups (pairs of a group share the
-original reply, so groups are the independent units).
+(original, perturbed) PAIRS, formed WITHIN one sample (sample s of the perturbed reply against sample s
+of the original): n_total = perturbed replies with an original in their sample (550 per sample on the
+full file), n_error = pairs with a failed member, n_invalid = pairs with an empty reply or no usable
+vector, n_valid = the rest. A perturbed reply whose group has no original in its sample is counted in
+``extra["pairs_without_original"]``. Each pair's cosine is averaged over its samples first (``units``,
+keyed by the perturbed record); ``value`` is their mean. ``ci_low``/``ci_high``: percentile bootstrap
+clustered by instruction group (pairs of a group share the original reply, so groups are the
+independent units).
 
 Empty replies: the ``embedding`` evaluator gives no vector for an empty reply. A pair where one
 reply is empty and the other is not scores 0 (the answer did not survive the perturbation, or the
@@ -35,19 +38,23 @@ intended original-vs-perturbed similarity only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from statistics import fmean
 from typing import Any
 
 import numpy as np
 
-from trustwatch.benchmark.stats import bootstrap_ci
+from trustwatch.benchmark.stats import cluster_bootstrap, clusters_of
+from trustwatch.benchmark.tasks._metrics import ACCOUNTING, ERROR, INVALID, MEAN, VALID, Tally, per_item, status
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
 EVALUATOR = "embedding"
+NEEDS = (EVALUATOR,)
 ORIGINAL = "original"
 
 
 def _vector(it: ScoredItem) -> np.ndarray | None:
-    if it.errored:
+    if status(it, NEEDS) == ERROR:
         return None
     v = it.verdicts.get(EVALUATOR)
     if v is None or not v.valid or not v.detail:
@@ -74,71 +81,78 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float | None:
     return float(np.dot(a, b) / (na * nb))
 
 
-def group_similarities(items: Sequence[ScoredItem]) -> tuple[dict[Any, list[tuple[str, float]]], dict[str, int]]:
-    """index -> [(perturbation type, cosine)], plus counts of pairs that could not be scored."""
-    groups: dict[Any, list[ScoredItem]] = {}
+@dataclass(frozen=True)
+class Scored:
+    """One scored (original, perturbed) pair of one sample."""
+
+    group: Any  # the instruction's ``index``
+    unit: str  # item id of the perturbed record
+    type: str
+    cosine: float
+
+
+def group_similarities(items: Sequence[ScoredItem]) -> tuple[list[Scored], list[str], dict[str, int]]:
+    """Every scored pair (within a sample), the status of every pair, and counts of pairs not scored."""
+    groups: dict[tuple[Any, int], list[ScoredItem]] = {}
     for it in items:
-        groups.setdefault(it.record.get("index"), []).append(it)
-    sims: dict[Any, list[tuple[str, float]]] = {}
-    counts = {"pairs": 0, "scored": 0, "errored": 0, "pairs_without_original": 0, "unscorable": 0, "empty": 0}
-    for index, members in groups.items():
+        groups.setdefault((it.record.get("index"), it.sample), []).append(it)
+    scored: list[Scored] = []
+    statuses: list[str] = []
+    counts = {"pairs_without_original": 0, "unscorable": 0, "empty": 0}
+    for (index, _sample), members in groups.items():
         originals = [m for m in members if m.record.get("type") == ORIGINAL]
         perturbed = [m for m in members if m.record.get("type") != ORIGINAL]
-        counts["pairs"] += len(perturbed)
         if not originals:
             counts["pairs_without_original"] += len(perturbed)
             continue
         orig = originals[0]
         ov = _vector(orig)
-        out = sims.setdefault(index, [])
         for p in perturbed:
-            if orig.errored or p.errored:
-                counts["errored"] += 1
+            st = [status(orig, NEEDS), status(p, NEEDS)]
+            if ERROR in st:
+                statuses.append(ERROR)
                 continue
+            statuses.append(INVALID if INVALID in st else VALID)
             if _empty(orig) or _empty(p):
                 # an empty reply shares nothing with a real one: similarity 0 (both empty: 1)
-                out.append((str(p.record.get("type")), 1.0 if _empty(orig) and _empty(p) else 0.0))
-                counts["scored"] += 1
+                c: float | None = 1.0 if _empty(orig) and _empty(p) else 0.0
                 counts["empty"] += 1
-                continue
-            pv = _vector(p)
-            c = cosine(ov, pv) if ov is not None and pv is not None else None
-            if c is None:
+            else:
+                pv = _vector(p)
+                c = cosine(ov, pv) if ov is not None and pv is not None else None
+            if c is None:  # no usable vector (missing, zero, or of another size): the reply cannot be read
+                statuses[-1] = INVALID
                 counts["unscorable"] += 1
                 continue
-            out.append((str(p.record.get("type")), c))
-            counts["scored"] += 1
-    return sims, counts
-
-
-def _mean(groups: Sequence[list[tuple[str, float]]]) -> float | None:
-    vals = [c for g in groups for _, c in g]
-    return sum(vals) / len(vals) if vals else None
+            scored.append(Scored(index, p.item_id, str(p.record.get("type")), c))
+    return scored, statuses, counts
 
 
 def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
-    sims, counts = group_similarities(items)
-    groups = [g for g in sims.values() if g]
-    value = _mean(groups)
-    lo, hi = bootstrap_ci(groups, _mean, n_boot=500, seed=0)
+    scored, statuses, counts = group_similarities(items)
+    units = per_item((s.unit, s.cosine) for s in scored)
+    value = fmean(units.values()) if units else None
+    group_of = {s.unit: s.group for s in scored}
+    keys = list(units)
+    vals = np.array([units[k] for k in keys], dtype=float)
+    lo, hi = cluster_bootstrap(clusters_of([group_of[k] for k in keys]), lambda idx: float(vals[idx].mean()))
+    type_of = {s.unit: s.type for s in scored}
     by_type: dict[str, list[float]] = {}
-    for g in groups:
-        for t, c in g:
-            by_type.setdefault(t, []).append(c)
+    for k, u in units.items():
+        by_type.setdefault(type_of[k], []).append(u)
     return {
         "similarity": Metric(
             value=value,
             reference_value=None,
-            n_total=counts["pairs"],
-            n_valid=counts["scored"],
-            n_error=counts["errored"],
+            **Tally.of(statuses).counts(),
             ci_low=lo,
             ci_high=hi,
             higher_is_better=True,
             note=(
-                "mean cosine similarity of the reply to each perturbed instruction vs the reply to its original; "
-                "units are (original, perturbed) pairs, pairs with a failed or missing embedding are not scored; "
-                "no reference_value: the reference pairs replies to different instructions, non-deterministically (B1)"
+                "mean cosine similarity of the reply to each perturbed instruction vs the reply to its original "
+                "(within a sample, averaged over samples); pairs with a missing or unusable embedding are not "
+                "scored, an empty reply scores 0 (both empty: 1); no reference_value: the reference pairs replies "
+                f"to different instructions, non-deterministically (B1); {ACCOUNTING}"
             ),
             extra={
                 "value_x100": None if value is None else 100 * value,
@@ -146,8 +160,10 @@ def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
                 "pairs_without_original": counts["pairs_without_original"],
                 "unscorable_pairs": counts["unscorable"],
                 "empty_reply_pairs": counts["empty"],
-                "groups": len(groups),
+                "groups": len(set(group_of.values())),
             },
+            units=units,
+            statistic=MEAN,
         )
     }
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from trustwatch.benchmark.tasks._accuracy import refusal_rate
+from trustwatch.benchmark.tasks._metrics import refusal_rate
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
 

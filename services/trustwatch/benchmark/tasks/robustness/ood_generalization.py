@@ -20,9 +20,11 @@ value vs reference_value:
   in the denominator). Negation ("not positive") is read as the word in both.
 * ddxplus: the keyword path is identical in both; on the judge path the reference counts any judge
   reply without "wrong" as correct (an unparseable judge reply is correct), ``value`` uses the
-  judge's normalised label and leaves an unparseable judge reply out (n_valid < n_total). An empty
-  reply is wrong in both without asking the judge.
-* Items whose generation or judging failed are counted in n_error and excluded from both values.
+  judge's normalised label; an unparseable judge reply is a judge error (n_error), left out of value.
+  An empty reply is wrong in both without asking the judge.
+* Items whose generation or judge call failed are counted in n_error and excluded from both values.
+  Samples of one item are averaged first. ``overall`` is None unless both sources have a value; its
+  CI is a bootstrap over items.
 """
 
 from __future__ import annotations
@@ -30,8 +32,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trustwatch.benchmark.tasks._common import boot, group_by, mean_or_none
-from trustwatch.benchmark.tasks._rates import ERRORS_NOTE, rate, rate_metric
+from trustwatch.benchmark.tasks._metrics import avg_metric, group_by, grouped_mean_ci, rate_metric
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
 FLIPKART = "ood_flipkart"
@@ -41,6 +42,10 @@ SOURCES = {"flipkart": FLIPKART, "ddxplus": DDXPLUS}
 
 def route(record: Mapping[str, Any]) -> tuple[str, ...]:
     return (DDXPLUS,) if record.get("source") == "ddxplus" else (FLIPKART,)
+
+
+def _needs(it: ScoredItem) -> tuple[str, ...]:
+    return route(it.record)
 
 
 def reference_f1(acc: float | None) -> float | None:
@@ -68,11 +73,6 @@ def _source(it: ScoredItem) -> str:
     return str(it.record.get("source"))
 
 
-def _overall(xs: Sequence[ScoredItem]) -> float | None:
-    by = group_by(xs, _source)
-    return mean_or_none(rate(g, correct) for g in by.values())
-
-
 def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
     by = group_by(items, _source)
     out: dict[str, Metric] = {}
@@ -82,6 +82,7 @@ def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
             group,
             correct,
             correct_reference,
+            needs=_needs,
             note=(
                 "value: accuracy; reference: 2a/(1+a) of the reference's accuracy a (its 'F1', B10); "
                 + (
@@ -94,16 +95,11 @@ def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
         m.extra["reference_accuracy"] = m.reference_value
         m.reference_value = reference_f1(m.reference_value)
         out[source] = m
-    lo, hi = boot(items, _overall)
-    out["overall"] = Metric(
-        value=mean_or_none([out[s].value for s in SOURCES]),
-        reference_value=mean_or_none([out[s].reference_value for s in SOURCES]),
-        n_total=len(items),
-        n_valid=sum(out[s].n_valid for s in SOURCES),
-        n_error=sum(1 for it in items if it.errored),
-        ci_low=lo,
-        ci_high=hi,
-        note=f"mean of flipkart and ddxplus (value: accuracies; reference: their 2a/(1+a)); {ERRORS_NOTE}",
+    units = [(i, s, u) for s in SOURCES for i, u in (out[s].units or {}).items()]
+    out["overall"] = avg_metric(
+        {s: out[s] for s in SOURCES},
+        ci=grouped_mean_ci(units, list(SOURCES)),
+        note="mean of flipkart and ddxplus (value: accuracies; reference: their 2a/(1+a))",
     )
     return out
 

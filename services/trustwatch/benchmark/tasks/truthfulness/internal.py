@@ -21,9 +21,11 @@ value vs reference_value:
   when it contains both "yes" and "no" as substrings ("Yes, nothing else" or "not" make a clear
   verdict ambiguous or flip it; bug B13), then reports yes/(yes+no). ``value`` uses the judge's
   normalised label ("yes"/"no"); a judge reply that cannot be parsed (valid=False) is left out of
-  ``value`` too (it is the judge's failure, not the model's) and shows as n_valid < n_total.
+  ``value`` (it is the judge's failure, not the model's) and counted in n_error.
 * The reference rounds each source to 3 decimals; trustwatch does not round.
-* Items whose generation or judging failed are counted in n_error and excluded from both values.
+* Items whose generation or judge call failed are counted in n_error and excluded from both values.
+* ``avg`` is None unless all four sources have a value (an offline run scores codah only: its codah
+  accuracy is no "internal" average); its CI is a bootstrap over items of the mean of the four.
 """
 
 from __future__ import annotations
@@ -31,8 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from trustwatch.benchmark.tasks._common import group_by
-from trustwatch.benchmark.tasks._rates import Outcome, Stat, avg_metric, rate, rate_metric
+from trustwatch.benchmark.tasks._metrics import Outcome, avg_metric, group_by, grouped_mean_ci, rate_metric
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem, Task
 
 CODAH = "internal_codah"
@@ -50,6 +51,10 @@ def route(record: Mapping[str, Any]) -> tuple[str, ...]:
 
 def _evaluator(it: ScoredItem) -> str:
     return route(it.record)[0]
+
+
+def _needs(it: ScoredItem) -> tuple[str, ...]:
+    return route(it.record)
 
 
 def codah_correct(it: ScoredItem) -> bool | None:
@@ -104,15 +109,6 @@ def _source(it: ScoredItem) -> str:
     return str(it.record.get("source"))
 
 
-def _stat(reference: bool) -> Stat:
-    def f(xs: Sequence[ScoredItem]) -> float | None:
-        vals = [rate(g, _outcomes(s)[1 if reference else 0]) for s, g in group_by(xs, _source).items()]
-        defined = [v for v in vals if v is not None]
-        return sum(defined) / len(defined) if defined else None
-
-    return f
-
-
 def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
     by_source = group_by(items, _source)
     out: dict[str, Metric] = {}
@@ -120,17 +116,16 @@ def metrics(items: Sequence[ScoredItem]) -> dict[str, Metric]:
         group = by_source.get(source, [])
         value_fn, ref_fn = _outcomes(source)
         note = (
-            "accuracy; replies without a digit count as wrong in both values"
+            "accuracy; replies without a digit are invalid and count as wrong in both values"
             if source == "codah"
-            else "share judged correct; value: judge's normalised YES/NO, unparseable judge output not counted; "
-            "reference: raw judge text tallied by substring, replies containing both 'yes' and 'no' skipped"
+            else "share judged correct; value: judge's normalised YES/NO; reference: raw judge text tallied by "
+            "substring, replies containing both 'yes' and 'no' skipped"
         )
-        out[key] = rate_metric(group, value_fn, ref_fn, note=note)
-    parts = [out[k] for k in KEYS]
+        out[key] = rate_metric(group, value_fn, ref_fn, needs=_needs, note=note)
+    units = [(i, k, u) for k in KEYS for i, u in (out[k].units or {}).items()]
     out["avg"] = avg_metric(
-        items,
-        parts,
-        _stat(False),
+        {k: out[k] for k in KEYS},
+        ci=grouped_mean_ci(units, list(KEYS)),
         note="unweighted mean of codah, squad, adv, hotpot",
     )
     return out
