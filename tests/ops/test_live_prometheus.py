@@ -69,6 +69,7 @@ def _export_run(m: ServiceMetrics) -> None:
         m.trust_items.labels(*labels, kind).set(n)
     m.run_progress.labels("run-1", "t1", "stored").set(150)
     m.run_progress.labels("run-1", "t1", "expected").set(200)
+    m.run_overdue.labels("run-0", "t1").set(12)
     m.last_run.labels("t1").set(time.time() - 3600)
 
 

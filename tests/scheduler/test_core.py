@@ -43,7 +43,8 @@ def test_resubmitting_publishes_only_unfinished_jobs(data_dir):
     plan = plan_run(suite, target, data_dir)
     bus, topics, store = MemoryBus(), Topics(), Store("sqlite:///:memory:")
     assert publish(plan, bus, topics, store) == 8
-    # pretend three jobs were judged
+    # pretend three jobs were judged (by the evaluators the plan names); a row of another evaluator
+    # does not make a job done
     done = [
         pb.Judgment(
             job_id=j.job_id,
@@ -51,11 +52,12 @@ def test_resubmitting_publishes_only_unfinished_jobs(data_dir):
             task=j.task,
             item_id=j.item_id,
             target="m",
-            evaluator="x",
+            evaluator=evaluator,
             label="l",
             valid=True,
         )
-        for j in plan.jobs[:3]
+        for j in plan.jobs[:4]
+        for evaluator in (plan.evaluators[j.job_id] if j in plan.jobs[:3] else ("x",))
     ]
     store.store_judgments(done)
     assert publish(plan, bus, topics, store) == 5

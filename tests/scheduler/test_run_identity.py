@@ -94,10 +94,20 @@ def test_distributed_one_shot_resumes_an_incomplete_run_and_starts_a_new_one_aft
     # Nothing judged yet: the next invocation resumes it.
     p2, c2 = plan_for(suite, target, data_dir, store, settings=settings)
     assert p2.run_id == p1.run_id and c2.message() == f"resuming incomplete run {p1.run_id}"
+    # Rows of an evaluator the plan does not name never complete it (completion is exact).
     store.store_judgments(
         [
             pb.Judgment(job_id=j.job_id, run_id=j.run_id, task=j.task, item_id=j.item_id, target="m", evaluator="x")
             for j in p1.jobs
+        ]
+    )
+    assert not store.is_complete(p1.run_id)
+    assert plan_for(suite, target, data_dir, store, settings=settings)[1].why == "incomplete"
+    store.store_judgments(
+        [
+            pb.Judgment(job_id=j.job_id, run_id=j.run_id, task=j.task, item_id=j.item_id, target="m", evaluator=e)
+            for j in p1.jobs
+            for e in p1.evaluators[j.job_id]
         ]
     )
     assert store.is_complete(p1.run_id)

@@ -1,4 +1,4 @@
-"""Wires the aggregator: judgment and run-event consumers, the store, gauges and the HTTP API."""
+"""Wires the aggregator: judgment, run-event and dead-letter consumers, the store, gauges and the HTTP API."""
 
 from __future__ import annotations
 
@@ -20,16 +20,21 @@ def main(
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     store = Store(db or config.env("TRUSTWATCH_DB_URL"))
-    agg = Aggregator(store, metrics)
+    topics = wiring.topics()
+    agg = Aggregator(store, metrics, topics)
     agg.start()  # gauges of every target's newest complete run, from the database; rescans incomplete runs
     port = wiring.metrics_port(metrics_port)
     http = serve_http(agg, registry, host, port, token=config.env("TRUSTWATCH_API_TOKEN")) if port else None
-    workers = aggregator_workers(wiring.kafka(bootstrap), wiring.topics(), agg, metrics)
+    workers = aggregator_workers(wiring.kafka(bootstrap), topics, agg, metrics)
     install_signal_handlers(*workers)
-    runs_thread = threading.Thread(target=workers[1].run_forever, name="runs", daemon=True)
-    runs_thread.start()
+    # judgments on the main thread (it refreshes progress and gauges when idle); run events and
+    # dead letters on their own threads
+    threads = [threading.Thread(target=w.run_forever, name=w.service, daemon=True) for w in workers[1:]]
+    for t in threads:
+        t.start()
     workers[0].run_forever(on_idle=agg.refresh)
-    runs_thread.join(10)
+    for t in threads:
+        t.join(10)
     if http:
         http.shutdown()
     store.close()

@@ -1,6 +1,15 @@
-"""The aggregator: consumes judgments and run events, stores them, keeps Prometheus gauges of every
-task metric of each target's newest complete run (restored from the database at start), and serves
-reports over HTTP."""
+"""The aggregator: consumes judgments, run events and dead letters, stores them, keeps Prometheus
+gauges of every task metric of each target's newest complete run (restored from the database at
+start), and serves reports over HTTP.
+
+Completion is exact: a run's plan (PLANNED run events) lists every (job, evaluator) pair it expects,
+and the run is complete when each has a settled judgment (``Store.is_complete``). A dead-lettered
+job would keep its run incomplete for ever, so every dead letter is stored (payload kept for
+``trustwatch dlq replay``) and each planned pair of its job without a settled judgment gets a
+POISON error judgment: the item is counted as an error and the run completes. A dead letter may
+arrive before its run's plan; then its pairs are poisoned when the plan is stored (:meth:`refresh`).
+An incomplete run past its deadline exports its missing judgments (``trustwatch_run_overdue_missing``).
+"""
 
 from __future__ import annotations
 
@@ -8,23 +17,120 @@ import json
 import logging
 import math
 import threading
+import time
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from trustwatch.benchmark.scoring import Report, build_report
 from trustwatch.platform.bus.base import Bus, Topics
-from trustwatch.platform.messages import decode_judgment, decode_run_event
-from trustwatch.platform.runtime import Result, Worker
-from trustwatch.platform.store import RunRow, Store
+from trustwatch.platform.messages import (
+    InvalidMessage,
+    decode_judgment,
+    decode_run_event,
+    judgment_id,
+    now_ms,
+    parse_message,
+)
+from trustwatch.platform.runtime import Result, Worker, is_transient
+from trustwatch.platform.store import DeadLetterRow, PoisonCandidate, RunRow, Store
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
 log = logging.getLogger(__name__)
+
+#: Missing pairs a report lists (``Report.missing``); ``Report.n_missing`` counts them all.
+REPORT_MISSING = 100
+#: Seconds between recounts of an overdue run's missing judgments when nothing new arrived for it.
+OVERDUE_RECHECK_S = 60.0
+#: Longest dead-letter reason copied into a poison judgment's error.
+_REASON_CHARS = 500
+
+
+def decode_dead_letter(data: bytes) -> pb.DeadLetter:
+    msg = parse_message(pb.DeadLetter, data)
+    if not msg.source_topic:
+        raise InvalidMessage("DeadLetter lacks required field(s): source_topic")
+    return msg
+
+
+def dead_letter_row(dl: pb.DeadLetter, topics: Topics) -> DeadLetterRow:
+    """A dead letter as stored, attributed to what it belongs to.
+
+    The payload is decoded by its source topic: a job topic's as a PromptJob, the completions
+    topic's as a Completion, the judgments topic's as a Judgment (then only that evaluator's pair is
+    concerned), the runs topic's as a RunEvent (a run, no job), the dead-letter topic's as the
+    DeadLetter it wraps. When the payload does not decode or names no job, the message key is taken
+    as the job id (every producer keys jobs, completions and judgments by job id).
+    """
+    run_id, job, evaluator, record = _attribute(dl.source_topic, dl.payload, dl.key, topics, nested=False)
+    return DeadLetterRow(
+        source_topic=dl.source_topic,
+        source_partition=dl.partition,
+        source_offset=dl.offset,
+        key=dl.key,
+        payload=dl.payload,
+        reason=dl.reason,
+        service=dl.service,
+        created_unix_ms=dl.created_unix_ms or now_ms(),
+        run_id=run_id,
+        job_id=job,
+        evaluator=evaluator,
+        record_json=record,
+    )
+
+
+def _attribute(
+    topic: str, payload: bytes, key: bytes, topics: Topics, nested: bool
+) -> tuple[str | None, str | None, str | None, str | None]:
+    """(run id, job id, evaluator, record JSON) of a dead-lettered message; None where unknown."""
+    msg: pb.PromptJob | pb.Completion | pb.Judgment | None = None
+    try:
+        if topic == topics.runs:
+            return pb.RunEvent.FromString(payload).run_id or None, None, None, None
+        if topic == topics.dlq and not nested:
+            inner = pb.DeadLetter.FromString(payload)
+            return _attribute(inner.source_topic, inner.payload, inner.key, topics, nested=True)
+        if topic.startswith(topics.jobs("")):
+            msg = pb.PromptJob.FromString(payload)
+        elif topic == topics.completions:
+            msg = pb.Completion.FromString(payload)
+        elif topic == topics.judgments:
+            msg = pb.Judgment.FromString(payload)
+    except (DecodeError, ValueError):
+        msg = None
+    if msg is not None and msg.job_id:
+        evaluator = (msg.evaluator or None) if isinstance(msg, pb.Judgment) else None
+        return msg.run_id or None, msg.job_id, evaluator, msg.record_json or None
+    if topic == topics.runs or topic == topics.dlq or not key:
+        return None, None, None, None
+    return None, key.decode("utf-8", "replace"), None, None
+
+
+def poison_judgment(c: PoisonCandidate) -> pb.Judgment:
+    """The error result of a planned pair whose message was dead-lettered (no payload text in it)."""
+    reason = c.reason if len(c.reason) <= _REASON_CHARS else c.reason[: _REASON_CHARS - 1] + "\u2026"
+    return pb.Judgment(
+        job_id=c.pair.job_id,
+        run_id=c.run_id,
+        task=c.pair.task,
+        item_id=c.pair.item_id,
+        sample=c.pair.sample,
+        target=c.target,
+        evaluator=c.pair.evaluator,
+        label="error",
+        valid=False,
+        score=math.nan,
+        error=f"dead-lettered by {c.service}: {reason}",
+        error_kind=pb.ERROR_KIND_POISON,
+        record_json=c.record_json,
+        created_unix_ms=now_ms(),
+    )
 
 
 class Aggregator:
@@ -32,9 +138,15 @@ class Aggregator:
     complete run (by created time): a late or redelivered judgment of an older run never replaces a
     newer run's gauges, and :meth:`start` restores the gauges from the database after a restart."""
 
-    def __init__(self, store: Store, metrics: ServiceMetrics) -> None:
+    def __init__(self, store: Store, metrics: ServiceMetrics, topics: Topics | None = None) -> None:
         self.store = store
         self.metrics = metrics
+        #: topic names, to read a dead letter's payload by its source topic
+        self.topics = topics or Topics()
+        # incomplete runs with a deadline: run id -> (deadline unix ms, target); and when each
+        # overdue run's missing judgments were last counted (monotonic seconds)
+        self._deadlines: dict[str, tuple[int, str]] = {}
+        self._overdue_checked: dict[str, float] = {}
         self._dirty: set[str] = set()
         self._stale_targets: set[str] = set()  # targets whose newest complete run must be (re-)exported
         self._lock = threading.Lock()
@@ -53,12 +165,56 @@ class Aggregator:
         return [Result() for _ in batch]
 
     def handle_run_events(self, batch: Sequence[pb.RunEvent]) -> list[Result]:
+        """Record runs (STARTED, JOBS_PUBLISHED) and their plans (PLANNED)."""
         for ev in batch:
-            manifest = json.loads(ev.manifest_json) if ev.manifest_json else {}
-            self.store.record_run(ev.run_id, ev.target, manifest, ev.expected_jobs, ev.expected_judgments)
+            if ev.kind == pb.RunEvent.PLANNED:
+                self.store.record_plan(ev.run_id, ev.planned)
+            else:
+                manifest = json.loads(ev.manifest_json) if ev.manifest_json else {}
+                self.store.record_run(ev.run_id, ev.target, manifest, ev.expected_jobs, ev.expected_judgments)
             with self._lock:
                 self._dirty.add(ev.run_id)
         return [Result() for _ in batch]
+
+    def handle_dead_letters(self, batch: Sequence[pb.DeadLetter]) -> list[Result]:
+        """Store dead letters and turn the planned pairs of their jobs into POISON judgments.
+
+        A dead letter of the dead-letter topic itself (one this handler could not store) that fails
+        again is logged and dropped rather than dead-lettered again, so nothing loops."""
+        try:
+            rows = [dead_letter_row(dl, self.topics) for dl in batch]
+            self.store.store_dead_letters(rows)
+            self.poison(job_ids={r.job_id for r in rows if r.job_id})
+        except Exception as exc:
+            if is_transient(exc) or len(batch) != 1 or batch[0].source_topic != self.topics.dlq:
+                raise
+            log.error(
+                "dead letter of %s[%d]@%d cannot be stored (%s: %s); it stays on the dead-letter topic only",
+                batch[0].source_topic,
+                batch[0].partition,
+                batch[0].offset,
+                type(exc).__name__,
+                exc,
+            )
+        return [Result() for _ in batch]
+
+    def poison(self, run_id: str | None = None, job_ids: set[str] | None = None) -> int:
+        """Store a POISON judgment for every planned pair (of a run, or of some jobs) that has no
+        settled judgment and an unreplayed dead letter of its job; returns how many were new."""
+        candidates = self.store.poison_candidates(run_id, job_ids)
+        if not candidates:
+            return 0
+        out: dict[str, pb.Judgment] = {}
+        for c in candidates:
+            jid = judgment_id(c.pair.job_id, c.pair.evaluator)
+            if jid not in out:  # several dead letters of one job: the first one's reason
+                out[jid] = poison_judgment(c)
+        new = self.store.store_judgments(list(out.values()))
+        self.metrics.stored.inc(new)
+        with self._lock:
+            self._dirty.update(c.run_id for c in candidates)
+        log.warning("%d planned judgment(s) recorded as POISON errors (their messages were dead-lettered)", len(out))
+        return new
 
     def touch(self, run_id: str) -> None:
         """Have the next :meth:`refresh` recompute this run."""
@@ -73,6 +229,9 @@ class Aggregator:
         runs = self.store.runs()
         with self._lock:
             self._dirty.update(r.run_id for r in runs if r.completed_unix_ms is None)
+            self._deadlines.update(
+                (r.run_id, (_deadline(r), r.target)) for r in runs if r.completed_unix_ms is None and _deadline(r)
+            )
             self._stale_targets.update(r.target for r in runs if r.target)
         self.refresh()
         exported = len(self._exported_run)
@@ -86,7 +245,13 @@ class Aggregator:
             return None
         target = run.target if run else rows[0].target
         complete = run is not None and self.store.is_complete(run)
-        return build_report(run_id, target, rows, run.manifest if run else {}, complete)
+        report = build_report(run_id, target, rows, run.manifest if run else {}, complete)
+        if run is not None and not complete:
+            report.n_missing = self.store.missing_judgments(run)
+            report.missing = [p.to_dict() for p in self.store.missing_pairs(run_id, REPORT_MISSING)]
+            deadline = _deadline(run)
+            report.overdue = bool(deadline) and now_ms() > deadline
+        return report
 
     def newest_complete_run(self, target: str) -> RunRow | None:
         """The complete run of ``target`` created last (ties broken by run id), or None."""
@@ -94,8 +259,10 @@ class Aggregator:
         return max(done, key=lambda r: (r.created_unix_ms, r.run_id)) if done else None
 
     def refresh(self) -> None:
-        """Recompute progress of runs that got new judgments, mark those now complete, drop their
-        progress series, and export each touched target's newest complete run."""
+        """Recompute progress of runs that got new judgments (first turning the planned pairs of
+        their dead-lettered jobs into POISON judgments), mark those now complete, drop their progress
+        and overdue series, export each touched target's newest complete run, and export the
+        missing judgments of incomplete runs past their deadline."""
         with self._refresh_lock:
             with self._lock:
                 dirty, self._dirty = self._dirty, set()
@@ -105,21 +272,60 @@ class Aggregator:
                 run = self.store.run(run_id)
                 if run is None:  # judgments before their run event: nothing says when it is complete
                     continue
+                if run.completed_unix_ms is None:
+                    # dead letters that arrived before the plan (or known by job id only) get their run
+                    self.store.attribute_dead_letters(run_id)
+                    self.poison(run_id=run_id)
+                    with self._lock:
+                        self._dirty.discard(run_id)
                 stored = self.store.judgment_count(run_id)
                 progress = self.metrics.run_progress
-                # Complete: every expected judgment stored and settled (a transient error is retried
-                # by re-running, so a run with one is not a measurement yet); see Store.is_complete.
+                # Complete: every planned (job, evaluator) pair has a settled judgment (a transient
+                # error is retried by re-running, so a run with one is not a measurement yet); see
+                # Store.is_complete.
                 if run.completed_unix_ms is None and not self.store.is_complete(run):
                     progress.labels(run_id, run.target, "stored").set(stored)
                     progress.labels(run_id, run.target, "expected").set(run.expected_judgments)
+                    if _deadline(run):
+                        self._deadlines[run_id] = (_deadline(run), run.target)
+                        self._overdue_checked.pop(run_id, None)  # recount now if overdue
                     continue
                 if run.completed_unix_ms is None:
                     self.store.mark_completed(run_id)
                 for kind in ("stored", "expected"):
                     progress.remove(run_id, run.target, kind)
+                self._clear_overdue(run_id, run.target)
                 touched.setdefault(run.target, set()).add(run_id)
             for target in sorted(touched):
                 self._export_newest(target, touched[target])
+            self._export_overdue()
+
+    def _export_overdue(self) -> None:
+        """Set trustwatch_run_overdue_missing of every incomplete run past its deadline (recounted
+        when the run changed, else every OVERDUE_RECHECK_S)."""
+        now, clock = now_ms(), time.monotonic()
+        for run_id, (deadline, target) in sorted(self._deadlines.items()):
+            if now <= deadline:
+                continue
+            last = self._overdue_checked.get(run_id)
+            if last is not None and clock - last < OVERDUE_RECHECK_S:
+                continue
+            run = self.store.run(run_id)
+            if run is None or run.completed_unix_ms is not None or self.store.is_complete(run):
+                self._clear_overdue(run_id, target)
+                with self._lock:
+                    self._dirty.add(run_id)  # complete: the next refresh marks and exports it
+                continue
+            missing = self.store.missing_judgments(run)
+            if last is None:
+                log.warning("run %s of %s is past its deadline with %d judgment(s) missing", run_id, target, missing)
+            self.metrics.run_overdue.labels(run_id, target).set(missing)
+            self._overdue_checked[run_id] = clock
+
+    def _clear_overdue(self, run_id: str, target: str) -> None:
+        self._deadlines.pop(run_id, None)
+        if self._overdue_checked.pop(run_id, None) is not None:
+            self.metrics.run_overdue.remove(run_id, target)
 
     def _export_newest(self, target: str, touched: set[str]) -> None:
         newest = self.newest_complete_run(target)
@@ -163,6 +369,14 @@ class Aggregator:
         self._exported_labels[report.target] = exported
 
 
+def _deadline(run: RunRow) -> int:
+    """When a run is overdue (unix ms; 0: never), from its manifest."""
+    try:
+        return int(run.manifest.get("deadline_unix_ms") or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
     if value is None or math.isnan(value):
         gauge.remove(*labels)
@@ -190,6 +404,17 @@ def aggregator_workers(bus: Bus, topics: Topics, agg: Aggregator, metrics: Servi
             group_id="trustwatch-aggregator-runs",
             decode=decode_run_event,
             handler=agg.handle_run_events,
+            metrics=metrics,
+            topic_names=topics,
+            max_batch=100,
+        ),
+        Worker(
+            service="aggregator-dlq",
+            bus=bus,
+            topics=[topics.dlq],
+            group_id="trustwatch-aggregator-dlq",
+            decode=decode_dead_letter,
+            handler=agg.handle_dead_letters,
             metrics=metrics,
             topic_names=topics,
             max_batch=100,

@@ -9,13 +9,30 @@ import hashlib
 import json
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
+
+from google.protobuf.message import DecodeError, Message
 
 from trustwatch.v1 import messages_pb2 as pb
 
 
 class InvalidMessage(ValueError):
-    """A payload that decoded but breaks the contract (e.g. no job id)."""
+    """A payload that is not the message its topic carries (not protobuf, or another message type),
+    or one that decoded but breaks the contract (e.g. no job id). Every ``decode_*`` raises only this."""
+
+
+M = TypeVar("M", bound=Message)
+
+
+def parse_message(cls: type[M], data: bytes) -> M:
+    """``data`` parsed as ``cls``; protobuf's DecodeError becomes an InvalidMessage saying what was expected."""
+    try:
+        return cls.FromString(data)
+    except DecodeError as exc:
+        raise InvalidMessage(
+            f"payload of {len(data)} bytes is not a serialized {cls.DESCRIPTOR.name} ({exc}); "
+            "check what produces to this topic"
+        ) from None
 
 
 def job_id(run_id: str, task: str, item_id: str, sample: int) -> str:
@@ -53,24 +70,24 @@ def _require(msg: Any, fields: tuple[str, ...], kind: str) -> None:
 
 
 def decode_job(data: bytes) -> pb.PromptJob:
-    msg = pb.PromptJob.FromString(data)
+    msg = parse_message(pb.PromptJob, data)
     _require(msg, ("job_id", "run_id", "task", "prompt"), "PromptJob")
     return msg
 
 
 def decode_completion(data: bytes) -> pb.Completion:
-    msg = pb.Completion.FromString(data)
+    msg = parse_message(pb.Completion, data)
     _require(msg, ("job_id", "run_id", "task"), "Completion")
     return msg
 
 
 def decode_judgment(data: bytes) -> pb.Judgment:
-    msg = pb.Judgment.FromString(data)
+    msg = parse_message(pb.Judgment, data)
     _require(msg, ("job_id", "run_id", "task", "evaluator"), "Judgment")
     return msg
 
 
 def decode_run_event(data: bytes) -> pb.RunEvent:
-    msg = pb.RunEvent.FromString(data)
+    msg = parse_message(pb.RunEvent, data)
     _require(msg, ("run_id",), "RunEvent")
     return msg

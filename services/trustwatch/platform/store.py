@@ -4,16 +4,26 @@ Storage is idempotent on ids: a judgment is keyed by (job id, evaluator) and a r
 at-least-once delivery never counts a result twice.
 
 Errors are not final: a stored judgment whose ``error_kind`` is TRANSIENT (the endpoint's or the
-judge's fault) is replaced by a later judgment of the same (job, evaluator); a success, a FINAL
-error, or a row stored before kinds existed (NULL kind) is never replaced (first write wins).
-:meth:`Store.done_job_ids` does not count transient errors as done, so a resumed run retries them.
+judge's fault) or POISON (its message was dead-lettered) is replaced by a later judgment of the same
+(job, evaluator), so a retry, or a replayed dead letter that now succeeds, takes its place; a
+success, a FINAL error, or a row stored before kinds existed (NULL kind) is never replaced (first
+write wins). A *settled* judgment is any but a TRANSIENT error: POISON is settled (the item is counted
+as an error and its run can complete). :meth:`Store.done_job_ids` does not count transient errors as
+done, so a resumed run retries them.
+
+Completion is exact (:meth:`Store.is_complete`): a run records its plan, every (job, evaluator) pair
+it expects (``plan_pairs``), and is complete when each pair has a settled judgment; duplicate or
+extra rows never count. Runs stored by versions without a plan keep the count rule.
+
+``dead_letters`` keeps every message a service dead-lettered (payload included, for
+``trustwatch dlq replay``), once per source (topic, partition, offset).
 """
 
 from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -68,6 +78,50 @@ judgments = sa.Table(
     sa.Index("ix_judgments_run_task", "run_id", "task"),
 )
 
+#: The plan of a run: one row per (job, evaluator) pair it expects a judgment for, keyed like the
+#: judgment that settles it (see :meth:`Store.record_plan`).
+plan_pairs = sa.Table(
+    "plan_pairs",
+    metadata,
+    sa.Column("judgment_id", sa.String(600), primary_key=True),
+    sa.Column("run_id", sa.String(300), nullable=False),
+    sa.Column("job_id", sa.String(500), nullable=False),
+    sa.Column("evaluator", sa.String(100), nullable=False),
+    sa.Column("task", sa.String(100), nullable=False),
+    sa.Column("item_id", sa.String(100), nullable=False),
+    sa.Column("sample", sa.Integer, nullable=False),
+    # the job's dataset record, for the POISON judgment of a pair whose messages were dead-lettered
+    sa.Column("record_json", sa.Text, nullable=False),
+    sa.Index("ix_plan_pairs_run", "run_id"),
+    sa.Index("ix_plan_pairs_job", "job_id"),
+)
+
+#: Messages a service sent to the dead-letter topic, once per source message (redelivery of the dead
+#: letter stores nothing new). ``run_id``, ``job_id`` and ``evaluator`` say what it belongs to when the
+#: aggregator could tell (``evaluator`` only for a judgment); ``record_json`` is the dataset record
+#: its payload carried (else the plan's is used), for the poison judgments made of it.
+dead_letters = sa.Table(
+    "dead_letters",
+    metadata,
+    sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True, autoincrement=True),
+    sa.Column("source_topic", sa.String(300), nullable=False),
+    sa.Column("source_partition", sa.Integer, nullable=False),
+    sa.Column("source_offset", sa.BigInteger, nullable=False),
+    sa.Column("key", sa.LargeBinary, nullable=True),
+    sa.Column("payload", sa.LargeBinary, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("service", sa.String(100), nullable=False),
+    sa.Column("created_unix_ms", sa.BigInteger, nullable=False),
+    sa.Column("run_id", sa.String(300), nullable=True),
+    sa.Column("job_id", sa.String(500), nullable=True),
+    sa.Column("evaluator", sa.String(100), nullable=True),
+    sa.Column("record_json", sa.Text, nullable=True),
+    sa.Column("replayed_unix_ms", sa.BigInteger, nullable=True),
+    sa.UniqueConstraint("source_topic", "source_partition", "source_offset", name="uq_dead_letters_source"),
+    sa.Index("ix_dead_letters_run", "run_id"),
+    sa.Index("ix_dead_letters_job", "job_id"),
+)
+
 #: Columns added after the first release, by table: :meth:`Store.__init__` adds those an existing
 #: database lacks (all nullable, so old rows read as NULL). A migration tool (e.g. Alembic) should
 #: take over once there are more changes than added nullable columns.
@@ -77,8 +131,15 @@ ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
 }
 
 _TRANSIENT = int(pb.ERROR_KIND_TRANSIENT)
+_POISON = int(pb.ERROR_KIND_POISON)
+#: Kinds of a stored judgment that a later judgment of the same (job, evaluator) replaces.
+_REPLACEABLE = (_TRANSIENT, _POISON)
+# A stored judgment a later one replaces (an IN list would be expanded, which executemany refuses).
+_REPLACEABLE_ROW = sa.or_(*(judgments.c.error_kind == k for k in _REPLACEABLE))
 # A judgment that counts as done: not a transient error (rows from before error_kind existed are final).
 _SETTLED = sa.or_(judgments.c.error_kind.is_(None), judgments.c.error_kind != _TRANSIENT)
+#: The manifest's ``completion`` of runs whose completion is decided by their recorded plan.
+PLANNED_PAIRS = "planned_pairs"
 
 
 @dataclass(frozen=True)
@@ -90,6 +151,60 @@ class RunRow:
     expected_judgments: int
     created_unix_ms: int
     completed_unix_ms: int | None
+
+
+@dataclass(frozen=True)
+class PlannedPairRow:
+    """A planned (job, evaluator) pair (see ``plan_pairs``)."""
+
+    job_id: str
+    evaluator: str
+    task: str
+    item_id: str
+    sample: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "job_id": self.job_id,
+            "evaluator": self.evaluator,
+            "task": self.task,
+            "item_id": self.item_id,
+            "sample": self.sample,
+        }
+
+
+@dataclass(frozen=True)
+class DeadLetterRow:
+    """A stored dead letter (see ``dead_letters``); ``id`` is 0 before it is stored."""
+
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    key: bytes
+    payload: bytes
+    reason: str
+    service: str
+    created_unix_ms: int
+    run_id: str | None = None
+    job_id: str | None = None
+    evaluator: str | None = None
+    record_json: str | None = None
+    replayed_unix_ms: int | None = None
+    id: int = 0
+
+
+@dataclass(frozen=True)
+class PoisonCandidate:
+    """A planned pair without a settled judgment whose job has an unreplayed dead letter: what the
+    aggregator turns into a POISON judgment (:meth:`Store.poison_candidates`)."""
+
+    run_id: str
+    target: str
+    pair: PlannedPairRow
+    dead_letter_id: int
+    service: str
+    reason: str
+    record_json: str
 
 
 @dataclass(frozen=True)
@@ -212,8 +327,8 @@ class Store:
             conn.execute(stmt)
 
     def store_judgments(self, items: Sequence[pb.Judgment]) -> int:
-        """Insert judgments not stored yet, and replace stored transient errors; returns how many
-        were new (replacements are not new)."""
+        """Insert judgments not stored yet, and replace stored TRANSIENT and POISON errors; returns
+        how many were new (replacements are not new)."""
         if not items:
             return 0
         rows: dict[str, dict[str, Any]] = {}
@@ -241,9 +356,9 @@ class Store:
                     generation_error=j.generation_error,
                 ),
             )
-            # Within a batch the same rule as across batches: only a transient error gives way.
+            # Within a batch the same rule as across batches: only a transient or poison error gives way.
             first = rows.get(row["judgment_id"])
-            if first is None or first["error_kind"] == _TRANSIENT:
+            if first is None or first["error_kind"] in _REPLACEABLE:
                 rows[row["judgment_id"]] = row
         with self.engine.begin() as conn:
             before = conn.execute(
@@ -252,12 +367,95 @@ class Store:
             ins = self._insert(judgments)
             replace = {c.name: ins.excluded[c.name] for c in judgments.c if c.name != "judgment_id"}
             conn.execute(
-                ins.on_conflict_do_update(
-                    index_elements=["judgment_id"], set_=replace, where=judgments.c.error_kind == _TRANSIENT
-                ),
+                ins.on_conflict_do_update(index_elements=["judgment_id"], set_=replace, where=_REPLACEABLE_ROW),
                 list(rows.values()),
             )
         return len(rows) - int(before)
+
+    def record_plan(self, run_id: str, pairs: Iterable[pb.PlannedPair]) -> int:
+        """Record planned (job, evaluator) pairs of a run; idempotent (a pair stored before is left as
+        it is). Returns how many were new."""
+        rows: dict[str, dict[str, Any]] = {}
+        for p in pairs:
+            row = _safe_row(
+                plan_pairs,
+                dict(
+                    judgment_id=judgment_id(p.job_id, p.evaluator),
+                    run_id=run_id,
+                    job_id=p.job_id,
+                    evaluator=p.evaluator,
+                    task=p.task,
+                    item_id=p.item_id,
+                    sample=p.sample,
+                    record_json=p.record_json,
+                ),
+            )
+            rows.setdefault(row["judgment_id"], row)
+        if not rows:
+            return 0
+        before = self.planned_count(run_id)
+        stmt = self._insert(plan_pairs).on_conflict_do_nothing(index_elements=["judgment_id"])
+        with self.engine.begin() as conn:
+            values = list(rows.values())
+            for i in range(0, len(values), 5000):
+                conn.execute(stmt, values[i : i + 5000])
+        return self.planned_count(run_id) - before
+
+    def store_dead_letters(self, items: Sequence[DeadLetterRow]) -> list[int]:
+        """Store dead letters not stored yet (one per source topic, partition and offset); returns
+        the stored ids of all of them, in order (a redelivered one: the id stored first)."""
+        if not items:
+            return []
+        stmt = self._insert(dead_letters).on_conflict_do_nothing(
+            index_elements=["source_topic", "source_partition", "source_offset"]
+        )
+        ids: list[int] = []
+        with self.engine.begin() as conn:
+            for d in items:
+                row = _safe_row(dead_letters, {k: v for k, v in vars(d).items() if k != "id"})
+                conn.execute(stmt, row)
+                ids.append(
+                    int(
+                        conn.execute(
+                            sa.select(dead_letters.c.id).where(
+                                dead_letters.c.source_topic == row["source_topic"],
+                                dead_letters.c.source_partition == row["source_partition"],
+                                dead_letters.c.source_offset == row["source_offset"],
+                            )
+                        ).scalar_one()
+                    )
+                )
+        return ids
+
+    def mark_replayed(self, ids: Collection[int], when_ms: int | None = None) -> None:
+        """Mark dead letters as sent back to their topic (their poison rows may now be replaced)."""
+        if not ids:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                dead_letters.update()
+                .where(dead_letters.c.id.in_(list(ids)))
+                .values(replayed_unix_ms=when_ms or now_ms())
+            )
+
+    def attribute_dead_letters(self, run_id: str) -> int:
+        """Give dead letters known only by job id (an undecodable payload) the run whose plan holds
+        that job; returns how many were attributed."""
+        run_id = _run_key(run_id)
+        jobs = sa.select(plan_pairs.c.job_id).where(plan_pairs.c.run_id == run_id)
+        unattributed = sa.select(dead_letters.c.id).where(
+            dead_letters.c.run_id.is_(None), dead_letters.c.job_id.isnot(None)
+        )
+        with self.engine.connect() as conn:
+            if conn.execute(unattributed.limit(1)).first() is None:
+                return 0  # the usual case: no write transaction on every refresh
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                dead_letters.update()
+                .where(dead_letters.c.run_id.is_(None), dead_letters.c.job_id.in_(jobs))
+                .values(run_id=run_id)
+            )
+            return int(done.rowcount or 0)
 
     def mark_completed(self, run_id: str, when_ms: int | None = None) -> None:
         run_id = _run_key(run_id)
@@ -299,18 +497,29 @@ class Store:
         with self.engine.connect() as conn:
             return list(conn.execute(q.order_by(judgments.c.judgment_id)))
 
-    def done_job_ids(self, run_id: str, evaluators_per_job: dict[str, int]) -> list[str]:
+    def done_job_ids(self, run_id: str, evaluators_per_job: Mapping[str, int | Collection[str]]) -> list[str]:
         """Jobs of a run that have all their judgments stored, transient errors not counted: a
-        resumed run publishes a job again while any of its judgments is a transient error."""
+        resumed run publishes a job again while any of its judgments is a transient error.
+
+        ``evaluators_per_job``: per job, the names of its evaluators (exact: each must have a settled
+        judgment) or their number (a count: as many settled judgments; jobs not named need one)."""
         run_id = _run_key(run_id)
-        settled = _SETTLED
         with self.engine.connect() as conn:
-            counts = conn.execute(
-                sa.select(judgments.c.job_id, sa.func.count())
-                .where(judgments.c.run_id == run_id, settled)
-                .group_by(judgments.c.job_id)
+            settled = conn.execute(
+                sa.select(judgments.c.job_id, judgments.c.evaluator).where(judgments.c.run_id == run_id, _SETTLED)
             ).all()
-        return [job for job, n in counts if n >= evaluators_per_job.get(job, 1)]
+        by_job: dict[str, set[str]] = {}
+        for job, evaluator in settled:
+            by_job.setdefault(job, set()).add(evaluator)
+        done: list[str] = []
+        for job, have in sorted(by_job.items()):
+            want = evaluators_per_job.get(job, 1)
+            if isinstance(want, int):
+                if len(have) >= want:
+                    done.append(job)
+            elif have >= {safe_text(e, _column_limit(judgments, "evaluator")) for e in want}:
+                done.append(job)
+        return done
 
     def settled_judgment_count(self, run_id: str) -> int:
         """Judgments of a run that are final: stored, and not a TRANSIENT error (those are retried)."""
@@ -323,11 +532,73 @@ class Store:
                 ).scalar_one()
             )
 
+    def planned_count(self, run_id: str) -> int:
+        """Planned (job, evaluator) pairs recorded for a run."""
+        run_id = _run_key(run_id)
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.count()).select_from(plan_pairs).where(plan_pairs.c.run_id == run_id)
+                ).scalar_one()
+            )
+
+    def _missing_query(self, run_id: str) -> Any:
+        """Planned pairs of a run without a settled judgment (none, or a TRANSIENT error)."""
+        joined = plan_pairs.outerjoin(judgments, judgments.c.judgment_id == plan_pairs.c.judgment_id)
+        unsettled = sa.or_(judgments.c.judgment_id.is_(None), judgments.c.error_kind == _TRANSIENT)
+        return joined, sa.and_(plan_pairs.c.run_id == _run_key(run_id), unsettled)
+
+    def missing_pairs(self, run_id: str, limit: int | None = 100) -> list[PlannedPairRow]:
+        """Planned pairs of a run with no settled judgment (by job id and evaluator), at most ``limit``."""
+        joined, where = self._missing_query(run_id)
+        q = (
+            sa.select(
+                plan_pairs.c.job_id,
+                plan_pairs.c.evaluator,
+                plan_pairs.c.task,
+                plan_pairs.c.item_id,
+                plan_pairs.c.sample,
+            )
+            .select_from(joined)
+            .where(where)
+            .order_by(plan_pairs.c.job_id, plan_pairs.c.evaluator)
+        )
+        if limit is not None:
+            q = q.limit(limit)
+        with self.engine.connect() as conn:
+            return [PlannedPairRow(*r) for r in conn.execute(q)]
+
+    def missing_count(self, run_id: str) -> int:
+        """How many planned pairs of a run have no settled judgment."""
+        joined, where = self._missing_query(run_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.count()).select_from(joined).where(where)).scalar_one())
+
+    def missing_judgments(self, run: RunRow) -> int:
+        """How many judgments a run still misses: planned pairs without a settled judgment, plus pairs
+        of its plan not recorded yet; for a run without a plan, expected minus settled judgments."""
+        if run.manifest.get("completion") == PLANNED_PAIRS or self.planned_count(run.run_id):
+            unrecorded = max(0, run.expected_judgments - self.planned_count(run.run_id))
+            return unrecorded + self.missing_count(run.run_id)
+        return max(0, run.expected_judgments - self.settled_judgment_count(run.run_id))
+
     def is_complete(self, run: RunRow | str) -> bool:
-        """The one definition of a complete run: every expected judgment stored and settled (a
-        TRANSIENT error judgment does not count: re-running retries it). An unknown run is not complete."""
+        """The one definition of a complete run. An unknown run is not complete.
+
+        A run recorded with its plan (manifest ``completion`` = "planned_pairs", every run planned
+        since plans exist): its plan is fully recorded (``expected_judgments`` pairs) and every
+        planned (job, evaluator) pair has a settled judgment; duplicates and rows outside the plan
+        never count. A POISON judgment is settled, a TRANSIENT error is not (re-running retries it).
+
+        A run stored by an older version (no plan): at least ``expected_judgments`` settled judgments
+        (the count rule; extra rows could make such a run look complete).
+        """
         row = self.run(run) if isinstance(run, str) else run
-        return row is not None and self.settled_judgment_count(row.run_id) >= row.expected_judgments
+        if row is None:
+            return False
+        if row.manifest.get("completion") == PLANNED_PAIRS or self.planned_count(row.run_id):
+            return self.planned_count(row.run_id) >= row.expected_judgments and self.missing_count(row.run_id) == 0
+        return self.settled_judgment_count(row.run_id) >= row.expected_judgments
 
     def latest_run(self, comparable_key: str) -> LatestRun | None:
         """The most recently created run with this comparable key (see the manifest's
@@ -343,8 +614,7 @@ class Store:
         if r is None:
             return None
         row = _run_row(r)
-        settled = self.settled_judgment_count(row.run_id)
-        return LatestRun(row, settled >= row.expected_judgments, settled)
+        return LatestRun(row, self.is_complete(row), self.settled_judgment_count(row.run_id))
 
     def transient_job_ids(self, run_id: str) -> list[str]:
         """Jobs of a run with at least one TRANSIENT error judgment: what a re-run retries."""
@@ -359,8 +629,105 @@ class Store:
                 ).scalars()
             )
 
+    def dead_letters(
+        self,
+        run_id: str | None = None,
+        service: str | None = None,
+        ids: Collection[int] | None = None,
+        include_replayed: bool = True,
+    ) -> list[DeadLetterRow]:
+        """Stored dead letters, oldest first, filtered by run, service, ids and whether replayed."""
+        q = sa.select(dead_letters).order_by(dead_letters.c.id)
+        if run_id is not None:
+            q = q.where(dead_letters.c.run_id == _run_key(run_id))
+        if service is not None:
+            q = q.where(dead_letters.c.service == service)
+        if ids is not None:
+            q = q.where(dead_letters.c.id.in_(list(ids)))
+        if not include_replayed:
+            q = q.where(dead_letters.c.replayed_unix_ms.is_(None))
+        with self.engine.connect() as conn:
+            return [_dead_letter_row(r) for r in conn.execute(q).mappings()]
+
+    def poison_candidates(
+        self, run_id: str | None = None, job_ids: Collection[str] | None = None
+    ) -> list[PoisonCandidate]:
+        """Planned pairs without a settled judgment whose job has a dead letter not replayed yet
+        (a dead letter of a judgment: only its evaluator's pair), of one run or of some jobs.
+
+        A pair with several such dead letters is listed once per dead letter.
+        """
+        dl, pp, j = dead_letters, plan_pairs, judgments
+        joined = (
+            dl.join(
+                pp,
+                sa.and_(pp.c.job_id == dl.c.job_id, sa.or_(dl.c.evaluator.is_(None), dl.c.evaluator == pp.c.evaluator)),
+            )
+            .outerjoin(j, j.c.judgment_id == pp.c.judgment_id)
+            .outerjoin(runs, runs.c.run_id == pp.c.run_id)
+        )
+        q = (
+            sa.select(
+                pp.c.run_id,
+                runs.c.target,
+                pp.c.job_id,
+                pp.c.evaluator,
+                pp.c.task,
+                pp.c.item_id,
+                pp.c.sample,
+                dl.c.id,
+                dl.c.service,
+                dl.c.reason,
+                sa.func.coalesce(dl.c.record_json, pp.c.record_json).label("record_json"),
+            )
+            .select_from(joined)
+            .where(
+                dl.c.replayed_unix_ms.is_(None),
+                sa.or_(j.c.judgment_id.is_(None), j.c.error_kind == _TRANSIENT),
+            )
+            .order_by(pp.c.job_id, pp.c.evaluator, dl.c.id)
+        )
+        if run_id is not None:
+            q = q.where(pp.c.run_id == _run_key(run_id))
+        if job_ids is not None:
+            if not job_ids:
+                return []
+            q = q.where(dl.c.job_id.in_([safe_text(x, _column_limit(dl, "job_id")) for x in job_ids]))
+        with self.engine.connect() as conn:
+            return [
+                PoisonCandidate(
+                    run_id=r.run_id,
+                    target=r.target or "",
+                    pair=PlannedPairRow(r.job_id, r.evaluator, r.task, r.item_id, r.sample),
+                    dead_letter_id=int(r.id),
+                    service=r.service,
+                    reason=r.reason,
+                    record_json=r.record_json or "",
+                )
+                for r in conn.execute(q)
+            ]
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _dead_letter_row(r: Any) -> DeadLetterRow:
+    return DeadLetterRow(
+        source_topic=r["source_topic"],
+        source_partition=r["source_partition"],
+        source_offset=r["source_offset"],
+        key=bytes(r["key"] or b""),
+        payload=bytes(r["payload"]),
+        reason=r["reason"],
+        service=r["service"],
+        created_unix_ms=r["created_unix_ms"],
+        run_id=r["run_id"],
+        job_id=r["job_id"],
+        evaluator=r["evaluator"],
+        record_json=r["record_json"],
+        replayed_unix_ms=r["replayed_unix_ms"],
+        id=int(r["id"]),
+    )
 
 
 def _run_row(r: Any) -> RunRow:

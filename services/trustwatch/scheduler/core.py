@@ -13,7 +13,7 @@ import hashlib
 import json
 import secrets
 import subprocess
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -39,13 +39,38 @@ class Plan:
     target: TargetSpec
     manifest: dict[str, Any]
     jobs: list[pb.PromptJob]
-    #: evaluators that will judge each job (job id -> count)
-    evaluators_per_job: dict[str, int]
+    #: the evaluators that will judge each job, by name (job id -> names)
+    evaluators: dict[str, tuple[str, ...]]
+
+    @property
+    def evaluators_per_job(self) -> dict[str, int]:
+        """How many evaluators judge each job (job id -> count)."""
+        return {job: len(names) for job, names in self.evaluators.items()}
 
     @property
     def expected_judgments(self) -> int:
         """Judgments the run will have when complete (one per job and evaluator)."""
-        return sum(self.evaluators_per_job.values())
+        return sum(len(names) for names in self.evaluators.values())
+
+    @property
+    def deadline_unix_ms(self) -> int:
+        """When the run is overdue (0: no deadline); see the manifest."""
+        return int(self.manifest.get("deadline_unix_ms") or 0)
+
+    def pairs(self) -> list[pb.PlannedPair]:
+        """Every (job, evaluator) pair the run expects a judgment for, in job order."""
+        return [
+            pb.PlannedPair(
+                job_id=j.job_id,
+                evaluator=name,
+                task=j.task,
+                item_id=j.item_id,
+                sample=j.sample,
+                record_json=j.record_json,
+            )
+            for j in self.jobs
+            for name in self.evaluators.get(j.job_id, ())
+        ]
 
 
 def sha256_file(path: Path) -> str:
@@ -159,8 +184,15 @@ def _task_seed(seed: int, task: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}/{task}".encode()).digest()[:8], "big")
 
 
-def build_plan(prep: Prepared, run_id: str, extra: dict[str, Any] | None = None) -> Plan:
-    """The run's jobs and manifest under ``run_id``; ``extra`` is merged into the manifest."""
+def build_plan(
+    prep: Prepared, run_id: str, extra: dict[str, Any] | None = None, deadline_s: float | None = None
+) -> Plan:
+    """The run's jobs and manifest under ``run_id``; ``extra`` is merged into the manifest.
+
+    ``deadline_s``: seconds after creation when the run is overdue (manifest ``deadline_unix_ms``;
+    None or 0: no deadline). A resumed run keeps the deadline it was recorded with (the store keeps
+    the first manifest).
+    """
     suite, target = prep.suite, prep.target
     created = now_ms()
     # Jobs, the manifest and the run id carry the URL without credentials (describe() redacts too).
@@ -173,12 +205,12 @@ def build_plan(prep: Prepared, run_id: str, extra: dict[str, Any] | None = None)
     )
     jobs: list[pb.PromptJob] = []
     counts: dict[str, int] = {}
-    per_job: dict[str, int] = {}
+    per_job: dict[str, tuple[str, ...]] = {}
     for _spec, task, items in prep.tasks:
         counts[task.name] = len(items) * suite.samples
         gen = prep.generation[task.name]
         for item in items:
-            n_eval = len(task.evaluators_for(item.record))
+            evaluator_names = tuple(task.evaluators_for(item.record))
             record_json = dumps_record(item.record)
             for sample in range(suite.samples):
                 jid = job_id(run_id, task.name, item.item_id, sample)
@@ -201,7 +233,7 @@ def build_plan(prep: Prepared, run_id: str, extra: dict[str, Any] | None = None)
                         created_unix_ms=created,
                     )
                 )
-                per_job[jid] = n_eval
+                per_job[jid] = evaluator_names
     manifest: dict[str, Any] = {
         "run_id": run_id,
         "suite": suite.canonical(),
@@ -212,16 +244,19 @@ def build_plan(prep: Prepared, run_id: str, extra: dict[str, Any] | None = None)
         "sample": prep.sample.describe() if prep.sample else None,
         "jobs_per_task": counts,
         "expected_jobs": len(jobs),
-        "expected_judgments": sum(per_job.values()),
+        "expected_judgments": sum(len(names) for names in per_job.values()),
         "code_version": code_version(),
         "trustwatch_version": trustwatch.__version__,
         "judges": prep.judges,
         "judges_hash": prep.judges_hash,
         "comparable_key": prep.comparable_key,
         "created_unix_ms": created,
+        "deadline_unix_ms": created + int(deadline_s * 1000) if deadline_s else 0,
+        # The run's completion is decided by its planned (job, evaluator) pairs (see Store.is_complete).
+        "completion": "planned_pairs",
         **(extra or {}),
     }
-    return Plan(run_id=run_id, target=target, manifest=manifest, jobs=jobs, evaluators_per_job=per_job)
+    return Plan(run_id=run_id, target=target, manifest=manifest, jobs=jobs, evaluators=per_job)
 
 
 def plan_run(
@@ -232,10 +267,11 @@ def plan_run(
     settings: EvaluatorSettings | None = None,
     sample: SampleSpec | None = None,
     offline_only: bool = False,
+    deadline_s: float | None = None,
 ) -> Plan:
     """Plan a run without looking at stored runs: under ``run_id``, or a fresh :func:`new_run_id`."""
     prep = prepare(suite, target, data_dir, settings, sample, offline_only)
-    return build_plan(prep, run_id or new_run_id(suite, target))
+    return build_plan(prep, run_id or new_run_id(suite, target), deadline_s=deadline_s)
 
 
 @dataclass(frozen=True)
@@ -275,23 +311,52 @@ def plan_for(
     settings: EvaluatorSettings | None = None,
     sample: SampleSpec | None = None,
     offline_only: bool = False,
+    deadline_s: float | None = None,
 ) -> tuple[Plan, RunChoice]:
     """Plan the run an invocation measures (see :func:`choose_run`)."""
     prep = prepare(suite, target, data_dir, settings, sample, offline_only)
     choice = choose_run(prep, store, run_id)
-    return build_plan(prep, choice.run_id), choice
+    return build_plan(prep, choice.run_id, deadline_s=deadline_s), choice
 
 
-def run_event(plan: Plan, kind: int) -> pb.RunEvent:
+def run_event(plan: Plan, kind: int, planned: Sequence[pb.PlannedPair] = ()) -> pb.RunEvent:
+    """A run event; PLANNED events carry a chunk of the plan in ``planned`` and no manifest."""
     return pb.RunEvent(
         run_id=plan.run_id,
         kind=kind,  # type: ignore[arg-type]  # protobuf enum fields take plain ints
         target=plan.target.name,
-        manifest_json=json.dumps(plan.manifest, sort_keys=True),
+        manifest_json="" if kind == pb.RunEvent.PLANNED else json.dumps(plan.manifest, sort_keys=True),
         expected_jobs=len(plan.jobs),
         expected_judgments=plan.expected_judgments,
         created_unix_ms=now_ms(),
+        planned=planned,
+        deadline_unix_ms=plan.deadline_unix_ms,
     )
+
+
+#: Most pairs per PLANNED event.
+PLAN_CHUNK = 1000
+#: Most bytes of pairs per PLANNED event: far below Kafka's default 1 MB message limit. A pair is its
+#: ids and its job's record (the 16,441 records of the full benchmark are ~5 MB, the largest ~50 kB),
+#: so the full benchmark's plan is a few dozen events.
+PLAN_CHUNK_BYTES = 256 * 1024
+
+
+def plan_events(plan: Plan, chunk: int = PLAN_CHUNK, chunk_bytes: int = PLAN_CHUNK_BYTES) -> list[pb.RunEvent]:
+    """The run's plan as PLANNED events of at most ``chunk`` pairs and about ``chunk_bytes`` bytes each."""
+    events: list[pb.RunEvent] = []
+    current: list[pb.PlannedPair] = []
+    size = 0
+    for pair in plan.pairs():
+        n = pair.ByteSize() + 4  # the field's tag and length
+        if current and (len(current) >= chunk or size + n > chunk_bytes):
+            events.append(run_event(plan, pb.RunEvent.PLANNED, current))
+            current, size = [], 0
+        current.append(pair)
+        size += n
+    if current:
+        events.append(run_event(plan, pb.RunEvent.PLANNED, current))
+    return events
 
 
 def pending_jobs(plan: Plan, done_job_ids: Iterable[str]) -> list[pb.PromptJob]:

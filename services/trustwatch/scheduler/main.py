@@ -44,16 +44,22 @@ def main(
     record: bool = False,
     partitions: int = 1,
     bootstrap: str | None = None,
+    deadline_s: float | None = None,
 ) -> int:
     """Publish; prints one JSON line per run. ``db`` (or TRUSTWATCH_DB_URL with ``record``) records the
-    run, resumes the latest comparable run when it is incomplete, and skips jobs already judged."""
+    run, resumes the latest comparable run when it is incomplete, and skips jobs already judged.
+    ``deadline_s``: seconds until a new run is overdue (default TRUSTWATCH_RUN_DEADLINE_S; 0: none)."""
+    deadline = config.env_int("TRUSTWATCH_RUN_DEADLINE_S") if deadline_s is None else deadline_s
     suite = load_suite(suite_path)
     specs = parse_targets(targets, suite.targets)
     url = db or (config.env("TRUSTWATCH_DB_URL") if record else "")
     store = Store(url) if url else None
     settings = settings_from_env()
     try:
-        chosen = [plan_for(suite, t, data_dir, store, run_id if len(specs) == 1 else None, settings) for t in specs]
+        chosen = [
+            plan_for(suite, t, data_dir, store, run_id if len(specs) == 1 else None, settings, deadline_s=deadline)
+            for t in specs
+        ]
         bus = wiring.kafka(bootstrap)
         try:
             for p, choice in chosen:
@@ -90,9 +96,11 @@ def fire(
     store: Store,
     settings: EvaluatorSettings,
     partitions: int = 1,
+    deadline_s: float = 0,
 ) -> list[dict[str, Any]]:
     """Plan, record and publish the run of each target of ``schedule`` for ``slot``; one summary per
-    target. A target that fails to plan or publish is logged and skipped; the others still run."""
+    target. A target that fails to plan or publish is logged and skipped; the others still run.
+    ``deadline_s``: seconds until a new run is overdue (0: no deadline)."""
     out: list[dict[str, Any]] = []
     for target in schedule.targets:
         run_id = slot_run_id(schedule.name, slot, target.name)
@@ -110,7 +118,7 @@ def fire(
                     "suite": schedule.suite_name,
                 }
             }
-            plan = build_plan(prep, run_id, extra)
+            plan = build_plan(prep, run_id, extra, deadline_s=deadline_s)
             n = publish(plan, bus, topics, store, partitions=partitions)
         except Exception:  # noqa: BLE001 - one target's failure must not stop the others or the loop
             log.exception("schedule %s slot %s: run %s failed to start", schedule.name, slot, run_id)
@@ -147,10 +155,12 @@ class ScheduleLoop:
         sleep: Callable[[float], bool] | None = None,
         on_fire: Callable[[dict[str, Any]], None] | None = None,
         heartbeat: Path | None = None,
+        deadline_s: float = 0,
     ) -> None:
         self.cfg, self.data_dir, self.bus, self.topics, self.store = cfg, data_dir, bus, topics, store
         self.settings = settings if settings is not None else settings_from_env()
         self.partitions = partitions
+        self.deadline_s = deadline_s
         self.stopped = threading.Event()
         self.now = now or (lambda: datetime.now(timezone.utc))
         self.sleep = sleep or self._wait
@@ -186,7 +196,15 @@ class ScheduleLoop:
     def _fire(self, schedule: Schedule, slot: datetime) -> None:
         self.beat()
         for summary in fire(
-            schedule, slot, self.data_dir, self.bus, self.topics, self.store, self.settings, self.partitions
+            schedule,
+            slot,
+            self.data_dir,
+            self.bus,
+            self.topics,
+            self.store,
+            self.settings,
+            self.partitions,
+            self.deadline_s,
         ):
             self.on_fire({"schedule": schedule.name, "slot": slot.isoformat(), **summary})
         self.last[schedule.name] = slot
@@ -232,9 +250,11 @@ def serve_main(
     partitions: int = 1,
     bootstrap: str | None = None,
     heartbeat: str | None = None,
+    deadline_s: float | None = None,
 ) -> int:
     """`trustwatch scheduler --config F`: run the schedule loop until SIGTERM or SIGINT. ``heartbeat``:
-    a file touched while the loop is alive (for a liveness probe)."""
+    a file touched while the loop is alive (for a liveness probe); ``deadline_s``: seconds until a
+    run is overdue (default TRUSTWATCH_RUN_DEADLINE_S; 0: none)."""
     cfg = load_config(config_path)
     url = db or config.env("TRUSTWATCH_DB_URL")
     if not url:
@@ -251,6 +271,7 @@ def serve_main(
         store,
         partitions=partitions,
         heartbeat=Path(heartbeat) if heartbeat else None,
+        deadline_s=config.env_int("TRUSTWATCH_RUN_DEADLINE_S") if deadline_s is None else deadline_s,
     )
 
     def _stop(signum: int, _frame: Any) -> None:

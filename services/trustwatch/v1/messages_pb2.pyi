@@ -1,7 +1,8 @@
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -143,16 +144,34 @@ class Judgment(_message.Message):
     generation_error: str
     def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., target: _Optional[str] = ..., evaluator: _Optional[str] = ..., label: _Optional[str] = ..., valid: _Optional[bool] = ..., score: _Optional[float] = ..., error: _Optional[str] = ..., detail_json: _Optional[str] = ..., response: _Optional[str] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., error_kind: _Optional[_Union[ErrorKind, str]] = ..., generation_error: _Optional[str] = ...) -> None: ...
 
+class PlannedPair(_message.Message):
+    __slots__ = ("job_id", "evaluator", "task", "item_id", "sample", "record_json")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    EVALUATOR_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    RECORD_JSON_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    evaluator: str
+    task: str
+    item_id: str
+    sample: int
+    record_json: str
+    def __init__(self, job_id: _Optional[str] = ..., evaluator: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., record_json: _Optional[str] = ...) -> None: ...
+
 class RunEvent(_message.Message):
-    __slots__ = ("run_id", "kind", "target", "manifest_json", "expected_jobs", "expected_judgments", "created_unix_ms")
+    __slots__ = ("run_id", "kind", "target", "manifest_json", "expected_jobs", "expected_judgments", "created_unix_ms", "planned", "deadline_unix_ms")
     class Kind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         KIND_UNSPECIFIED: _ClassVar[RunEvent.Kind]
         STARTED: _ClassVar[RunEvent.Kind]
         JOBS_PUBLISHED: _ClassVar[RunEvent.Kind]
+        PLANNED: _ClassVar[RunEvent.Kind]
     KIND_UNSPECIFIED: RunEvent.Kind
     STARTED: RunEvent.Kind
     JOBS_PUBLISHED: RunEvent.Kind
+    PLANNED: RunEvent.Kind
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
@@ -160,6 +179,8 @@ class RunEvent(_message.Message):
     EXPECTED_JOBS_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_JUDGMENTS_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_FIELD_NUMBER: _ClassVar[int]
+    DEADLINE_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     kind: RunEvent.Kind
     target: str
@@ -167,7 +188,9 @@ class RunEvent(_message.Message):
     expected_jobs: int
     expected_judgments: int
     created_unix_ms: int
-    def __init__(self, run_id: _Optional[str] = ..., kind: _Optional[_Union[RunEvent.Kind, str]] = ..., target: _Optional[str] = ..., manifest_json: _Optional[str] = ..., expected_jobs: _Optional[int] = ..., expected_judgments: _Optional[int] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+    planned: _containers.RepeatedCompositeFieldContainer[PlannedPair]
+    deadline_unix_ms: int
+    def __init__(self, run_id: _Optional[str] = ..., kind: _Optional[_Union[RunEvent.Kind, str]] = ..., target: _Optional[str] = ..., manifest_json: _Optional[str] = ..., expected_jobs: _Optional[int] = ..., expected_judgments: _Optional[int] = ..., created_unix_ms: _Optional[int] = ..., planned: _Optional[_Iterable[_Union[PlannedPair, _Mapping]]] = ..., deadline_unix_ms: _Optional[int] = ...) -> None: ...
 
 class DeadLetter(_message.Message):
     __slots__ = ("source_topic", "partition", "offset", "key", "payload", "reason", "service", "created_unix_ms")

@@ -329,6 +329,21 @@ def overview() -> Json:
         w=12,
         h=6,
     )
+    overdue = stat(
+        "Overdue runs: judgments still missing past the deadline",
+        [
+            query(
+                f'max by (run, target) ({n.RUN_OVERDUE_MISSING}{{target=~"$target"}})',
+                "{{target}} {{run}}",
+                instant=True,
+            )
+        ],
+        w=24,
+        h=4,
+        thresholds=((None, "red"),),
+        description="Incomplete runs past their deadline (TRUSTWATCH_RUN_DEADLINE_S; alert TrustwatchRunOverdue); "
+        "`trustwatch report RUN --json` lists the missing pairs. Empty while no run is overdue.",
+    )
     history = timeseries(
         "$task",
         queries(
@@ -401,6 +416,7 @@ def overview() -> Json:
             scores,
             last_run,
             progress,
+            overdue,
             row("Scores over time, one panel per task"),
             history,
             row("Items and judgments"),

@@ -94,6 +94,12 @@ class ServiceMetrics:
             ["run", "target", "kind"],
             registry=registry,
         )
+        self.run_overdue = Gauge(
+            names.RUN_OVERDUE_MISSING,
+            "Judgments missing from an incomplete run past its deadline",
+            ["run", "target"],
+            registry=registry,
+        )
         self.last_run = Gauge(
             names.LAST_RUN_COMPLETED, "When the newest complete run finished (unix s)", ["target"], registry=registry
         )

@@ -57,6 +57,9 @@ TRUST_SCORE_ITEMS: Final = "trustwatch_trust_score_items"
 # Gauge: judgments stored for an incomplete run against those it expects (labels `run`, `target`,
 # `kind`: stored | expected); removed once the run is complete.
 RUN_PROGRESS: Final = "trustwatch_run_progress"
+# Gauge: planned judgments still missing (none, or a transient error) of an incomplete run past its
+# deadline (labels `run`, `target`); removed once the run is complete. See TRUSTWATCH_RUN_DEADLINE_S.
+RUN_OVERDUE_MISSING: Final = "trustwatch_run_overdue_missing"
 # Gauge: unix time the newest complete run of a target was completed (label `target`), from the
 # database, so it survives an aggregator restart.
 LAST_RUN_COMPLETED: Final = "trustwatch_last_run_completed_timestamp_seconds"
