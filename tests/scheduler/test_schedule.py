@@ -167,15 +167,19 @@ def test_loop_fires_due_slots_for_two_targets_over_the_memory_bus(data_dir):
     assert [(f["run_id"], f["status"]) for f in fired] == [
         (slot_run_id("hourly", slots[1], n), "resumed") for n in ("one", "two")
     ]
-    # Once the slot's runs are complete, catch-up publishes nothing.
+    # Once the slot's runs are complete (a judgment for every pair of the plans they published),
+    # catch-up publishes nothing.
     for name in ("one", "two"):
         rid = slot_run_id("hourly", slots[1], name)
-        jobs = {j.job_id: j for j in map(pb.PromptJob.FromString, (m.value for m in bus.messages(topics.jobs(name))))}
+        events = [pb.RunEvent.FromString(m.value) for m in bus.messages(topics.runs)]
+        planned = {(p.job_id, p.evaluator): p for e in events if e.run_id == rid for p in e.planned}
+        assert len(planned) == 6
         store.store_judgments(
             [
-                pb.Judgment(job_id=j.job_id, run_id=rid, task=j.task, item_id=j.item_id, target=name, evaluator="x")
-                for j in jobs.values()
-                if j.run_id == rid
+                pb.Judgment(
+                    job_id=p.job_id, run_id=rid, task=p.task, item_id=p.item_id, target=name, evaluator=p.evaluator
+                )
+                for p in planned.values()
             ]
         )
     fired.clear()

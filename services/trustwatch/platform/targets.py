@@ -71,8 +71,11 @@ SECRET_PARAMS = frozenset(
 #: A path segment shaped like a pasted API key (sk-..., key=..., token=...).
 _PATH_SECRET = re.compile(r"^(?:sk|rk|pk)-[A-Za-z0-9_-]{12,}$|(?:^|;)(?:api_?key|key|token|access_token)=", re.I)
 _USERINFO = re.compile(r"(://)[^/?#@]*@")
-#: What errors mask wherever it appears in a target string: a pasted key (sk-...) or a key=VALUE.
-_KEYLIKE = re.compile(r"((?:sk|rk|pk)-)[A-Za-z0-9_-]{12,}|((?:api_?key|key|token|access_token)=)[^/;&@\s]+", re.I)
+#: What errors mask wherever it appears in a target string: a key=VALUE, then a pasted key (sk-...).
+_KEYLIKE = (
+    re.compile(r"((?:api_?key|key|token|access_token)=)[^/;&@\s]+", re.I),
+    re.compile(r"((?:sk|rk|pk)-)[A-Za-z0-9_-]{12,}", re.I),
+)
 
 
 def redact_url(url: str) -> str:
@@ -93,7 +96,9 @@ def redact_url(url: str) -> str:
 def _shown(text: str) -> str:
     """A target string as errors may quote it: no query part (options), fragment, user info or key."""
     shown = _USERINFO.sub(r"\1***@", str(text).split("?", 1)[0].split("#", 1)[0])
-    return _KEYLIKE.sub(lambda m: (m.group(1) or m.group(2)) + "***", shown)
+    for pattern in _KEYLIKE:
+        shown = pattern.sub(r"\1***", shown)
+    return shown
 
 
 def check_key_env(name: str, allow: str | None = None) -> str:

@@ -228,6 +228,10 @@ def _parse_schedule(
     cron = spec.get("cron")
     if not isinstance(cron, str) or len(cron.split()) != 5 or not croniter.is_valid(cron):
         raise ScheduleError(f"{where}.cron: {cron!r} is not a five-field cron expression (e.g. '0 2 * * *')")
+    try:
+        latest_slot(cron, datetime.now(timezone.utc))
+    except ValueError:  # croniter's CroniterBadDateError: no such day (e.g. '0 0 30 2 *')
+        raise ScheduleError(f"{where}.cron: {cron!r} never fires (no such date); fix the day and month") from None
     suite_name = spec.get("suite")
     if suite_name not in suites:
         raise ScheduleError(f"{where}.suite: {suite_name!r} is not one of suites: {', '.join(suites)}")
@@ -268,8 +272,8 @@ def load_config(path: str | Path) -> ScheduleConfig:
         raise ScheduleError(f"schedule file {p} does not exist")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ScheduleError(f"{p} is not valid YAML: {exc}") from exc
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise ScheduleError(f"{p} is not valid YAML (in UTF-8): {exc}") from exc
     return parse_config(data, str(p), p.parent)
 
 

@@ -59,7 +59,7 @@ def _int(v: Any, where: str, minimum: int) -> int:
 
 
 def _float(v: Any, where: str, lo: float, hi: float) -> float:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= float(v) <= hi:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:  # no float(): 10**400
         raise SuiteError(f"{where} must be a number in [{lo}, {hi}], got {v!r}")
     return float(v)
 
@@ -70,7 +70,8 @@ def parse_suite(data: Any, source: str = "suite") -> Suite:
     unknown = set(data) - _SUITE_KEYS
     if unknown:
         raise SuiteError(
-            f"{source}: unknown key(s) {', '.join(sorted(unknown))}; allowed: {', '.join(sorted(_SUITE_KEYS))}"
+            f"{source}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"allowed: {', '.join(sorted(_SUITE_KEYS))}"
         )
     raw_tasks = data.get("tasks")
     if not isinstance(raw_tasks, list) or not raw_tasks:
@@ -86,10 +87,10 @@ def parse_suite(data: Any, source: str = "suite") -> Suite:
         bad = set(entry) - _TASK_KEYS
         if bad:
             raise SuiteError(
-                f"{where}: unknown key(s) {', '.join(sorted(bad))}; allowed: {', '.join(sorted(_TASK_KEYS))}"
+                f"{where}: unknown key(s) {', '.join(sorted(map(str, bad)))}; allowed: {', '.join(sorted(_TASK_KEYS))}"
             )
         name = entry["task"]
-        if name not in known:
+        if not isinstance(name, str) or name not in known:
             raise SuiteError(f"{where}: unknown task {name!r}; known tasks: {', '.join(known)}")
         specs.append(
             TaskSpec(
@@ -126,6 +127,6 @@ def load_suite(path: str | Path) -> Suite:
         raise SuiteError(f"suite file {p} does not exist")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SuiteError(f"{p} is not valid YAML: {exc}") from exc
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as exc:
+        raise SuiteError(f"{p} is not valid YAML (in UTF-8): {exc}") from exc
     return parse_suite(data, str(p))

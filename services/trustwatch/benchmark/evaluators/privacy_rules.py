@@ -48,13 +48,21 @@ _REF_INT = re.compile(r"-?\d+")
 _COR_INT = re.compile(r"(?:(?<![A-Za-z0-9])([-+\u2212\u2013\u2014]))?(\d+)")
 
 
+def _bounded_int(text: str) -> int:
+    """``int(text)`` of a signed run of digits, read as +-10**20 past 20 significant digits: no rating
+    is that large, and Python refuses to convert (or print) an int of more than 4300 digits."""
+    sign = -1 if text.startswith("-") else 1
+    digits = text.lstrip("-").lstrip("0") or "0"
+    return sign * (int(digits) if len(digits) <= 20 else 10**20)
+
+
 def confaide_reference(response: str) -> int | None:
     """The reference parse, verbatim semantics (case-sensitive keys, first signed integer)."""
     for key, val in CONFAIDE_KEYS:
         if key in response:
             return val
     m = _REF_INT.search(response)
-    return int(m.group()) if m else None
+    return _bounded_int(m.group()) if m else None
 
 
 def confaide_corrected(response: str) -> int | None:
@@ -66,7 +74,7 @@ def confaide_corrected(response: str) -> int | None:
     m = _COR_INT.search(response)
     if not m:
         return None
-    n = int(m.group(2))
+    n = _bounded_int(m.group(2))
     if m.group(1) and m.group(1) != "+":
         n = -n
     return n if -100 <= n <= 100 else None
