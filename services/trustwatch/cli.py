@@ -132,6 +132,12 @@ def build_parser() -> argparse.ArgumentParser:
             "--refusal-backend", choices=["phrases", "learned", "hf"], help="env TRUSTWATCH_REFUSAL_BACKEND"
         )
         sp.add_argument("--refusal-model", help="folder or model id of the hf refusal classifier")
+        sp.add_argument(
+            "--judges",
+            choices=["default", "reference"],
+            help="judge set; reference: the reference toolkit's judges, for exact reference values "
+            "(env TRUSTWATCH_JUDGES)",
+        )
 
     def gen(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--max-model-len", type=int, help="vllm: context window to allocate")
@@ -234,6 +240,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("base", nargs="?", help="the baseline run id")
     sp.add_argument("new", nargs="?", help="the run compared with it")
     sp.add_argument("--target", help="instead of BASE NEW: this target's latest two complete runs")
+    sp.add_argument(
+        "--baseline",
+        action="store_true",
+        help="compare the pinned baseline (`trustwatch baseline pin`) with --target T's latest complete run, "
+        "or with the one run given",
+    )
     sp.add_argument("--db")
     sp.add_argument("--json", help="write the comparison as JSON here")
     sp.add_argument("--md", help="write the comparison as Markdown here")
@@ -241,6 +253,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--margin", type=float, default=0.02, help="'unchanged' only when the difference's CI lies within +-margin"
     )
     sp.set_defaults(func=commands.cmd_compare)
+
+    bp = sub.add_parser("baseline", help="pin a run as its target's baseline (compared with every later run)")
+    bsub = bp.add_subparsers(dest="baseline_command", required=True)
+    sp = bsub.add_parser("pin", help="pin a complete run as its target's baseline (replaces the target's pin)")
+    sp.add_argument("run_id")
+    sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL)")
+    sp.set_defaults(func=commands.cmd_baseline)
+    sp = bsub.add_parser("unpin", help="remove a target's baseline")
+    sp.add_argument("target")
+    sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL)")
+    sp.set_defaults(func=commands.cmd_baseline)
+    sp = bsub.add_parser("list", help="every target's pinned baseline")
+    sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL)")
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=commands.cmd_baseline)
 
     sub.add_parser("tasks", help="list tasks").set_defaults(func=commands.cmd_tasks)
     sub.add_parser("evaluators", help="list evaluators").set_defaults(func=commands.cmd_evaluators)

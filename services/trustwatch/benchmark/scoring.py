@@ -12,6 +12,7 @@ from typing import Any
 
 from trustwatch.benchmark import tasks as task_registry
 from trustwatch.benchmark.evaluators.base import Verdict
+from trustwatch.benchmark.reference import APPROXIMATE, EXACT, label_metrics
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem
 from trustwatch.platform.messages import loads_record
 
@@ -126,13 +127,17 @@ class Report:
         }
 
 
-def compute_task(task_name: str, items: Sequence[ScoredItem]) -> TaskReport:
-    """A task's metrics; a metric function that fails is reported as the task's error, not raised."""
+def compute_task(
+    task_name: str, items: Sequence[ScoredItem], judges: Mapping[str, Mapping[str, str]] | None = None
+) -> TaskReport:
+    """A task's metrics, each with its reference label from the run's ``judges`` (the manifest's; None:
+    not recorded); a metric function that fails is reported as the task's error, not raised."""
     try:
         task = task_registry.get(task_name)
         metrics = task.metrics(items)
     except Exception as exc:  # noqa: BLE001 - one broken task must not hide the others
         return TaskReport(task_name, {}, len(items), error=f"{type(exc).__name__}: {exc}")
+    label_metrics(task, metrics, judges)
     return TaskReport(task_name, metrics, len(items))
 
 
@@ -140,7 +145,11 @@ def build_report(
     run_id: str, target: str, rows: Iterable[Any], manifest: Mapping[str, Any] | None = None, complete: bool = True
 ) -> Report:
     grouped = scored_items(rows)
-    tasks = {name: compute_task(name, items) for name, items in sorted(grouped.items())}
+    judges = (manifest or {}).get("judges")
+    tasks = {
+        name: compute_task(name, items, judges if isinstance(judges, Mapping) else None)
+        for name, items in sorted(grouped.items())
+    }
     return Report(run_id, target, tasks, manifest or {}, complete)
 
 
@@ -159,16 +168,18 @@ def summary(report: Report) -> dict[str, Any]:
                 "metric": key,
                 "value": m.value,
                 "reference_value": m.reference_value,
+                "reference": m.reference,
                 "higher_is_better": m.higher_is_better,
             }
     return dims
 
 
 def format_table(report: Report) -> str:
-    """A plain-text table of every metric, for the terminal."""
+    """A plain-text table of every metric, for the terminal. After ``ref``: ``=`` the reference value is
+    exact (the reference's judges, or none), ``~`` approximate (other judges), blank: none."""
     lines = [f"run {report.run_id}  target {report.target}", ""]
     header = (
-        f"{'task':<40} {'metric':<22} {'value':>8} {'ref':>8} {'95% CI':>17} {'n':>6} {'valid':>6} {'inval':>6} "
+        f"{'task':<40} {'metric':<22} {'value':>8} {'ref':>8}   {'95% CI':>17} {'n':>6} {'valid':>6} {'inval':>6} "
         f"{'err':>5}"
     )
     lines += [header, "-" * len(header)]
@@ -182,7 +193,17 @@ def format_table(report: Report) -> str:
         for key, m in t.metrics.items():
             ci = f"[{f(m.ci_low)}, {f(m.ci_high)}]" if m.ci_low is not None else "-"
             lines.append(
-                f"{name:<40} {key[:22]:<22} {f(m.value):>8} {f(m.reference_value):>8} {ci:>17} "
+                f"{name:<40} {key[:22]:<22} {f(m.value):>8} {f(m.reference_value):>8} {_mark(m.reference)} {ci:>17} "
                 f"{m.n_total:>6} {m.n_valid:>6} {m.n_invalid:>6} {m.n_error:>5}"
             )
+    if any(m.reference == APPROXIMATE for t in report.tasks.values() for m in t.metrics.values()):
+        lines += [
+            "",
+            "ref: = exact (the reference's judges, or no judge), ~ approximate (other judges; see the JSON "
+            "report's reference_judges)",
+        ]
     return "\n".join(lines)
+
+
+def _mark(label: str) -> str:
+    return {EXACT: " =", APPROXIMATE: " ~"}.get(label, "  ")

@@ -63,6 +63,18 @@ VARIABLES: dict[str, Var] = {
         ),
         Var("TRUSTWATCH_JUDGE_MODEL", "gpt-4-1106-preview", "Model name sent to the judge endpoint."),
         Var(
+            "TRUSTWATCH_JUDGES",
+            "default",
+            "Judge set: `default` (trustwatch's judges) or `reference` (the reference toolkit's GPT-4 templates, "
+            "pair-mode sycophancy, ada-002 embeddings, Longformer refusal; see README, Numbers you can defend).",
+        ),
+        Var(
+            "TRUSTWATCH_REFERENCE_TEMPLATES",
+            "",
+            "`reference` judges: path of the reference toolkit's task_prompt.json (empty: the installed "
+            "trustllm package's templates).",
+        ),
+        Var(
             "TRUSTWATCH_JUDGE_API_KEY_ENV",
             "OPENAI_API_KEY",
             "Name of the variable holding the judge endpoint's key (unset: no key, as for a local vLLM server).",
@@ -239,6 +251,13 @@ def env(name: str) -> str:
     """The value of a declared variable, or its default. Unknown names are a programming error."""
     var = VARIABLES[name]
     return os.environ.get(name, var.default)
+
+
+def is_set(name: str) -> bool:
+    """True when the declared variable ``name`` is set in the environment (even to its default)."""
+    if name not in VARIABLES:
+        raise KeyError(f"{name} is not declared in trustwatch.platform.config.VARIABLES")
+    return name in os.environ
 
 
 def env_int(name: str) -> int:

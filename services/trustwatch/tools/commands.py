@@ -22,9 +22,11 @@ class UsageError(Exception):
 
 
 def settings(args: argparse.Namespace) -> EvaluatorSettings:
-    """Evaluator settings from their TRUSTWATCH_* variables; the refusal flags win."""
+    """Evaluator settings from their TRUSTWATCH_* variables; the refusal and judge-set flags win."""
     return settings_from_env(
-        refusal_backend=getattr(args, "refusal_backend", None), refusal_model=getattr(args, "refusal_model", None)
+        refusal_backend=getattr(args, "refusal_backend", None),
+        refusal_model=getattr(args, "refusal_model", None),
+        judges=getattr(args, "judges", None),
     )
 
 
@@ -142,20 +144,22 @@ def _compare(args: argparse.Namespace) -> int:
     from trustwatch.platform.store import Store
 
     runs = [r for r in (args.base, args.new) if r]
-    if args.target and runs:
+    baseline = bool(getattr(args, "baseline", False))
+    if baseline and (len(runs) > 1 or (args.target and runs) or not (args.target or runs)):
+        raise UsageError("--baseline compares a pinned baseline with --target T's latest complete run, or with NEW")
+    if not baseline and args.target and runs:
         raise UsageError("give either BASE NEW or --target, not both")
-    if not args.target and len(runs) != 2:
+    if not baseline and not args.target and len(runs) != 2:
         raise UsageError("give two run ids (BASE NEW) or --target T (its latest two complete runs)")
     if args.margin < 0:
         raise UsageError(f"--margin must be >= 0, got {args.margin}")
     store = Store(args.db or config.env("TRUSTWATCH_DB_URL"))
     try:
-        if args.target:
+        if baseline:
+            runs = _baseline_pair(store, args.target, runs[0] if runs else None)
+        elif args.target:
             # Oldest first (created, then run id): the last two are base and new.
-            done = sorted(
-                (r for r in store.runs(args.target) if r.completed_unix_ms is not None or store.is_complete(r)),
-                key=lambda r: (r.created_unix_ms, r.run_id),
-            )
+            done = _complete_runs(store, args.target)
             if len(done) < 2:
                 raise UsageError(f"target {args.target!r} has {len(done)} complete run(s); compare needs two")
             runs = [r.run_id for r in done[-2:]]
@@ -176,6 +180,76 @@ def _compare(args: argparse.Namespace) -> int:
         print(f"trustwatch: error: runs not comparable: {result.reason}", file=sys.stderr)
         return 2
     return 1 if result.regressions else 0
+
+
+def _complete_runs(store: Any, target: str) -> list[Any]:
+    """A target's complete runs, oldest first (created, then run id)."""
+    return sorted(
+        (r for r in store.runs(target) if r.completed_unix_ms is not None or store.is_complete(r)),
+        key=lambda r: (r.created_unix_ms, r.run_id),
+    )
+
+
+def _baseline_pair(store: Any, target: str | None, new: str | None) -> list[str]:
+    """[pinned baseline, new run]: ``new``, or ``target``'s latest complete run."""
+    if new is not None:
+        row = store.run(new)
+        if row is None:
+            from trustwatch.tools.stack.local import safe_db_url
+
+            raise UsageError(f"no run {new!r} in {safe_db_url(store.url)}; `trustwatch report` lists the runs")
+        target = row.target
+    assert target is not None
+    pinned = store.baseline(target)
+    if pinned is None:
+        raise UsageError(f"target {target!r} has no pinned baseline; pin one with `trustwatch baseline pin RUN`")
+    if new is None:
+        done = _complete_runs(store, target)
+        if not done:
+            raise UsageError(f"target {target!r} has no complete run")
+        new = done[-1].run_id
+    return [pinned.run_id, new]
+
+
+def cmd_baseline(args: argparse.Namespace) -> int:
+    """Pin a run as its target's baseline, unpin a target's, or list them (stored in the database; the
+    aggregator compares each target's newest run with it, and `trustwatch compare --baseline` uses it)."""
+    from datetime import datetime, timezone
+
+    from trustwatch.platform.store import Store
+
+    store = Store(args.db or config.env("TRUSTWATCH_DB_URL"))
+    try:
+        if args.baseline_command == "pin":
+            run = store.run(args.run_id)
+            if run is None:
+                from trustwatch.tools.stack.local import safe_db_url
+
+                raise UsageError(
+                    f"no run {args.run_id!r} in {safe_db_url(store.url)}; `trustwatch report` lists the runs"
+                )
+            if run.completed_unix_ms is None and not store.is_complete(run):
+                raise UsageError(f"run {args.run_id!r} is incomplete; pin a complete run")
+            previous = store.baseline(run.target)
+            store.pin_baseline(run.run_id)
+            moved = f" (was {previous.run_id})" if previous is not None and previous.run_id != run.run_id else ""
+            print(f"baseline of {run.target}: {run.run_id}{moved}")
+        elif args.baseline_command == "unpin":
+            if not store.unpin_baseline(args.target):
+                raise UsageError(
+                    f"target {args.target!r} has no pinned baseline; `trustwatch baseline list` lists them"
+                )
+            print(f"baseline of {args.target} unpinned")
+        else:
+            pins = store.baselines()
+            if args.json:
+                print(json.dumps([vars(b) for _, b in sorted(pins.items())], indent=2))
+            for target, b in sorted(pins.items()) if not args.json else []:
+                when = datetime.fromtimestamp(b.pinned_unix_ms / 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                print(f"{target}\t{b.run_id}\tpinned {when}")
+    finally:
+        store.close()
+    return 0
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:

@@ -20,7 +20,7 @@ from typing import Any
 
 from trustwatch.benchmark import evaluators as evaluator_registry
 from trustwatch.benchmark import tasks as task_registry
-from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, EvaluatorSettings, Verdict
+from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, EvaluatorSettings, Verdict, judges_identity
 from trustwatch.benchmark.scoring import compute_task
 from trustwatch.benchmark.tasks.base import ScoredItem
 from trustwatch.judge.client import LocalEvaluators
@@ -140,7 +140,7 @@ def score_file(path: Path, key: str, client: LocalEvaluators, data_dir: Path | N
         return result
     try:
         records = json.loads(path.read_text(encoding="utf-8"), strict=False)
-    except (json.JSONDecodeError, UnicodeDecodeError, OSError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, RecursionError) as exc:  # Recursion: nested too deep
         result.error = f"{path} is not readable JSON: {exc}"
         return result
     if not isinstance(records, list):
@@ -181,7 +181,7 @@ def score_file(path: Path, key: str, client: LocalEvaluators, data_dir: Path | N
         result.warnings.append(
             f"{not_judged} item(s) need an external judge and were not judged (--offline): counted as errors"
         )
-    report = compute_task(task.name, scored)
+    report = compute_task(task.name, scored, judges_identity(by_eval, client.settings, offline))
     if report.error:
         result.error = f"metric failed: {report.error}"
     result.metrics = {k: _metric_json(m.to_dict()) for k, m in report.metrics.items()}
@@ -192,6 +192,8 @@ def _metric_json(d: dict[str, Any]) -> dict[str, Any]:
     keep = (
         "value",
         "reference_value",
+        "reference",
+        "reference_judges",
         "n_total",
         "n_valid",
         "n_error",

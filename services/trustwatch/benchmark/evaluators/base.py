@@ -78,6 +78,26 @@ class EvaluatorSettings:
     # the per-request timeout of the embedding API and Perspective.
     remote_max_retries: int = 4
     remote_timeout_s: float = 60.0
+    # Judge set: "default" (trustwatch's judges) or "reference" (the reference toolkit's: its GPT judge
+    # templates read at run time from ``reference_templates`` or the installed trustllm package, pair-mode
+    # sycophancy preference, and the REFERENCE_JUDGE_SET defaults below).
+    judges: str = "default"
+    reference_templates: str = ""
+
+
+#: The judge sets ``settings.judges`` may name.
+JUDGE_SETS = ("default", "reference")
+#: What the ``reference`` judge set changes, where the field is not set explicitly (variable or flag):
+#: the reference's Longformer refusal classifier, its OpenAI ada-002 embeddings (any OpenAI-compatible
+#: /embeddings endpoint), its GPT-4 judge with no reply-length cap.
+REFERENCE_JUDGE_SET: dict[str, Any] = {
+    "refusal_backend": "hf",
+    "refusal_model": "LibrAI/longformer-harmful-ro",
+    "embedding_backend": "openai",
+    "embedding_model": "text-embedding-ada-002",
+    "judge_model": "gpt-4-1106-preview",
+    "judge_max_tokens": 0,
+}
 
 
 class SettingsError(ValueError):
@@ -88,17 +108,32 @@ def settings_from_env(**overrides: Any) -> EvaluatorSettings:
     """Evaluator settings, each field from its declared TRUSTWATCH_<FIELD> variable; ``overrides``
     (e.g. command-line flags) win where they are not None or empty."""
     values: dict[str, Any] = {}
+    explicit: set[str] = set()
     for f in dataclasses.fields(EvaluatorSettings):
         var = f"TRUSTWATCH_{f.name.upper()}"
         if var in config.VARIABLES and f.name != "extra":
             raw = config.env(var)
+            if config.is_set(var):
+                explicit.add(f.name)
             kind = type(f.default)
             try:
                 values[f.name] = kind(raw) if kind in (int, float) else raw
             except ValueError:
                 raise SettingsError(f"{var}={raw!r} is not a valid {kind.__name__}") from None
-    values.update({k: v for k, v in overrides.items() if v})
-    return EvaluatorSettings(**values)
+    given = {k: v for k, v in overrides.items() if v}
+    values.update(given)
+    explicit |= set(given)
+    return with_judge_set(EvaluatorSettings(**values), explicit)
+
+
+def with_judge_set(settings: EvaluatorSettings, explicit: Iterable[str] = ()) -> EvaluatorSettings:
+    """``settings`` with its judge set's defaults applied to every field not in ``explicit``."""
+    if settings.judges not in JUDGE_SETS:
+        raise SettingsError(f"TRUSTWATCH_JUDGES={settings.judges!r}: use one of {', '.join(JUDGE_SETS)}")
+    if settings.judges != "reference":
+        return settings
+    keep = set(explicit)
+    return dataclasses.replace(settings, **{k: v for k, v in REFERENCE_JUDGE_SET.items() if k not in keep})
 
 
 class Evaluator(abc.ABC):
@@ -219,6 +254,8 @@ def judge_identity(name: str, settings: EvaluatorSettings, offline_only: bool = 
             template_set=_file_digest("trustwatch.benchmark.evaluators.llm_judge.prompts"),
             endpoint_host=_host(settings.judge_base_url),
         )
+        if settings.judges == "reference":
+            out.update(_reference_template_identity(judge_name.removeprefix("llm_judge."), settings))
     elif name == "refusal":
         out.update(backend=settings.refusal_backend)
         if settings.refusal_backend == "hf":
@@ -242,6 +279,26 @@ def judge_identity(name: str, settings: EvaluatorSettings, offline_only: bool = 
             out.update(model="perspective:TOXICITY", endpoint_host=_host(settings.perspective_url))
     else:
         out.update(backend="rules", module=cls.__module__.rsplit(".", 1)[-1])
+    return out
+
+
+def _reference_template_identity(template: str, settings: EvaluatorSettings) -> dict[str, str]:
+    """Identity of a reference judge template: where it was loaded from, its digest, whether it is the
+    reference's own (by digest), and the reply cap sent. Raises when the templates are unavailable."""
+    from trustwatch.benchmark.evaluators.llm_judge import reference as ref
+
+    use = ref.USES.get(template)
+    if use is None:
+        return {"template_set": "reference:none", "max_tokens": str(settings.judge_max_tokens)}
+    templates = ref.load_reference_templates(settings.reference_templates)
+    out = {
+        "template_set": f"reference:sha256:{templates.digest(use.key)}",
+        "template_source": templates.source,
+        "template_matches_reference": "yes" if templates.is_reference(use.key) else "no",
+        "max_tokens": str(settings.judge_max_tokens),
+    }
+    if use.mode == ref.PAIR:
+        out["mode"] = "pair"
     return out
 
 

@@ -58,6 +58,11 @@ class Metric:
     their mean). Metrics that are no mean of per-item outcomes (macro-F1, a p-value, a maximum, a mean
     of groups) have ``units=None`` and ``statistic=""``. Units pair two runs item by item
     (``trustwatch compare``); they are not part of :meth:`to_dict`, so reports stay small.
+
+    ``reference`` says how far ``reference_value`` is the reference's number (set by scoring from the
+    run's judges, see benchmark/reference.py): ``"exact"`` (every judge it reads is the reference's, or
+    none is involved), ``"approximate"`` (at least one is not) or ``"absent"`` (no reference value);
+    ``""`` until labelled. ``reference_judges`` describes the judges it reads.
     """
 
     value: float | None
@@ -73,6 +78,8 @@ class Metric:
     extra: dict[str, Any] = field(default_factory=dict)
     units: dict[str, float] | None = field(default=None, repr=False)
     statistic: str = ""
+    reference: str = ""
+    reference_judges: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(replace(self, units=None))
@@ -102,9 +109,15 @@ class Task:
     #: Evaluators for one record, where they differ by record (e.g. a keyword rule for one source and
     #: an LLM judge for another); None: every record gets ``evaluators``.
     route: Callable[[Mapping[str, Any]], tuple[str, ...]] | None = None
+    #: The evaluators whose verdicts one metric's ``reference_value`` reads, by metric key (for its
+    #: exact/approximate label, benchmark/reference.py); None: every metric reads ``evaluators``.
+    reference_judges: Callable[[str], tuple[str, ...]] | None = None
 
     def evaluators_for(self, record: Mapping[str, Any]) -> tuple[str, ...]:
         return self.route(record) if self.route is not None else self.evaluators
+
+    def reference_judges_for(self, key: str) -> tuple[str, ...]:
+        return self.reference_judges(key) if self.reference_judges is not None else self.evaluators
 
     @property
     def dimension(self) -> str:

@@ -9,6 +9,7 @@ from trustwatch.tools.reports.model import (
     _TRADEOFF_EXPLAINED,
     DASH,
     JAILBREAK,
+    REFERENCE_LEGEND,
     _arrow,
     _checksums,
     _ci,
@@ -23,6 +24,8 @@ from trustwatch.tools.reports.model import (
     _model,
     _no_tradeoff_reason,
     _notes_index,
+    _ref_judges,
+    _ref_mark,
     _Run,
     _runs,
     _suite,
@@ -92,6 +95,15 @@ def _num_td(x: Any, extra_cls: str = "") -> str:
     return _td(_e(s), ("num " + ("none " if s == DASH else "") + extra_cls).strip())
 
 
+def _ref_td(m: Any) -> str:
+    """The reference value, with its exact (=) / approximate (~) mark; the judges in a tooltip."""
+    s = fmt(m.get("reference_value"))
+    mark = _ref_mark(m)
+    tip = _ref_judges(m) or ("no judge involved" if mark == "=" else "")
+    text = _e(s) + (f' <span class="refmark" title="{_e(tip)}">{_e(mark)}</span>' if mark else "")
+    return _td(text, ("num " + ("none " if s == DASH else "") + ("diff" if _differs(m) else "")).strip())
+
+
 def _html_table(header: Sequence[str], rows: Iterable[str], cls: str = "") -> str:
     c = f' class="{cls}"' if cls else ""
     return (
@@ -159,7 +171,8 @@ def to_html(reports: Sequence[Any]) -> str:
     )
     b.append(
         "<p class=\"caption\">value: trustwatch's value; ref: the reference toolkit's semantics (highlighted "
-        "where it differs); 95% CI; n = replies total / valid / invalid (unreadable reply) / errored; "
+        f"where it differs; {_e(REFERENCE_LEGEND)}); 95% CI; "
+        "n = replies total / valid / invalid (unreadable reply) / errored; "
         "↑ higher is better, ↓ lower is better; "
         f"{DASH} no value.</p></section>"
     )
@@ -295,7 +308,7 @@ def _html_task(runs: Sequence[_Run], task: str, multi: bool) -> str:
                 cells += _td(_swatch(r))
             cells += (
                 _num_td(m.get("value"))
-                + _num_td(m.get("reference_value"), "diff" if _differs(m) else "")
+                + _ref_td(m)
                 + _td(_e(_ci(m)), "num")
                 + _td(_count(m.get("n_total")), "num")
                 + _td(_count(m.get("n_valid")), "num")

@@ -9,6 +9,7 @@ from typing import Any
 from trustwatch.tools.reports.model import (
     _TRADEOFF_EXPLAINED,
     DASH,
+    REFERENCE_LEGEND,
     _arrow,
     _checksums,
     _ci,
@@ -22,6 +23,7 @@ from trustwatch.tools.reports.model import (
     _model,
     _no_tradeoff_reason,
     _notes_index,
+    _ref_mark,
     _Run,
     _runs,
     _suite,
@@ -71,7 +73,7 @@ def to_markdown(reports: Sequence[Any]) -> str:
     out += [
         "",
         (
-            "Values: trustwatch's value; *ref* is the reference toolkit's semantics; 95% CI; "
+            f"Values: trustwatch's value; *ref* is the reference toolkit's semantics ({REFERENCE_LEGEND}); 95% CI; "
             "n = replies total / valid / invalid (unreadable reply) / errored; ↑ higher is better, "
             "↓ lower is better; – no value."
         ),
@@ -162,7 +164,7 @@ def _md_task(runs: Sequence[_Run], task: str, multi: bool) -> list[str]:
                     f"`{_md(key)}`" if first else "",
                     *([_md(r.label)] if multi else []),
                     fmt(m.get("value")),
-                    fmt(m.get("reference_value")),
+                    f"{fmt(m.get('reference_value'))} {_ref_mark(m)}".rstrip(),
                     _ci(m),
                     f"{_count(m.get('n_total'))} / {_count(m.get('n_valid'))} / {_count(m.get('n_invalid'))} / "
                     f"{_count(m.get('n_error'))}",

@@ -198,6 +198,21 @@ def _arrow(m: Mapping[str, Any]) -> str:
     return "↑" if m.get("higher_is_better", True) else "↓"
 
 
+#: The mark after a reference value (the metric's ``reference`` label): "=" exact (the reference's
+#: judges, or no judge), "~" approximate (other judges); none when absent or unlabelled (older reports).
+REFERENCE_MARKS = {"exact": "=", "approximate": "~"}
+REFERENCE_LEGEND = "= exact (the reference's judges, or no judge involved), ~ approximate (other judges)"
+
+
+def _ref_mark(m: Mapping[str, Any]) -> str:
+    return REFERENCE_MARKS.get(str(m.get("reference") or ""), "")
+
+
+def _ref_judges(m: Mapping[str, Any]) -> str:
+    judges = m.get("reference_judges") or []
+    return "; ".join(str(j) for j in judges) if isinstance(judges, list) else ""
+
+
 def _differs(m: Mapping[str, Any]) -> bool:
     v, r = _num(m.get("value")), _num(m.get("reference_value"))
     if v is None and r is None:

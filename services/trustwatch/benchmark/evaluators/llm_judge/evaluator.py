@@ -1,11 +1,23 @@
 """The ``llm_judge.<template>`` evaluators: :class:`LlmJudge` (batched, concurrent requests to an
-OpenAI-compatible endpoint) and one registered subclass per template (:data:`JUDGES`)."""
+OpenAI-compatible endpoint) and one registered subclass per template (:data:`JUDGES`).
+
+Judge sets. With ``settings.judges == "default"`` the prompts are trustwatch's own (:mod:`.prompts`).
+With ``"reference"`` they are the reference toolkit's templates, loaded at run time (:mod:`.reference`),
+and ``sycophancy_preference`` runs in *pair mode*, as the reference does: the two replies of a mirrored
+prompt pair ("I prefer X to Y" / "I prefer Y to X", adjacent records of one run and sample) go into ONE
+judge request, which asks whether they state the same preference. Pairs are formed within a batch, and
+across batches through a bounded memory of unpaired replies (:data:`PAIR_MEMORY`): the half that
+completes a pair carries the pair's verdict (``detail["mode"] == "pair"``, ``detail["raw"]``), the half
+seen first gets ``Verdict("pair_pending", detail={"mode": "pair", "pending": True})``. A pair whose
+halves go to different processes is never judged; the metric counts it as an error.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -13,14 +25,21 @@ from typing import Any, ClassVar
 from trustwatch.benchmark.evaluators._openai_endpoint import EndpointError, OpenAIEndpoint
 from trustwatch.benchmark.evaluators._retry import RetryPolicy
 from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, EvaluatorSettings, Verdict, register
+from trustwatch.benchmark.evaluators.llm_judge import reference as ref
+from trustwatch.benchmark.evaluators.llm_judge.parsing import UNPARSEABLE, YES_NO
 from trustwatch.benchmark.evaluators.llm_judge.prompts import (
     TEMPLATES,
     JudgeTemplate,
     TemplateError,
+    preference_options,
     verdict_from_reply,
 )
 
 log = logging.getLogger(__name__)
+
+#: Pair mode: at most this many replies wait for their partner (oldest dropped first).
+PAIR_MEMORY = 4096
+PAIR_PENDING = "pair_pending"
 
 
 @dataclass
@@ -77,6 +96,7 @@ class LlmJudge(Evaluator):
         timeout_s: float = 60.0,
         max_tokens: int = 64,
         retry: RetryPolicy | None = None,
+        reference: ref.ReferenceTemplates | None = None,
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"judge concurrency must be at least 1, got {concurrency}")
@@ -87,6 +107,18 @@ class LlmJudge(Evaluator):
         self.max_tokens = max_tokens
         self.endpoint = OpenAIEndpoint("judge endpoint", base_url, api_key_env, timeout_s, retry or RetryPolicy())
         self.stats = JudgeStats()
+        #: the reference's templates (judge set ``reference``); None: trustwatch's own prompts
+        self.reference = reference
+        if reference is not None:
+            if self.template not in ref.USES:
+                raise ValueError(f"the reference toolkit has no judge template for {self.template!r}")
+            reference.entry(ref.USES[self.template].key)  # fail now, with the how-to, if it is missing
+        self._unpaired: OrderedDict[tuple[str, str, tuple[str, ...]], tuple[int, str]] = OrderedDict()
+        self._pair_lock = threading.Lock()
+
+    @property
+    def pair_mode(self) -> bool:
+        return self.reference is not None and ref.USES[self.template].mode == ref.PAIR
 
     @classmethod
     def from_settings(cls, settings: EvaluatorSettings) -> LlmJudge:
@@ -98,27 +130,110 @@ class LlmJudge(Evaluator):
             timeout_s=settings.judge_timeout_s,
             max_tokens=settings.judge_max_tokens,
             retry=RetryPolicy(retries=settings.remote_max_retries),
+            reference=ref.load_reference_templates(settings.reference_templates)
+            if settings.judges == "reference"
+            else None,
         )
 
+    def _build(self, item: EvalItem) -> str:
+        if self.reference is not None:
+            return ref.build(self.reference, self.template, item)
+        return TEMPLATES[self.template].build(item)
+
+    def _read(self, text: str) -> Verdict:
+        return verdict_from_reply(self.template, text)
+
     def evaluate(self, items: Sequence[EvalItem]) -> list[Verdict]:
-        spec = TEMPLATES[self.template]
+        if self.pair_mode:
+            return self._evaluate_pairs(items)
         out: list[Verdict | None] = [None] * len(items)
         prompts: dict[int, str] = {}
         for i, item in enumerate(items):
             try:
-                prompts[i] = spec.build(item)
-            except TemplateError as exc:
+                prompts[i] = self._build(item)
+            except (TemplateError, ref.TemplateError) as exc:
                 out[i] = Verdict.failed(f"judge prompt {self.template}: {exc}")
-        batch = _Batch()
-        if prompts:
-            workers = min(self.concurrency, len(prompts))
-            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"judge-{self.template}") as pool:
-                futures = {i: pool.submit(self._judge_one, p, batch) for i, p in prompts.items()}
-                for i, fut in futures.items():
-                    out[i] = fut.result()
+        for i, v in self._ask_all(prompts, self._read).items():
+            out[i] = v
         return [v if v is not None else Verdict.failed("judge produced no verdict") for v in out]
 
-    def _judge_one(self, prompt: str, batch: _Batch) -> Verdict:
+    def _ask_all(self, prompts: dict[int, str], read: Callable[[str], Verdict]) -> dict[int, Verdict]:
+        batch = _Batch()
+        if not prompts:
+            return {}
+        workers = min(self.concurrency, len(prompts))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix=f"judge-{self.template}") as pool:
+            futures = {i: pool.submit(self._judge_one, p, batch, read) for i, p in prompts.items()}
+            return {i: fut.result() for i, fut in futures.items()}
+
+    # -- pair mode (reference judge set, sycophancy preference) ---------------------------------------
+
+    @staticmethod
+    def _pair_key(item: EvalItem) -> tuple[tuple[str, str, tuple[str, ...]], int] | str:
+        """(key shared by both halves of a mirrored pair, the item's position), or why there is none."""
+        # <run>/<task>/<item>/<sample> (the pipeline's job ids) or <task>/<item> (`trustwatch evaluate`)
+        parts = item.job_id.rsplit("/", 2)
+        options = preference_options(item.prompt)
+        if len(parts) == 3 and parts[1].isdigit() and parts[2].isdigit():
+            prefix, position, sample = parts
+        elif len(parts) >= 2 and parts[-1].isdigit():
+            prefix, position, sample = item.job_id.rsplit("/", 1)[0], parts[-1], ""
+        else:
+            return f"pair mode needs a job id ending in <item>/<sample> or <item>, got {item.job_id!r}"
+        if options is None:
+            return 'pair mode needs an "I prefer "X" to "Y"" prompt to find the mirrored partner'
+        return (prefix, sample, tuple(sorted(options))), int(position)
+
+    def _evaluate_pairs(self, items: Sequence[EvalItem]) -> list[Verdict]:
+        out: list[Verdict | None] = [None] * len(items)
+        open_: dict[tuple[str, str, tuple[str, ...]], int] = {}  # key -> index of a half without partner
+        pairs: list[tuple[list[int], int, str, int, str]] = []  # (indices, first pos, first reply, second ...)
+        pos: dict[int, int] = {}
+        for i, item in enumerate(items):
+            k = self._pair_key(item)
+            if isinstance(k, str):
+                out[i] = Verdict.failed(f"judge prompt {self.template}: {k}")
+                continue
+            key, pos[i] = k
+            j = open_.get(key)
+            if j is not None and abs(pos[j] - pos[i]) == 1:
+                del open_[key]
+                a, b = sorted((i, j), key=pos.__getitem__)
+                pairs.append(([a, b], pos[a], items[a].response, pos[b], items[b].response))
+            else:
+                open_[key] = i
+        with self._pair_lock:
+            for key, i in open_.items():
+                seen = self._unpaired.get(key)
+                if seen is not None and abs(seen[0] - pos[i]) == 1:
+                    del self._unpaired[key]
+                    if seen[0] < pos[i]:
+                        pairs.append(([i], seen[0], seen[1], pos[i], items[i].response))
+                    else:
+                        pairs.append(([i], pos[i], items[i].response, seen[0], seen[1]))
+                    continue
+                self._unpaired[key] = (pos[i], items[i].response)
+                self._unpaired.move_to_end(key)
+                while len(self._unpaired) > PAIR_MEMORY:
+                    self._unpaired.popitem(last=False)
+                out[i] = Verdict(PAIR_PENDING, valid=True, detail={"mode": "pair", "pending": True})
+        prompts: dict[int, str] = {}
+        for n, (_idx, _p1, first, _p2, second) in enumerate(pairs):
+            assert self.reference is not None
+            try:
+                prompts[n] = ref.build_pair(self.reference, self.template, first, second)
+            except ref.TemplateError as exc:
+                for i in pairs[n][0]:
+                    out[i] = Verdict.failed(f"judge prompt {self.template}: {exc}")
+        for n, v in self._ask_all(prompts, _read_pair).items():
+            idx, p1, _first, p2, _second = pairs[n]
+            if not v.error:
+                v = Verdict(v.label, v.valid, v.score, v.error, {**v.detail, "mode": "pair", "pair": [p1, p2]})
+            for i in idx:
+                out[i] = v
+        return [v if v is not None else Verdict.failed("judge produced no verdict") for v in out]
+
+    def _judge_one(self, prompt: str, batch: _Batch, read: Callable[[str], Verdict] | None = None) -> Verdict:
         if batch.down is not None:
             self.stats.failed()
             return Verdict.failed(batch.down)
@@ -134,7 +249,7 @@ class LlmJudge(Evaluator):
                 batch.down = str(exc)
                 log.warning("%s", exc)
             return Verdict.failed(str(exc))
-        verdict = verdict_from_reply(self.template, text)
+        verdict = (read or self._read)(text)
         if finish == "length" and not verdict.valid:
             # Tell the reader why a reply may be cut short: max_tokens, not the judge.
             verdict = Verdict(verdict.label, valid=False, detail={**verdict.detail, "finish_reason": finish})
@@ -157,6 +272,14 @@ class LlmJudge(Evaluator):
             return "", "no choices"
         choice = resp.choices[0]
         return choice.message.content or "", str(choice.finish_reason or "")
+
+
+def _read_pair(text: str) -> Verdict:
+    """A pair judge's answer: YES (same preference, or both neutral) / NO; the raw text is kept."""
+    parsed = YES_NO(text)
+    if parsed.label is None:
+        return Verdict(UNPARSEABLE, valid=False, detail={"raw": text, "reason": parsed.reason})
+    return Verdict(parsed.label, valid=True, detail={"raw": text})
 
 
 def _judge_class(template: str, spec: JudgeTemplate) -> type[LlmJudge]:

@@ -72,4 +72,5 @@ TASK = Task(
     description="MoralChoice: accuracy on low-ambiguity scenarios, refusal rate on high-ambiguity dilemmas",
     required_fields=("type", "label"),
     route=route,
+    reference_judges=lambda key: {"low": (LETTER,), "high": (REFUSAL,)}.get(key, (LETTER, REFUSAL)),
 )

@@ -156,4 +156,5 @@ TASK = Task(
     description="Preference neutrality: refusal rate when asked to pick between two options (plain, force)",
     required_fields=("type", "option_a", "option_b"),
     route=route,
+    reference_judges=lambda key: (REFUSAL,) if key == "plain" else (REFUSAL, SHORT),
 )

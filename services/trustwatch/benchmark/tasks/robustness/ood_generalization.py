@@ -113,4 +113,5 @@ TASK = Task(
     description="OOD generalization: flipkart sentiment and ddxplus diagnosis accuracy",
     required_fields=("label", "source"),
     route=route,
+    reference_judges=lambda key: (SOURCES[key],) if key in SOURCES else (FLIPKART, DDXPLUS),
 )

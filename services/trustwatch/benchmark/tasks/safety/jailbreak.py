@@ -160,4 +160,6 @@ TASK = Task(
     metrics=metrics,
     description="Jailbreak: refusal rate overall and per attack; toxicity of the replies that complied",
     required_fields=("label", "source"),
+    # RtA reads the refusal judge; the toxicity of compliant replies reads both.
+    reference_judges=lambda key: (REFUSAL, TOXICITY) if key.endswith("toxicity") else (REFUSAL,),
 )

@@ -140,4 +140,10 @@ TASK = Task(
     description="Closed-book QA (codah, squad, hotpot, adversarialQA): accuracy per source",
     required_fields=("answer", "source", "question"),
     route=route,
+    reference_judges=lambda key: {
+        "codah": (CODAH,),
+        "squad": (JUDGES["squad"],),
+        "hotpot": (JUDGES["hotpot"],),
+        "adv": (JUDGES["adversarial"],),
+    }.get(key, (CODAH, *JUDGES.values())),
 )
