@@ -397,3 +397,18 @@ def test_unreachable_endpoint_is_transient(backend_factory: Any) -> None:
     backend = backend_factory(base_url=f"http://127.0.0.1:{free_port()}/v1", max_retries=0)
     [r] = backend.generate(reqs(1))
     assert "cannot reach" in r.error and error_kind_of(r) == pb.ERROR_KIND_TRANSIENT
+
+
+def test_reply_timeout_comes_from_its_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    from trustwatch.platform.targets import parse_target
+
+    spec = parse_target("openai:m@http://127.0.0.1:9/v1")
+    monkeypatch.setenv("TRUSTWATCH_OPENAI_TIMEOUT_S", "2.5")
+    backend = OpenAIBackend.from_target(spec)
+    try:
+        assert backend.timeout_s == 2.5
+    finally:
+        backend.close()
+    monkeypatch.setenv("TRUSTWATCH_OPENAI_TIMEOUT_S", "soon")
+    with pytest.raises(SystemExit, match="TRUSTWATCH_OPENAI_TIMEOUT_S='soon' is not a number"):
+        OpenAIBackend.from_target(spec)

@@ -10,7 +10,9 @@ the broker's log tail) rather than a skip when the broker cannot start.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -48,6 +50,7 @@ class KafkaBroker:
         self.startup_timeout = startup_timeout
         self.overrides = dict(overrides or {})
         self.port = 0
+        self.controller_port = 0
         self.startup_seconds = 0.0  # from launch (including storage formatting) to ready
         self._dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
@@ -72,6 +75,7 @@ class KafkaBroker:
         for attempt in (1, 2):
             self._dir = Path(tempfile.mkdtemp(prefix="trustwatch-kafka-"))
             self.port, controller_port = free_port(), free_port()
+            self.controller_port = controller_port
             try:
                 self._proc = start_kafka(
                     self.home,
@@ -100,6 +104,50 @@ class KafkaBroker:
         if self._dir is not None:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
+
+    # -- faults (tests/e2e/faults): the same broker stopped, frozen and brought back ---------------------
+
+    @property
+    def pid(self) -> int:
+        if self._proc is None:
+            raise RuntimeError("broker not started")
+        return self._proc.pid
+
+    def freeze(self) -> None:
+        """SIGSTOP the broker: its sockets stay open but nothing answers (a hung JVM, a long GC pause)."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT a frozen broker."""
+        os.kill(self.pid, signal.SIGCONT)
+
+    def halt(self, hard: bool = False) -> None:
+        """Stop the broker process but keep its folder and ports (SIGKILL when ``hard``), for :meth:`resume`."""
+        if self._proc is None:
+            raise RuntimeError("broker not started")
+        if hard:
+            self._proc.kill()
+            self._proc.wait(10)
+        else:
+            stop_kafka(self._proc)
+
+    def resume(self) -> float:
+        """Start a halted broker again on its folder (topics, offsets kept) and ports; returns the
+        seconds until it served clients."""
+        if self._dir is None or self._proc is None or self._proc.poll() is None:
+            raise RuntimeError("resume() needs a broker stopped by halt()")
+        began = time.monotonic()
+        self._proc = start_kafka(
+            self.home,
+            self._dir,
+            self.port,
+            self.controller_port,
+            heap=self.heap,
+            overrides=self.overrides,
+            jvm_opts=FAST_START_JVM_OPTS,
+        )
+        wait_ready(self.bootstrap, self.startup_timeout, self._proc, broker_log(self._dir))
+        return time.monotonic() - began
 
     def __enter__(self) -> KafkaBroker:
         self.start()

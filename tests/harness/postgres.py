@@ -147,6 +147,29 @@ class PostgresCluster:
             shutil.rmtree(self._dir, ignore_errors=True)
             self._dir = None
 
+    # -- faults (tests/e2e/faults): more databases, and the server restarted under its clients ----------
+
+    def create_database(self, name: str) -> str:
+        """Create another database in this cluster; returns its SQLAlchemy URL."""
+        if not self._running:
+            raise RuntimeError("cluster not started")
+        self._run("createdb", "-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, name)
+        return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/{name}"
+
+    def restart(self, down_s: float = 0.0, mode: str = "fast") -> None:
+        """Stop the server (``mode``: fast, or immediate: a crash), stay down ``down_s`` seconds, and
+        start it again on the same folder and port; the data is kept."""
+        if not self._running or self._dir is None:
+            raise RuntimeError("cluster not started")
+        data = str(self._dir / "data")
+        self._run("pg_ctl", "-D", data, "-m", mode, "-w", "stop", timeout=60)
+        time.sleep(down_s)
+        options = (
+            f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self._dir} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._run("pg_ctl", "-D", data, "-l", str(self.log_path), "-o", options, "-w", "start")
+
     def __enter__(self) -> PostgresCluster:
         self.start()
         return self

@@ -7,6 +7,7 @@ longer than ``max_reply_chars`` is cut to that many characters, its original len
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from trustwatch.generator.backends._kinds import error_kind_of
@@ -27,6 +28,18 @@ def to_request(job: pb.PromptJob) -> GenRequest:
     )
 
 
+#: A lone UTF-16 surrogate: an endpoint's JSON may carry one as a ``\\ud800`` escape, which decodes to a
+#: str that is no valid UTF-8, so protobuf refuses it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def utf8_safe(text: str) -> str:
+    """``text`` as a protobuf string field takes it: every lone surrogate becomes U+FFFD. Without this
+    one odd reply would fail its completion on every attempt (the same reply each time at
+    temperature 0), and the job would never finish."""
+    return _SURROGATE.sub("\ufffd", text)
+
+
 def cut_reply(text: str, max_chars: int | None) -> tuple[str, int]:
     """``text`` cut to ``max_chars`` characters (None or 0: no limit), and its original length when
     it was cut (0 when it was not)."""
@@ -36,7 +49,7 @@ def cut_reply(text: str, max_chars: int | None) -> tuple[str, int]:
 
 
 def to_completion(job: pb.PromptJob, result: GenResult, max_reply_chars: int | None = None) -> pb.Completion:
-    text, original_chars = cut_reply(result.text if not result.error else "", max_reply_chars)
+    text, original_chars = cut_reply(utf8_safe(result.text) if not result.error else "", max_reply_chars)
     return pb.Completion(
         job_id=job.job_id,
         run_id=job.run_id,
@@ -47,9 +60,9 @@ def to_completion(job: pb.PromptJob, result: GenResult, max_reply_chars: int | N
         prompt=job.prompt,
         text=text,
         original_chars=original_chars,
-        error=result.error,
+        error=utf8_safe(result.error),
         error_kind=error_kind_of(result),  # type: ignore[arg-type]  # protobuf enum fields take plain ints
-        finish_reason=result.finish_reason,
+        finish_reason=utf8_safe(result.finish_reason),
         prompt_tokens=result.prompt_tokens,
         completion_tokens=result.completion_tokens,
         latency_s=result.latency_s,

@@ -186,6 +186,12 @@ VARIABLES: dict[str, Var] = {
             "completion; a longer one is cut to this before it is produced, its length kept in "
             "Completion.original_chars (0: no limit).",
         ),
+        Var(
+            "TRUSTWATCH_OPENAI_TIMEOUT_S",
+            "60",
+            "Seconds the openai back-end waits for one reply before it counts a timeout (retried, then a "
+            "transient error); lower it where a hung endpoint should be given up on sooner.",
+        ),
         # -- streaming generation (issue 10) ---------------------------------------------------------
         Var(
             "TRUSTWATCH_GENERATOR_STREAMING",
@@ -266,6 +272,17 @@ def env_int(name: str) -> int:
         return int(raw)
     except ValueError:
         raise SystemExit(f"{name}={raw!r} is not an integer; set it to a whole number") from None
+
+
+def env_float(name: str) -> float:
+    raw = env(name)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SystemExit(f"{name}={raw!r} is not a number; set it to e.g. 30 or 2.5") from None
+    if not value > 0 or value == float("inf"):
+        raise SystemExit(f"{name}={raw!r} must be a positive, finite number")
+    return value
 
 
 def cache_dir() -> Path:

@@ -53,6 +53,7 @@ from typing import Any
 from trustwatch.generator.backends import _kinds
 from trustwatch.generator.backends._ratelimit import AimdWindow, TokenBucket, estimate_tokens, hold_from_headers
 from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, Stream, register
+from trustwatch.platform import config
 from trustwatch.platform.targets import TargetSpec, redact_url
 
 log = logging.getLogger(__name__)
@@ -121,9 +122,17 @@ class OpenAIBackend(Backend):
     @classmethod
     def from_target(cls, target: TargetSpec, **options: Any) -> OpenAIBackend:
         """Takes ``concurrency`` (requests in flight; default 16); the target's ``rpm`` / ``tpm``
-        become the rate-limit ceilings."""
+        become the rate-limit ceilings; the reply timeout is TRUSTWATCH_OPENAI_TIMEOUT_S."""
         extra: dict[str, Any] = {"concurrency": int(options["concurrency"])} if options.get("concurrency") else {}
-        return cls(target.model, target.base_url, target.api_key_env, rpm=target.rpm, tpm=target.tpm, **extra)
+        return cls(
+            target.model,
+            target.base_url,
+            target.api_key_env,
+            rpm=target.rpm,
+            tpm=target.tpm,
+            timeout_s=config.env_float("TRUSTWATCH_OPENAI_TIMEOUT_S"),
+            **extra,
+        )
 
     def __init__(
         self,

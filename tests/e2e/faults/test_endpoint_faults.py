@@ -1,0 +1,187 @@
+"""Scenario 1: the endpoint misbehaves. The fake OpenAI-compatible endpoint (in this process) fails 20%
+of the requests it gets with one kind of fault per run, while the real services (generator with a 2 s
+client timeout, judge server, dispatcher, aggregator) run the faults suite over Kafka into PostgreSQL.
+
+Retryable faults (429 with Retry-After 0 and 5, 500 and 503 with a 3 s burst of 100%, hangs past the
+timeout, connection resets, non-JSON 200 bodies) must leave no error at all: the back-end retries each
+request up to 5 times, so a prompt fails only when 6 draws in a row are faults (0.2^6: about one run
+in 80 of 200 prompts; the endpoint redraws on every retry). An injected 400 is final: exactly the
+prompts that got one keep an error, of kind FINAL.
+
+Then an outage: the endpoint's port refuses connections for 30 s in the middle of a run and comes back.
+30 s, not the two minutes of the campaign's brief, because what the length decides is whether the
+back-end's retries (about 8-15 s of backoff for 5 retries) outlast it, and 30 s is already twice that:
+every request caught by the outage gives up and is stored as a TRANSIENT error, exactly what a longer
+outage does, in a quarter of the time. Recovery: requests made after the endpoint is back succeed, and
+re-running the scheduler retries exactly the transient jobs; the run then completes with no error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.e2e.faults.harness import LOGS, SMALL_SUITE, SUITE, Progress, Row, Stack, audit, save
+from tests.harness.kafka import KafkaBroker
+from tests.harness.postgres import PostgresCluster
+from trustwatch.tools.fake_endpoint import EndpointConfig, FakeEndpoint
+
+pytestmark = pytest.mark.slow
+
+SCENARIO = "1 endpoint faults"
+BASE = EndpointConfig(seed=8, latency="lognormal", median_s=0.05, sigma=0.5)
+
+
+@dataclass
+class Env:
+    endpoint: FakeEndpoint
+    stack: Stack
+
+
+@pytest.fixture(scope="module")
+def env(fault_broker: KafkaBroker, fault_pg: PostgresCluster, data_dir) -> Iterator[Env]:
+    endpoint = FakeEndpoint(BASE).start()
+    url = fault_pg.create_database("s1_endpoint")
+    target = f"openai:fake@{endpoint.base_url}?name=fake"
+    stack = Stack(LOGS / "s1", fault_broker.bootstrap, url, "s1", target, data_dir)
+    try:
+        stack.start_all()
+        stack.warm_up()
+        yield Env(endpoint, stack)
+    finally:
+        stack.stop_all()
+        endpoint.stop()
+
+
+# (what is injected, the endpoint's fault settings, a burst of 100% of this setting mid-run, or None)
+CASES: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = [
+    ("429 Retry-After 0 at 20%", {"p_429": 0.2, "retry_after_s": 0.0}, None),
+    # The injected 429 says the quota is spent until Retry-After (x-ratelimit-remaining-requests: 0), and
+    # the back-end rightly holds every new request that long: about one request a second gets through,
+    # so this case runs the 40-prompt suite.
+    ("429 Retry-After 5 at 20% (40 prompts)", {"p_429": 0.2, "retry_after_s": 5.0}, None),
+    ("500 at 20% + 3 s burst of 100%", {"p_500": 0.2}, {"p_500": 1.0}),
+    ("503 at 20% + 3 s burst of 100%", {"p_503": 0.2}, {"p_503": 1.0}),
+    ("hang 30 s (client timeout 2 s) at 20%", {"p_hang": 0.2, "hang_s": 30.0}, None),
+    ("connection reset at 20%", {"p_drop": 0.2}, None),
+    ("non-JSON HTTP 200 at 20%", {"p_not_json": 0.2}, None),
+    ("HTTP 400 (final) at 20%", {"p_400": 0.2}, None),
+]
+FAULT_OF = {
+    "p_429": "429",
+    "p_500": "500",
+    "p_503": "503",
+    "p_hang": "hang",
+    "p_drop": "drop",
+    "p_not_json": "not_json",
+    "p_400": "400",
+}
+
+
+@pytest.mark.parametrize(("injected", "faults", "burst"), CASES, ids=[c[0].split(" at")[0] for c in CASES])
+def test_endpoint_fault(env: Env, injected: str, faults: dict[str, Any], burst: dict[str, Any] | None) -> None:
+    ep, stack = env.endpoint, env.stack
+    ep.configure(**{**_no_faults(), **faults})
+    ep.clear_log()
+    suite = SMALL_SUITE if "40 prompts" in injected else SUITE
+    began = time.monotonic()
+    published = stack.schedule(suite=suite)
+    run_id = published["run_id"]
+    assert published["status"].startswith("new run"), published
+    plan = stack.plan(run_id, suite)
+    resumed = None
+    with Progress(stack.db_url, run_id) as progress:
+        if burst is not None:
+            progress.wait_settled(len(plan) // 3, timeout=120)
+            ep.configure(**burst)
+            time.sleep(3.0)
+            ep.configure(**faults)
+            burst_end = time.monotonic()
+        stack.wait_complete(run_id, timeout=240)
+        finish = time.monotonic() - began
+        if burst is not None:
+            resumed = progress.resumed_after(burst_end)
+    same, duplicates, errors, rows = audit(stack.store, run_id, plan)
+    log = ep.log
+    fault = FAULT_OF[next(k for k in faults if k.startswith("p_"))]
+    injected_n = sum(e.fault == fault for e in log)
+    save(
+        Row(
+            SCENARIO,
+            injected,
+            same,
+            duplicates,
+            errors,
+            resumed,
+            round(finish, 1),
+            note=f"{injected_n} of {len(log)} requests faulted",
+        )
+    )
+    assert injected_n > 0.1 * len(plan), f"only {injected_n} {fault} faults were injected"
+    assert same and duplicates == 0
+    if fault == "400":
+        final = [r for r in rows if r.error]
+        assert errors == {"FINAL": injected_n}, errors
+        assert all("HTTP 400" in r.error for r in final)
+    else:
+        assert errors == {}, Counter(r.error[:120] for r in rows if r.error)
+
+
+def _no_faults() -> dict[str, Any]:
+    return {name: 0.0 for name in FAULT_OF}
+
+
+def test_outage_then_recovery(env: Env) -> None:
+    """The endpoint down (connection refused) for 30 s mid-run, then back on the same port."""
+    stack = env.stack
+    slow = {**_no_faults(), "latency": "constant", "median_s": 1.0}
+    env.endpoint.configure(**slow)
+    port = env.endpoint.port
+    began = time.monotonic()
+    published = stack.schedule()
+    run_id = published["run_id"]
+    plan = stack.plan(run_id)
+    with Progress(stack.db_url, run_id) as progress:
+        progress.wait_settled(40, timeout=120)
+        env.endpoint.stop()
+        time.sleep(30.0)
+        env.endpoint = FakeEndpoint(BASE, port=port).start()
+        env.endpoint.configure(**slow)
+        up = time.monotonic()
+        # every job has been tried: each pair has a row (settled, or a transient error of the outage)
+        deadline = time.monotonic() + 240
+        while stack.store.judgment_count(run_id) < len(plan):
+            assert time.monotonic() < deadline, "the first pass over the jobs did not end"
+            time.sleep(0.5)
+        _, _, first_errors, first_rows = audit(stack.store, run_id, plan)
+        # every error is a request that could not reach the endpoint: none it answered failed
+        answered_failed = [r for r in first_rows if r.error and "cannot reach" not in r.error]
+        transient = first_errors.get("TRANSIENT", 0)
+        # the re-run resumes the incomplete run and publishes exactly the transient jobs
+        again = stack.schedule()
+        assert again["run_id"] == run_id and again["published"] == transient, (again, first_errors)
+        stack.wait_complete(run_id, timeout=240)
+        finish = time.monotonic() - began
+        resumed = progress.resumed_after(up)
+    same, duplicates, errors, _ = audit(stack.store, run_id, plan)
+    save(
+        Row(
+            SCENARIO,
+            "outage 30 s (connection refused), then recovery + scheduler re-run",
+            same,
+            duplicates,
+            errors,
+            resumed,
+            round(finish, 1),
+            note=f"{transient} transient errors after the outage, retried by the re-run",
+        )
+    )
+    assert "FINAL" not in first_errors, first_errors
+    assert transient > 0, "the outage caught no request: it did not happen during the run"
+    assert not answered_failed, [r.error[:200] for r in answered_failed[:3]]
+    assert same and duplicates == 0 and errors == {}
