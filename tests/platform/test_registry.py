@@ -108,10 +108,10 @@ def test_the_three_registries_use_it():
 
     assert len(TASKS.known()) == 24 and "safety/misuse" in TASKS.known()
     assert "refusal" in EVALUATORS.known()
-    assert set(BACKENDS.known()) == {"openai", "vllm"}
+    assert set(BACKENDS.known()) == {"echo", "openai", "vllm"}
     for cls in BACKENDS.known().values():
         assert cls.from_target.__func__ is not Backend.from_target.__func__, cls
     with pytest.raises(
-        UnknownBackend, match="unknown generation back-end 'tgi'; known generation back-ends: openai, vllm"
+        UnknownBackend, match="unknown generation back-end 'tgi'; known generation back-ends: echo, openai, vllm"
     ):
         BACKENDS.get("tgi")

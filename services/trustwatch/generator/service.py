@@ -1,17 +1,111 @@
-"""The generator's transport: consume a target's job topic, produce completions."""
+"""The generator's transport: consume a target's job topic, produce completions.
+
+Two modes, same completions (:func:`trustwatch.generator.core.to_completion`):
+
+* streaming (a back-end with :meth:`Backend.stream`, unless TRUSTWATCH_GENERATOR_STREAMING=off): jobs
+  go into the back-end one at a time while it has room and each completion is produced as soon as
+  its reply is back (:class:`trustwatch.platform.streaming.StreamingWorker`), so the back-end never
+  idles while a batch's slowest reply drains;
+* batch: poll a batch, generate it whole, produce, commit (:class:`trustwatch.platform.runtime.Worker`).
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import deque
 from collections.abc import Sequence
+from dataclasses import replace
 
-from trustwatch.generator.backends.base import Backend
-from trustwatch.generator.core import generate
+from trustwatch.generator.backends.base import Backend, Stream
+from trustwatch.generator.core import generate, to_completion, to_request
 from trustwatch.platform import config
 from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.platform.messages import decode_job
-from trustwatch.platform.runtime import Out, Result, Worker
+from trustwatch.platform.runtime import ConsumerLoop, Out, Result, Worker
+from trustwatch.platform.streaming import ItemStream, StreamingWorker
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
+
+log = logging.getLogger(__name__)
+
+
+class _Outputs:
+    """Completions as transport results, with the generator's metrics."""
+
+    def __init__(self, topics: Topics, target: str, backend_name: str, metrics: ServiceMetrics) -> None:
+        self.topics, self.target, self.backend_name, self.metrics = topics, target, backend_name, metrics
+
+    def wrong_target(self, job: pb.PromptJob) -> Result | None:
+        if job.target.name and job.target.name != self.target:
+            return Result(
+                failed=f"job {job.job_id} is for target {job.target.name!r}, this generator serves {self.target!r}"
+            )
+        return None
+
+    def completed(self, c: pb.Completion) -> Result:
+        status = "error" if c.error else "ok"
+        self.metrics.completions.labels(self.target, self.backend_name, status).inc()
+        if not c.error:
+            self.metrics.generation_seconds.labels(self.target, self.backend_name).observe(c.latency_s)
+            self.metrics.generated_tokens.labels(self.target, self.backend_name).inc(c.completion_tokens)
+        return Result([Out(self.topics.completions, c.SerializeToString(), c.job_id.encode())])
+
+
+class JobStream(ItemStream[pb.PromptJob]):
+    """A back-end's :class:`Stream` as the streaming loop's item stream: jobs in, completions out.
+
+    Each request gets a distinct id (``<job id>#<token>``), so the same job delivered twice while
+    in flight (after a rebalance) cannot be confused. A job for another target fails at once.
+    """
+
+    def __init__(self, stream: Stream, outputs: _Outputs, max_reply_chars: int | None) -> None:
+        self.stream = stream
+        self.capacity = stream.capacity
+        self.outputs = outputs
+        self.max_reply_chars = max_reply_chars
+        self._jobs: dict[str, tuple[int, pb.PromptJob]] = {}
+        self._ready: deque[tuple[int, Result]] = deque()
+
+    def submit(self, token: int, item: pb.PromptJob) -> None:
+        wrong = self.outputs.wrong_target(item)
+        if wrong is not None:
+            self._ready.append((token, wrong))
+            return
+        request = replace(to_request(item), request_id=f"{item.job_id}#{token}")
+        self.stream.submit(request)
+        self._jobs[request.request_id] = (token, item)
+
+    def collect(self, timeout: float = 0.0) -> list[tuple[int, Result]]:
+        out = list(self._ready)
+        self._ready.clear()
+        for r in self.stream.results(0.0 if out else timeout):
+            found = self._jobs.pop(r.request_id, None)
+            if found is None:
+                log.warning("generator: a result for unknown request %s ignored", r.request_id)
+                continue
+            token, job = found
+            out.append((token, self.outputs.completed(to_completion(job, r, self.max_reply_chars))))
+        return out
+
+    @property
+    def in_flight(self) -> int:
+        return self.stream.in_flight + len(self._ready)
+
+    def close(self) -> None:
+        self._jobs.clear()
+        self._ready.clear()
+        self.stream.close()
+
+
+def open_stream(backend: Backend) -> Stream | None:
+    """The back-end's stream, or None when it has no streaming mode (does not override
+    :meth:`Backend.stream`, or its override raises NotImplementedError)."""
+    if getattr(type(backend), "stream", Backend.stream) is Backend.stream:
+        return None
+    try:
+        return backend.stream()
+    except NotImplementedError:
+        return None
 
 
 def generator_worker(
@@ -23,38 +117,57 @@ def generator_worker(
     metrics: ServiceMetrics,
     max_batch: int | None = None,
     max_reply_chars: int | None = None,
-) -> Worker[pb.PromptJob]:
+    streaming: bool | None = None,
+    max_in_flight: int | None = None,
+) -> ConsumerLoop:
     """``max_reply_chars``: longest reply put on a completion (None: TRUSTWATCH_MAX_REPLY_CHARS, read
     here like wiring.metrics_port, so that the distributed and the embedded generator both apply it;
-    0: no limit)."""
+    0: no limit). ``streaming`` (None: TRUSTWATCH_GENERATOR_STREAMING) and ``max_in_flight`` (None:
+    TRUSTWATCH_GENERATOR_IN_FLIGHT; 0: the back-end's capacity) choose and bound the streaming mode;
+    ``max_batch`` is the batch mode's."""
     if max_reply_chars is None:
         max_reply_chars = config.env_int("TRUSTWATCH_MAX_REPLY_CHARS")
+    if streaming is None:
+        mode = config.env("TRUSTWATCH_GENERATOR_STREAMING").strip().lower()
+        if mode not in ("auto", "off"):
+            raise ValueError(f"TRUSTWATCH_GENERATOR_STREAMING={mode!r}: expected `auto` or `off`")
+        streaming = mode == "auto"
+    outputs = _Outputs(topics, target, backend_name, metrics)
+    group = f"trustwatch-generator-{target}"
+    first = open_stream(backend) if streaming else None
+    if first is not None:
+        if max_in_flight is None:
+            max_in_flight = config.env_int("TRUSTWATCH_GENERATOR_IN_FLIGHT")
+        opened = [first]
+
+        def make_stream() -> JobStream:
+            # The probe's stream serves first; after a failure the loop asks for a fresh one.
+            stream = opened.pop() if opened else backend.stream()
+            return JobStream(stream, outputs, max_reply_chars)
+
+        return StreamingWorker(
+            service="generator",
+            bus=bus,
+            topics=[topics.jobs(target)],
+            group_id=group,
+            decode=decode_job,
+            open_stream=make_stream,
+            metrics=metrics,
+            topic_names=topics,
+            max_in_flight=max_in_flight,
+        )
 
     def handle(jobs: Sequence[pb.PromptJob]) -> list[Result]:
-        out: list[Result] = []
-        wrong = {j.job_id for j in jobs if j.target.name and j.target.name != target}
+        wrong = {j.job_id: r for j in jobs if (r := outputs.wrong_target(j)) is not None}
         good = [j for j in jobs if j.job_id not in wrong]
         completions = {c.job_id: c for c in generate(backend, good, max_reply_chars)}
-        for j in jobs:
-            if j.job_id in wrong:
-                out.append(
-                    Result(failed=f"job {j.job_id} is for target {j.target.name!r}, this generator serves {target!r}")
-                )
-                continue
-            c = completions[j.job_id]
-            status = "error" if c.error else "ok"
-            metrics.completions.labels(target, backend_name, status).inc()
-            if not c.error:
-                metrics.generation_seconds.labels(target, backend_name).observe(c.latency_s)
-                metrics.generated_tokens.labels(target, backend_name).inc(c.completion_tokens)
-            out.append(Result([Out(topics.completions, c.SerializeToString(), c.job_id.encode())]))
-        return out
+        return [wrong[j.job_id] if j.job_id in wrong else outputs.completed(completions[j.job_id]) for j in jobs]
 
     return Worker(
         service="generator",
         bus=bus,
         topics=[topics.jobs(target)],
-        group_id=f"trustwatch-generator-{target}",
+        group_id=group,
         decode=decode_job,
         handler=handle,
         metrics=metrics,

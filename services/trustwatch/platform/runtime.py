@@ -1,6 +1,8 @@
 """The transport loop every consuming service runs: poll a batch, decode, hand it to pure logic,
 produce the outputs, flush, then commit. Undecodable or unprocessable messages go to the dead-letter
-topic with the reason; nothing is committed before its output is durable."""
+topic with the reason; nothing is committed before its output is durable. :class:`ConsumerLoop` holds
+what every loop shares (consumer re-creation, dead letters, breaker, heartbeat); the batch loop is
+:class:`Worker`, the streaming one (no batch barrier) :mod:`trustwatch.platform.streaming`."""
 
 from __future__ import annotations
 
@@ -102,25 +104,16 @@ class Backoff:
         self.failures = 0
 
 
-class Worker(Generic[T]):
-    """One consuming service. ``handler`` gets decoded inputs and returns one Result per input.
+class ConsumerLoop:
+    """What every transport loop shares: the consumer (re-created after a failure), the producer,
+    dead letters, the lag gauge, the heartbeat, and the circuit breaker of :meth:`run_forever`
+    around the subclass's :meth:`run_once`.
 
-    Failures fall in two classes. A transient fault (database, broker, judge or endpoint down; see
-    :func:`is_transient`) fails the batch: nothing is committed, the consumer is re-created and the
-    batch is delivered again, so nothing is lost. Any other error raised by the handler is taken to
-    be caused by a message (poison: a value the database rejects, a record the logic cannot read):
-    the batch is retried in halves until the message that fails alone is found, which goes to the
-    dead-letter topic with its reason while the rest of the batch is processed.
-
-    :meth:`run_forever` is a circuit breaker around :meth:`run_once`: after a failed batch it stops
+    :meth:`run_forever` is a circuit breaker around :meth:`run_once`: after a failed turn it stops
     consuming and retries with exponential backoff and jitter (:class:`Backoff`), logs once when the
     state changes (and again only when the error changes; each retry at DEBUG), and exports the state
     as ``trustwatch_worker_healthy``. ``heartbeat`` is the monotonic time of the last completed loop
     turn (a batch, an idle poll or a failed attempt), for the liveness endpoint.
-
-    ``sub_batch`` (0: the whole poll) splits a polled batch into handler calls of at most that many
-    messages; between them (and between the steps of a poison search) the consumer is kept alive in
-    its group (:meth:`Consumer.keepalive`), so a long batch does not outlive ``max.poll.interval``.
     """
 
     def __init__(
@@ -129,26 +122,16 @@ class Worker(Generic[T]):
         bus: Bus,
         topics: list[str],
         group_id: str,
-        decode: Callable[[bytes], T],
-        handler: Handler[T],
         metrics: ServiceMetrics,
         topic_names: Topics,
-        max_batch: int = 256,
-        poison_attempts: int = 2,
-        sub_batch: int = 0,
         backoff: Backoff | None = None,
     ) -> None:
         self.service = service
         self.bus = bus
         self.topics = topics
         self.group_id = group_id
-        self.decode = decode
-        self.handler = handler
         self.metrics = metrics
         self.topic_names = topic_names
-        self.max_batch = max_batch
-        self.poison_attempts = max(1, poison_attempts)
-        self.sub_batch = max(0, sub_batch)
         self.backoff = backoff or Backoff()
         self.producer: Producer = bus.producer()
         self._consumer: Consumer | None = bus.consumer(topics, group_id)
@@ -158,6 +141,10 @@ class Worker(Generic[T]):
         self._last_error = ""
         self.heartbeat = time.monotonic()
         self.metrics.worker_healthy.labels(service).set(1)
+
+    def run_once(self, timeout: float = 1.0) -> int:
+        """One loop turn; returns how much it moved (0: nothing to do). Raises when the turn failed."""
+        raise NotImplementedError
 
     @property
     def consumer(self) -> Consumer:
@@ -189,50 +176,22 @@ class Worker(Generic[T]):
         self.producer.produce(self.topic_names.dlq, dl.SerializeToString(), key=m.key)
         self.metrics.dead_letters.labels(self.service, kind).inc()
 
-    def run_once(self, timeout: float = 1.0) -> int:
-        """Process at most one batch; returns how many messages it took (0: nothing to do).
+    def _export_lag(self, consumer: Consumer) -> None:
+        try:
+            self.metrics.lag.labels(self.service).set(consumer.lag())
+        except Exception as exc:  # noqa: BLE001 - best effort; never fails a committed batch
+            log.debug("%s: lag not available: %s", self.service, exc)
 
-        Raises when the batch could not be finished (a transient fault, or a dead-letter or output
-        produce that failed); then nothing of it is committed and it is delivered again.
+    def _keepalive(self) -> None:
+        if self._consumer is not None:
+            self._consumer.keepalive()
+
+    def _commit(self, consumer: Consumer, messages: list[Message]) -> bool:
+        """Commit messages whose outputs are durable; False when the group refused (counted, logged).
+
+        Any other commit error replaces the consumer and propagates (nothing lost: the messages are
+        delivered again).
         """
-        consumer = self.consumer
-        try:
-            messages = consumer.poll(timeout, self.max_batch)
-        except Exception:
-            # A consumer that cannot poll (closed, or broken by a broker outage) is replaced, so the
-            # loop does not poll a dead one for ever.
-            self._restart_consumer()
-            raise
-        if not messages:
-            self._export_lag(consumer)
-            self.beat()
-            return 0
-        started = time.perf_counter()
-        try:
-            decoded: list[tuple[Message, T]] = []
-            for m in messages:
-                try:
-                    decoded.append((m, self.decode(m.value)))
-                except Exception as exc:  # noqa: BLE001 - any decode failure is the message's fault
-                    self._dead_letter(m, f"undecodable message on {m.topic}: {type(exc).__name__}: {exc}", "decode")
-            step = self.sub_batch or len(decoded) or 1
-            processed: list[tuple[Message, Result]] = []
-            for i in range(0, len(decoded), step):
-                if i:
-                    consumer.keepalive()
-                processed.extend(self._process(decoded[i : i + step]))
-            for m, r in processed:
-                if r.failed:
-                    self._dead_letter(m, r.failed, "process")
-                for o in r.outputs:
-                    self.producer.produce(o.topic, o.value, o.key)
-                    self.metrics.produced.labels(self.service, o.topic).inc()
-            self.producer.flush()
-        except Exception as exc:
-            # Logged by run_forever's circuit breaker (once per state change), here only at DEBUG.
-            log.debug("%s: batch of %d failed (%s); it will be delivered again", self.service, len(messages), exc)
-            self._restart_consumer()
-            raise
         try:
             consumer.commit(messages)
         except Exception as exc:
@@ -240,77 +199,16 @@ class Worker(Generic[T]):
                 self._restart_consumer()
                 raise
             # The group gave these partitions to another member (a rebalance, or this batch outlived
-            # max.poll.interval): that member gets the batch again; the outputs are already durable.
+            # max.poll.interval): that member gets the messages again; the outputs are already durable.
             self.metrics.commit_failures.labels(self.service).inc()
             log.warning(
-                "%s: commit of a batch of %d refused by the group (%s); it will be redelivered",
+                "%s: commit of %d message(s) refused by the group (%s); they will be redelivered",
                 self.service,
                 len(messages),
                 exc,
             )
-        for m in messages:
-            self.metrics.consumed.labels(self.service, m.topic).inc()
-        self.metrics.batch_seconds.labels(self.service).observe(time.perf_counter() - started)
-        self._export_lag(consumer)
-        self.beat()
-        return len(messages)
-
-    def _export_lag(self, consumer: Consumer) -> None:
-        try:
-            self.metrics.lag.labels(self.service).set(consumer.lag())
-        except Exception as exc:  # noqa: BLE001 - best effort; never fails a committed batch
-            log.debug("%s: lag not available: %s", self.service, exc)
-
-    def _process(self, items: list[tuple[Message, T]]) -> list[tuple[Message, Result]]:
-        """Run the handler; when it raises a non-transient error, find the poison by halves.
-
-        A message whose handling still fails when it is alone, ``poison_attempts`` times, gets a
-        failed Result (so it is dead-lettered with the reason) and the rest of the batch goes on.
-        A transient fault (see :func:`is_transient`) propagates: the whole batch is retried later and
-        nothing is turned into a dead letter.
-        """
-        if not items:
-            return []
-        attempts = self.poison_attempts if len(items) == 1 else 1
-        for attempt in range(attempts):
-            if attempt:
-                self._keepalive()
-            try:
-                results = self.handler([d for _, d in items])
-                if len(results) != len(items):
-                    raise RuntimeError(f"handler returned {len(results)} results for {len(items)} inputs")
-                return [(m, r) for (m, _), r in zip(items, results)]
-            except Exception as exc:
-                if is_transient(exc):
-                    raise
-                if len(items) == 1 and attempt == attempts - 1:
-                    m = items[0][0]
-                    log.warning(
-                        "%s: %s[%d]@%d fails alone: %s: %s",
-                        self.service,
-                        m.topic,
-                        m.partition,
-                        m.offset,
-                        type(exc).__name__,
-                        exc,
-                    )
-                    return [(m, Result(failed=f"cannot be processed: {type(exc).__name__}: {exc}"))]
-                if len(items) > 1:
-                    log.warning(
-                        "%s: batch of %d failed (%s: %s); retrying it in halves to find the poison",
-                        self.service,
-                        len(items),
-                        type(exc).__name__,
-                        exc,
-                    )
-        mid = len(items) // 2
-        first = self._process(items[:mid])
-        self._keepalive()
-        return first + self._process(items[mid:])
-
-    def _keepalive(self) -> None:
-        if self._consumer is not None:
-            self._consumer.keepalive()
+            return False
+        return True
 
     def _restart_consumer(self) -> None:
         """Close the consumer and create a new one (which starts at the committed offsets).
@@ -397,7 +295,146 @@ class Worker(Generic[T]):
                 self._consumer.close()
 
 
-def install_signal_handlers(*workers: Worker[Any]) -> None:
+class Worker(ConsumerLoop, Generic[T]):
+    """One consuming service. ``handler`` gets decoded inputs and returns one Result per input.
+
+    Failures fall in two classes. A transient fault (database, broker, judge or endpoint down; see
+    :func:`is_transient`) fails the batch: nothing is committed, the consumer is re-created and the
+    batch is delivered again, so nothing is lost. Any other error raised by the handler is taken to
+    be caused by a message (poison: a value the database rejects, a record the logic cannot read):
+    the batch is retried in halves until the message that fails alone is found, which goes to the
+    dead-letter topic with its reason while the rest of the batch is processed.
+
+    The circuit breaker, heartbeat and consumer re-creation are :class:`ConsumerLoop`'s.
+
+    ``sub_batch`` (0: the whole poll) splits a polled batch into handler calls of at most that many
+    messages; between them (and between the steps of a poison search) the consumer is kept alive in
+    its group (:meth:`Consumer.keepalive`), so a long batch does not outlive ``max.poll.interval``.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        bus: Bus,
+        topics: list[str],
+        group_id: str,
+        decode: Callable[[bytes], T],
+        handler: Handler[T],
+        metrics: ServiceMetrics,
+        topic_names: Topics,
+        max_batch: int = 256,
+        poison_attempts: int = 2,
+        sub_batch: int = 0,
+        backoff: Backoff | None = None,
+    ) -> None:
+        super().__init__(service, bus, topics, group_id, metrics, topic_names, backoff)
+        self.decode = decode
+        self.handler = handler
+        self.max_batch = max_batch
+        self.poison_attempts = max(1, poison_attempts)
+        self.sub_batch = max(0, sub_batch)
+
+    def run_once(self, timeout: float = 1.0) -> int:
+        """Process at most one batch; returns how many messages it took (0: nothing to do).
+
+        Raises when the batch could not be finished (a transient fault, or a dead-letter or output
+        produce that failed); then nothing of it is committed and it is delivered again.
+        """
+        consumer = self.consumer
+        try:
+            messages = consumer.poll(timeout, self.max_batch)
+        except Exception:
+            # A consumer that cannot poll (closed, or broken by a broker outage) is replaced, so the
+            # loop does not poll a dead one for ever.
+            self._restart_consumer()
+            raise
+        if not messages:
+            self._export_lag(consumer)
+            self.beat()
+            return 0
+        started = time.perf_counter()
+        try:
+            decoded: list[tuple[Message, T]] = []
+            for m in messages:
+                try:
+                    decoded.append((m, self.decode(m.value)))
+                except Exception as exc:  # noqa: BLE001 - any decode failure is the message's fault
+                    self._dead_letter(m, f"undecodable message on {m.topic}: {type(exc).__name__}: {exc}", "decode")
+            step = self.sub_batch or len(decoded) or 1
+            processed: list[tuple[Message, Result]] = []
+            for i in range(0, len(decoded), step):
+                if i:
+                    consumer.keepalive()
+                processed.extend(self._process(decoded[i : i + step]))
+            for m, r in processed:
+                if r.failed:
+                    self._dead_letter(m, r.failed, "process")
+                for o in r.outputs:
+                    self.producer.produce(o.topic, o.value, o.key)
+                    self.metrics.produced.labels(self.service, o.topic).inc()
+            self.producer.flush()
+        except Exception as exc:
+            # Logged by run_forever's circuit breaker (once per state change), here only at DEBUG.
+            log.debug("%s: batch of %d failed (%s); it will be delivered again", self.service, len(messages), exc)
+            self._restart_consumer()
+            raise
+        self._commit(consumer, messages)
+        for m in messages:
+            self.metrics.consumed.labels(self.service, m.topic).inc()
+        self.metrics.batch_seconds.labels(self.service).observe(time.perf_counter() - started)
+        self._export_lag(consumer)
+        self.beat()
+        return len(messages)
+
+    def _process(self, items: list[tuple[Message, T]]) -> list[tuple[Message, Result]]:
+        """Run the handler; when it raises a non-transient error, find the poison by halves.
+
+        A message whose handling still fails when it is alone, ``poison_attempts`` times, gets a
+        failed Result (so it is dead-lettered with the reason) and the rest of the batch goes on.
+        A transient fault (see :func:`is_transient`) propagates: the whole batch is retried later and
+        nothing is turned into a dead letter.
+        """
+        if not items:
+            return []
+        attempts = self.poison_attempts if len(items) == 1 else 1
+        for attempt in range(attempts):
+            if attempt:
+                self._keepalive()
+            try:
+                results = self.handler([d for _, d in items])
+                if len(results) != len(items):
+                    raise RuntimeError(f"handler returned {len(results)} results for {len(items)} inputs")
+                return [(m, r) for (m, _), r in zip(items, results)]
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                if len(items) == 1 and attempt == attempts - 1:
+                    m = items[0][0]
+                    log.warning(
+                        "%s: %s[%d]@%d fails alone: %s: %s",
+                        self.service,
+                        m.topic,
+                        m.partition,
+                        m.offset,
+                        type(exc).__name__,
+                        exc,
+                    )
+                    return [(m, Result(failed=f"cannot be processed: {type(exc).__name__}: {exc}"))]
+                if len(items) > 1:
+                    log.warning(
+                        "%s: batch of %d failed (%s: %s); retrying it in halves to find the poison",
+                        self.service,
+                        len(items),
+                        type(exc).__name__,
+                        exc,
+                    )
+        mid = len(items) // 2
+        first = self._process(items[:mid])
+        self._keepalive()
+        return first + self._process(items[mid:])
+
+
+def install_signal_handlers(*workers: ConsumerLoop) -> None:
     def _stop(_sig: int, _frame: Any) -> None:
         for w in workers:
             w.stop()

@@ -17,6 +17,10 @@ extra rows never count. Runs stored by versions without a plan keep the count ru
 
 ``dead_letters`` keeps every message a service dead-lettered (payload included, for
 ``trustwatch dlq replay``), once per source (topic, partition, offset).
+
+``baselines`` holds each target's pinned baseline run (``trustwatch baseline pin``) and
+``comparisons`` the run-against-run comparisons the aggregator computed (``Comparison.to_json()``,
+keyed by base and new run), so a restart exports them again without recomputing.
 """
 
 from __future__ import annotations
@@ -122,6 +126,32 @@ dead_letters = sa.Table(
     sa.Index("ix_dead_letters_job", "job_id"),
 )
 
+#: A target's pinned baseline: the run every later run of the target is compared with besides its
+#: previous one (``trustwatch baseline pin RUN``); one per target, a new pin replaces the old.
+baselines = sa.Table(
+    "baselines",
+    metadata,
+    sa.Column("target", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.String(300), nullable=False),
+    sa.Column("pinned_unix_ms", sa.BigInteger, nullable=False),
+)
+
+#: Comparisons of two runs (``trustwatch.benchmark.compare``), stored by the aggregator when a run
+#: completes, so a restart does not recompute them and the HTTP API can serve them. ``payload_json``
+#: is ``Comparison.to_json()``.
+comparisons = sa.Table(
+    "comparisons",
+    metadata,
+    sa.Column("base_run_id", sa.String(300), primary_key=True),
+    sa.Column("new_run_id", sa.String(300), primary_key=True),
+    sa.Column("target", sa.String(200), nullable=False),
+    sa.Column("comparable", sa.Boolean, nullable=False),
+    sa.Column("regressed", sa.Integer, nullable=False),
+    sa.Column("payload_json", sa.Text, nullable=False),
+    sa.Column("created_unix_ms", sa.BigInteger, nullable=False),
+    sa.Index("ix_comparisons_new_run", "new_run_id"),
+)
+
 #: Columns added after the first release, by table: :meth:`Store.__init__` adds those an existing
 #: database lacks (all nullable, so old rows read as NULL). A migration tool (e.g. Alembic) should
 #: take over once there are more changes than added nullable columns.
@@ -205,6 +235,28 @@ class PoisonCandidate:
     service: str
     reason: str
     record_json: str
+
+
+@dataclass(frozen=True)
+class BaselineRow:
+    """A target's pinned baseline run (see ``baselines``)."""
+
+    target: str
+    run_id: str
+    pinned_unix_ms: int
+
+
+@dataclass(frozen=True)
+class ComparisonRow:
+    """A stored comparison of two runs (see ``comparisons``); ``payload`` is ``Comparison.to_json()``."""
+
+    base_run_id: str
+    new_run_id: str
+    target: str
+    comparable: bool
+    regressed: int
+    payload: dict[str, Any]
+    created_unix_ms: int
 
 
 @dataclass(frozen=True)
@@ -707,8 +759,96 @@ class Store:
                 for r in conn.execute(q)
             ]
 
+    # -- baselines and comparisons ----------------------------------------------------------------
+    def pin_baseline(self, run_id: str, when_ms: int | None = None) -> BaselineRow:
+        """Pin a stored run as its target's baseline (replacing the target's previous pin)."""
+        run = self.run(run_id)
+        if run is None:
+            raise KeyError(f"no run {run_id!r}")
+        row = _safe_row(baselines, dict(target=run.target, run_id=run.run_id, pinned_unix_ms=when_ms or now_ms()))
+        ins = self._insert(baselines)
+        with self.engine.begin() as conn:
+            conn.execute(
+                ins.values(**row).on_conflict_do_update(
+                    index_elements=["target"],
+                    set_={"run_id": ins.excluded.run_id, "pinned_unix_ms": ins.excluded.pinned_unix_ms},
+                )
+            )
+        return BaselineRow(**row)
+
+    def unpin_baseline(self, target: str) -> bool:
+        """Remove a target's baseline; False when it had none."""
+        with self.engine.begin() as conn:
+            done = conn.execute(baselines.delete().where(baselines.c.target == target))
+        return bool(done.rowcount)
+
+    def baselines(self) -> dict[str, BaselineRow]:
+        """Every pinned baseline, by target."""
+        with self.engine.connect() as conn:
+            return {
+                r.target: BaselineRow(r.target, r.run_id, r.pinned_unix_ms) for r in conn.execute(sa.select(baselines))
+            }
+
+    def baseline(self, target: str) -> BaselineRow | None:
+        with self.engine.connect() as conn:
+            r = conn.execute(sa.select(baselines).where(baselines.c.target == target)).first()
+        return BaselineRow(r.target, r.run_id, r.pinned_unix_ms) if r else None
+
+    def store_comparison(self, target: str, payload: Mapping[str, Any], when_ms: int | None = None) -> None:
+        """Store (or replace) the comparison of ``payload``'s base and new runs."""
+        row = _safe_row(
+            comparisons,
+            dict(
+                base_run_id=payload["base_run"],
+                new_run_id=payload["new_run"],
+                target=target,
+                comparable=bool(payload.get("comparable")),
+                regressed=int(payload.get("regressed") or 0),
+                payload_json=json.dumps(payload, sort_keys=True),
+                created_unix_ms=when_ms or now_ms(),
+            ),
+        )
+        ins = self._insert(comparisons)
+        keep = ("base_run_id", "new_run_id")
+        with self.engine.begin() as conn:
+            conn.execute(
+                ins.values(**row).on_conflict_do_update(
+                    index_elements=list(keep), set_={k: ins.excluded[k] for k in row if k not in keep}
+                )
+            )
+
+    def comparison(self, base_run_id: str, new_run_id: str) -> ComparisonRow | None:
+        q = sa.select(comparisons).where(
+            comparisons.c.base_run_id == _run_key(base_run_id), comparisons.c.new_run_id == _run_key(new_run_id)
+        )
+        with self.engine.connect() as conn:
+            r = conn.execute(q).mappings().first()
+        return _comparison_row(r) if r else None
+
+    def comparisons(self, new_run_id: str | None = None, target: str | None = None) -> list[ComparisonRow]:
+        """Stored comparisons, oldest first, of one new run or one target."""
+        q = sa.select(comparisons).order_by(comparisons.c.created_unix_ms, comparisons.c.base_run_id)
+        if new_run_id is not None:
+            q = q.where(comparisons.c.new_run_id == _run_key(new_run_id))
+        if target is not None:
+            q = q.where(comparisons.c.target == target)
+        with self.engine.connect() as conn:
+            return [_comparison_row(r) for r in conn.execute(q).mappings()]
+
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _comparison_row(r: Any) -> ComparisonRow:
+    return ComparisonRow(
+        base_run_id=r["base_run_id"],
+        new_run_id=r["new_run_id"],
+        target=r["target"],
+        comparable=bool(r["comparable"]),
+        regressed=int(r["regressed"]),
+        payload=json.loads(r["payload_json"]),
+        created_unix_ms=int(r["created_unix_ms"]),
+    )
 
 
 def _dead_letter_row(r: Any) -> DeadLetterRow:

@@ -1,9 +1,16 @@
 """The embedded mode: every service in one process over the in-memory bus, evaluators in-process,
-SQLite. Same services, tasks and metrics as the distributed mode; only the transport differs."""
+SQLite. Same services, tasks and metrics as the distributed mode; only the transport differs.
+
+The stages overlap as they do in the distributed mode: each generator and the judge dispatcher run
+their transport loops in threads of their own, while the calling thread runs the aggregator (the
+only stage that touches the store, so an in-memory SQLite database works) and reports progress.
+The run ends when every stage is drained, checked in pipeline order (see :func:`_drained`).
+"""
 
 from __future__ import annotations
 
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -20,7 +27,7 @@ from trustwatch.generator.service import generator_worker
 from trustwatch.judge.client import EvaluatorClient, LocalEvaluators
 from trustwatch.judge.dispatcher import dispatcher_worker
 from trustwatch.platform.bus import MemoryBus, Topics
-from trustwatch.platform.runtime import Worker
+from trustwatch.platform.runtime import ConsumerLoop
 from trustwatch.platform.store import Store
 from trustwatch.platform.targets import TargetSpec
 from trustwatch.platform.telemetry import names
@@ -34,6 +41,43 @@ BackendFactory = Callable[[TargetSpec], Backend]
 
 def _stderr_progress(text: str) -> None:
     print(text, file=sys.stderr, flush=True)
+
+
+class _Stage:
+    """One transport loop turning in a thread of its own until stopped; an error stops the loop and
+    is kept for the calling thread to raise."""
+
+    def __init__(self, worker: ConsumerLoop) -> None:
+        self.worker = worker
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"embedded-{worker.service}", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self.worker.run_once(timeout=0.05)
+        except BaseException as e:  # noqa: BLE001 - re-raised by the calling thread
+            self.error = e
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def drained(self) -> bool:
+        """Everything this stage took is committed (so its outputs are flushed downstream)."""
+        consumer = self.worker._consumer
+        return self.error is None and consumer is not None and consumer.lag() == 0
+
+
+def _drained(stages: Sequence[_Stage]) -> bool:
+    """Whether the stages, given in pipeline order, have all finished their work. Checked upstream
+    first: a stage commits only after its outputs are flushed, so once an upstream stage is drained
+    its work is visible as lag downstream, and a later check of that stage cannot miss it."""
+    return all(s.drained() for s in stages)
 
 
 def run_embedded(
@@ -85,15 +129,15 @@ def run_embedded(
                 + (f", {done} already done (resumed)" if done else "")
             )
         agg = Aggregator(store, metrics)
-        workers: list[Worker[Any]] = []
+        stages: list[_Stage] = []  # in pipeline order: generators, then the dispatcher
         backends: list[Backend] = []
         for p in plans:
             if published[p.run_id]:
                 backend = backend_factory(p.target)
                 backends.append(backend)
-                workers.append(generator_worker(bus, topics, p.target.name, p.target.backend, backend, metrics))
-        workers.append(dispatcher_worker(bus, topics, evaluators or LocalEvaluators(settings), metrics))
-        workers.extend(aggregator_workers(bus, topics, agg, metrics))
+                stages.append(_Stage(generator_worker(bus, topics, p.target.name, p.target.backend, backend, metrics)))
+        stages.append(_Stage(dispatcher_worker(bus, topics, evaluators or LocalEvaluators(settings), metrics)))
+        aggregators: list[ConsumerLoop] = list(aggregator_workers(bus, topics, agg, metrics))
         expected = sum(p.expected_judgments for p in plans)
         stored_before = sum(store.judgment_count(p.run_id) for p in plans)
         generate = tqdm(
@@ -115,11 +159,18 @@ def run_embedded(
         )
         completions = {"service": "generator", "topic": topics.completions}
         started, last = time.monotonic(), 0.0
+        for s in stages:
+            s.start()
         try:
             while True:
-                moved = sum(w.run_once(timeout=0) for w in workers)
+                moved = sum(w.run_once(timeout=0.02) for w in aggregators)
+                failed = next((s.error for s in stages if s.error is not None), None)
+                if failed is not None:
+                    raise failed
+                # Drained upstream stages, then one more aggregator round that finds nothing: done.
+                done = not moved and _drained(stages) and not sum(w.run_once(timeout=0) for w in aggregators)
                 now = time.monotonic()
-                if now - last > (0.5 if show_bars else 2) or not moved:
+                if now - last > (0.5 if show_bars else 2) or done:
                     stored = sum(store.judgment_count(p.run_id) for p in plans)
                     if show_bars:
                         generate.update(
@@ -129,15 +180,17 @@ def run_embedded(
                     else:
                         progress(f"  judged {stored}/{expected} ({now - started:.0f} s)")
                     last = now
-                if not moved:
+                if done:
                     break
         finally:
+            for s in stages:
+                s.stop()
             generate.close()
             judge.close()
+        for w in [*(s.worker for s in stages), *aggregators]:
+            w.close()
         for b in backends:
             b.close()
-        for w in workers:
-            w.close()
         for p in plans:
             agg.touch(p.run_id)
         agg.refresh()

@@ -7,6 +7,7 @@ Topics get unique names, so the tests share one broker without seeing each other
 from __future__ import annotations
 
 import re
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -308,3 +309,59 @@ def test_a_new_consumer_first_short_poll_sees_waiting_messages(bus: Bus, new_top
     consumer = bus.consumer([topic], "g")
     assert values(consumer.poll(timeout=0.1)) == [b"a", b"b", b"c"]
     consumer.close()
+
+
+def test_assignment_holds_the_partitions_a_lone_member_reads(bus: Bus, new_topic: Callable[[], str]) -> None:
+    topic = new_topic()
+    bus.create_topics([topic], partitions=3)
+    produce_all(bus, topic, [f"{i}".encode() for i in range(12)], [f"k{i}".encode() for i in range(12)])
+    consumer = bus.consumer([topic], "g")
+    got = drain(consumer, 12, quiet_time(bus))
+    held = consumer.assignment()
+    assert held == {(topic, p) for p in range(3)}  # the only member of its group holds every partition
+    assert {(m.topic, m.partition) for m in got} <= held
+    consumer.keepalive()  # keeping alive does not give partitions away
+    assert consumer.assignment() == held
+    consumer.close()
+
+
+@pytest.mark.slow
+def test_kafka_assignment_changes_when_a_second_member_joins(kafka_broker: str, new_topic: Callable[[], str]) -> None:
+    """Kafka only (the memory bus has no rebalances): a partition given to another member leaves the
+    first member's assignment, which is how a streaming loop learns to stop tracking it."""
+    from trustwatch.platform.bus.kafka import KafkaBus
+
+    topic = new_topic()
+    bus = KafkaBus(kafka_broker, partitions=2)
+    bus.create_topics([topic], partitions=2)
+    first = bus.consumer([topic], "g")
+    assert first.poll(timeout=0.5) == []
+    assert first.assignment() == {(topic, 0), (topic, 1)}
+    # The first member keeps alive (without taking messages) in a thread of its own, as a busy
+    # streaming loop does, while the second one's first poll waits for the join.
+    stop, held = threading.Event(), [first.assignment()]
+
+    def keep_first_alive() -> None:
+        while not stop.is_set():
+            first.keepalive()
+            held.append(first.assignment())
+            time.sleep(0.1)
+
+    keeper = threading.Thread(target=keep_first_alive)
+    keeper.start()
+    second = bus.consumer([topic], "g")
+    try:
+        deadline = time.monotonic() + WAIT
+        a, b = held[-1], second.assignment()
+        while time.monotonic() < deadline:
+            second.poll(timeout=0.2)
+            a, b = held[-1], second.assignment()
+            if a and b and not a & b and a | b == {(topic, 0), (topic, 1)}:
+                break
+    finally:
+        stop.set()
+        keeper.join()
+    assert a and b and not a & b and a | b == {(topic, 0), (topic, 1)}, (a, b)
+    second.close()
+    first.close()
+    bus.close()

@@ -8,6 +8,10 @@ How it works
 * The whole batch goes to vLLM in ONE ``LLM.generate(prompts, [SamplingParams per request])``
   call: the scheduler then interleaves all of them (continuous batching); per-request temperature,
   top_p, max_tokens and seed are honoured.
+* Streaming (:meth:`VllmBackend.stream`, what the generator service uses): a thread owns the
+  engine and feeds it requests one at a time as they are submitted, stepping it continuously; each
+  result comes back as soon as its sequence finishes, so freed slots are refilled at once instead of
+  waiting for a batch's longest reply (see :class:`VllmStream`).
 * A prompt that does not fit the model window becomes an error result ("prompt has N tokens,
   model window is M; ...") and is not submitted; vLLM would otherwise reject the whole call. A
   request whose ``max_tokens`` would overrun the window is clamped to what fits (it then ends with
@@ -47,15 +51,17 @@ set; elsewhere vLLM's own default (a separate engine-core process) or that varia
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 from trustwatch.generator.backends import _kinds
-from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, register
+from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, Stream, register
 from trustwatch.platform.targets import TargetSpec
 
 log = logging.getLogger(__name__)
@@ -169,6 +175,9 @@ class VllmBackend(Backend):
         self._tokenizer = self._llm.get_tokenizer()
         # vLLM may lower max_model_len to what the model supports; the engine's value is the truth.
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
+        #: Sequences the scheduler runs at once (the engine's max_num_seqs).
+        self.max_num_seqs = int(self._llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
+        self._stream: VllmStream | None = None
         self._has_template = bool(getattr(self._tokenizer, "chat_template", None))
         if not self._has_template:
             log.warning("model %s has no chat template; prompts are sent as plain text", model)
@@ -225,28 +234,28 @@ class VllmBackend(Backend):
     # Generation
     # ------------------------------------------------------------------------------------------
 
-    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
-        results: list[GenResult | None] = [None] * len(requests)
-        submit: list[int] = []  # indexes of requests handed to vLLM
-        prompts: list[dict[str, Any]] = []
-        params: list[Any] = []
-
-        for i, (req, ids) in enumerate(zip(requests, self.encode([r.prompt for r in requests]))):
+    def _prepare(self, requests: Sequence[GenRequest]) -> list[GenResult | tuple[dict[str, Any], Any]]:
+        """Per request: the (token prompt, SamplingParams) to hand to vLLM, or the error result
+        that keeps it from being submitted (no chat template, prompt over the window, bad settings)."""
+        out: list[GenResult | tuple[dict[str, Any], Any]] = []
+        for req, ids in zip(requests, self.encode([r.prompt for r in requests])):
             if isinstance(ids, Exception):
-                results[i] = _kinds.failed(req.request_id, f"could not apply the chat template: {ids}", _kinds.FINAL)
+                out.append(_kinds.failed(req.request_id, f"could not apply the chat template: {ids}", _kinds.FINAL))
                 continue
             n = len(ids)
             # vLLM needs room for at least one generated token.
             if n >= self.max_model_len:
                 # Final: the prompt does not fit this model; retrying cannot change that.
-                results[i] = _kinds.failed(
-                    req.request_id,
-                    (
-                        f"prompt has {n} tokens, model window is {self.max_model_len}; "
-                        "shorten the prompt or raise the target's max_model_len"
-                    ),
-                    _kinds.FINAL,
-                    prompt_tokens=n,
+                out.append(
+                    _kinds.failed(
+                        req.request_id,
+                        (
+                            f"prompt has {n} tokens, model window is {self.max_model_len}; "
+                            "shorten the prompt or raise the target's max_model_len"
+                        ),
+                        _kinds.FINAL,
+                        prompt_tokens=n,
+                    )
                 )
                 continue
             try:
@@ -257,13 +266,27 @@ class VllmBackend(Backend):
                     seed=req.seed,
                 )
             except Exception as e:  # noqa: BLE001 - e.g. a negative temperature
-                results[i] = _kinds.failed(
-                    req.request_id, f"invalid sampling settings: {e}", _kinds.FINAL, prompt_tokens=n
+                out.append(
+                    _kinds.failed(req.request_id, f"invalid sampling settings: {e}", _kinds.FINAL, prompt_tokens=n)
                 )
                 continue
+            out.append(({"prompt_token_ids": ids}, sp))  # a vllm.inputs.TokensPrompt
+        return out
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        if getattr(self, "_stream", None) is not None:
+            raise RuntimeError("the vLLM engine is in streaming mode; close its stream before calling generate()")
+        results: list[GenResult | None] = [None] * len(requests)
+        submit: list[int] = []  # indexes of requests handed to vLLM
+        prompts: list[dict[str, Any]] = []
+        params: list[Any] = []
+        for i, prepared in enumerate(self._prepare(requests)):
+            if isinstance(prepared, GenResult):
+                results[i] = prepared
+                continue
             submit.append(i)
-            prompts.append({"prompt_token_ids": ids})  # a vllm.inputs.TokensPrompt
-            params.append(sp)
+            prompts.append(prepared[0])
+            params.append(prepared[1])
 
         if submit:
             for i, res in zip(submit, self._run(requests, submit, prompts, params)):
@@ -312,7 +335,21 @@ class VllmBackend(Backend):
             latency_s=latency,
         )
 
+    def stream(self, capacity: int | None = None) -> VllmStream:
+        """The engine in streaming mode (see :class:`VllmStream`); one at a time, and :meth:`generate`
+        is refused while it is open. ``capacity``: default twice the scheduler's ``max_num_seqs``,
+        so that a finished sequence's slot is taken at once from a queue of waiting requests."""
+        if self._llm is None:
+            raise RuntimeError("the vLLM back-end is closed")
+        if self._stream is not None:
+            raise RuntimeError("the vLLM engine already has an open stream; close it first")
+        self._stream = VllmStream(self, capacity or 2 * self.max_num_seqs)
+        return self._stream
+
     def close(self) -> None:
+        if getattr(self, "_stream", None) is not None:
+            with contextlib.suppress(Exception):
+                self._stream.close()  # type: ignore[union-attr]
         llm = getattr(self, "_llm", None)
         if llm is None:
             return
@@ -321,3 +358,153 @@ class VllmBackend(Backend):
         with contextlib.suppress(Exception):
             llm.llm_engine.engine_core.shutdown()
         del llm
+
+
+class VllmStream(Stream):
+    """The engine fed one request at a time: a dedicated thread owns the engine (vLLM's
+    ``LLMEngine``: ``add_request`` / ``step``), takes submitted requests as they come, and hands each
+    result back as soon as its sequence finishes, so continuous batching always has a queue to fill
+    freed slots from. Prompts are rendered, tokenized and checked on that thread too (the tokenizer
+    is not shared across threads), with the same rules as :meth:`VllmBackend.generate`.
+
+    If an engine step fails, every request then in the engine gets a transient error result (the
+    engine's fault, not the model's) and the thread goes on with what comes next.
+    """
+
+    def __init__(self, backend: VllmBackend, capacity: int) -> None:
+        from vllm.sampling_params import RequestOutputKind
+
+        self.backend = backend
+        self.capacity = max(1, capacity)
+        self._final_only = RequestOutputKind.FINAL_ONLY
+        self._engine: Any = backend._llm.llm_engine
+        self._cv = threading.Condition()
+        self._inbox: list[GenRequest] = []
+        self._done: list[GenResult] = []
+        self._in_flight = 0  # submitted and not yet returned by results(); caller's thread only
+        self._closed = False
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._counter = itertools.count()
+
+    # -- caller's side -------------------------------------------------------------------------------
+    def submit(self, request: GenRequest) -> None:
+        if self._closed:
+            raise RuntimeError("the vLLM stream is closed")
+        if self._in_flight >= self.capacity:
+            raise RuntimeError(f"the vLLM stream is full ({self.capacity} requests in flight)")
+        if self._error is not None:
+            raise RuntimeError(f"the vLLM stream's engine thread died: {self._error}") from self._error
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="vllm-stream", daemon=True)
+            self._thread.start()
+        with self._cv:
+            self._inbox.append(request)
+            self._cv.notify_all()
+        self._in_flight += 1
+
+    def results(self, timeout: float = 0.0) -> list[GenResult]:
+        deadline = time.monotonic() + timeout
+        with self._cv:
+            while not self._done and self._error is None and not self._closed:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cv.wait(left)
+            out, self._done = self._done, []
+            error = self._error
+        self._in_flight -= len(out)
+        if error is not None and not out:
+            raise RuntimeError(f"the vLLM stream's engine thread died: {error}") from error
+        return out
+
+    @property
+    def in_flight(self) -> int:
+        return self._in_flight
+
+    def close(self) -> None:
+        """Stop the thread; requests still in the engine are aborted."""
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+        self._inbox, self._done = [], []
+        if self.backend._stream is self:
+            self.backend._stream = None
+
+    # -- engine thread -------------------------------------------------------------------------------
+    def _finished(self, results: list[GenResult]) -> None:
+        if results:
+            with self._cv:
+                self._done.extend(results)
+                self._cv.notify_all()
+
+    def _run(self) -> None:
+        live: dict[str, tuple[GenRequest, float]] = {}  # engine request id -> (request, time added)
+        try:
+            while True:
+                with self._cv:
+                    while not self._closed and not self._inbox and not live:
+                        self._cv.wait(1.0)
+                    if self._closed:
+                        break
+                    new, self._inbox = self._inbox, []
+                if new:
+                    self._add(new, live)
+                if live:
+                    self._step(live)
+        except BaseException as e:  # noqa: BLE001 - surfaced to the caller by results()/submit()
+            log.exception("vLLM stream: the engine thread failed")
+            with self._cv:
+                self._error = e
+                self._cv.notify_all()
+        finally:
+            if live:
+                with contextlib.suppress(Exception):
+                    self._engine.abort_request(list(live))
+
+    def _add(self, requests: list[GenRequest], live: dict[str, tuple[GenRequest, float]]) -> None:
+        failed: list[GenResult] = []
+        for req, prepared in zip(requests, self.backend._prepare(requests)):
+            if isinstance(prepared, GenResult):
+                failed.append(prepared)
+                continue
+            prompt, sp = prepared
+            sp.output_kind = self._final_only  # one output per request, when it is finished
+            key = f"s{next(self._counter)}"
+            try:
+                self._engine.add_request(key, prompt, sp)
+            except Exception as e:  # noqa: BLE001 - this request's error; the others go on
+                failed.append(
+                    _kinds.failed(
+                        req.request_id,
+                        f"vLLM refused the request: {e}",
+                        _kinds.FINAL,
+                        prompt_tokens=len(prompt["prompt_token_ids"]),
+                    )
+                )
+                continue
+            live[key] = (req, time.perf_counter())
+        self._finished(failed)
+
+    def _step(self, live: dict[str, tuple[GenRequest, float]]) -> None:
+        try:
+            outputs = self._engine.step()
+        except Exception as e:  # noqa: BLE001 - the engine's fault: every request in it is told
+            log.warning("vLLM step failed (%s); %d request(s) in flight get a transient error", e, len(live))
+            with contextlib.suppress(Exception):
+                self._engine.abort_request(list(live))
+            self._finished(
+                [_kinds.failed(req.request_id, f"vLLM failed: {e}", _kinds.TRANSIENT) for req, _ in live.values()]
+            )
+            live.clear()
+            return
+        done: list[GenResult] = []
+        now = time.perf_counter()
+        for out in outputs:
+            if not getattr(out, "finished", False) or out.request_id not in live:
+                continue
+            req, added = live.pop(out.request_id)
+            done.append(VllmBackend._result(req.request_id, out, now - added))
+        self._finished(done)

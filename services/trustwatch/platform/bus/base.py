@@ -50,6 +50,15 @@ class Consumer(abc.ABC):
         (every partition of the subscribed topics when the bus has no assignment); best effort."""
         return 0
 
+    def assignment(self) -> set[tuple[str, int]] | None:
+        """The (topic, partition) pairs this consumer holds now; None when the bus does not say.
+
+        A partition that leaves this set was given to another group member (a rebalance): messages
+        of it taken before and not yet committed are delivered again to that member, so a loop that
+        keeps messages in flight stops tracking them (and does not commit them). A partition kept
+        across a rebalance keeps its read position."""
+        return None
+
     def keepalive(self) -> None:
         """Tell the group this consumer is still working, without taking new messages (call it
         between the steps of a long batch, so the batch does not outlive ``max.poll.interval``)."""

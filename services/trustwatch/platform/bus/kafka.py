@@ -413,6 +413,11 @@ class _KafkaConsumer(Consumer):
         else:  # the caller re-creates the consumer on this error
             raise TimeoutError(f"consumer of {self._topics} got no partition; re-joining")
 
+    def assignment(self) -> set[tuple[str, int]] | None:
+        """The partitions the group gave this consumer (empty before the first join). kafka-python
+        keeps the read position of a partition that stays assigned across a rebalance."""
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
     def keepalive(self) -> None:
         """Poll with every assigned partition paused: resets the max.poll.interval clock and lets a
         rebalance happen, without returning (or skipping) any message."""

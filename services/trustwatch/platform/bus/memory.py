@@ -132,5 +132,10 @@ class _MemoryConsumer(Consumer):
                 for p, log in enumerate(self._bus._topic(name).partitions)
             )
 
+    def assignment(self) -> set[tuple[str, int]] | None:
+        # No rebalances here: a consumer holds every partition of its topics.
+        with self._bus._lock:
+            return {(name, p) for name in self._topics for p in range(len(self._bus._topic(name).partitions))}
+
     def close(self) -> None:
         self._closed = True

@@ -11,7 +11,15 @@ it with the committed files, and checks that every PromQL expression names only 
   reference values, the items behind each metric (total / valid / error), run progress and the age of
   each target's latest complete run.
 - ``trustwatch-operations``: throughput, consumer lag, latency quantiles, dead letters and errors per
-  service.
+  service (the pipeline's health).
+- ``trustwatch-runs``: run against run (each target's newest run compared with its previous run and
+  its pinned baseline: verdict, difference with its 95% CI, Holm-adjusted p-value, the compared runs),
+  trends of every task metric across runs, one panel per dimension, and a per-task drill-down
+  (score and interval, difference against the previous run and the baseline, verdicts over time).
+
+The verdicts are exported as a state set (``trustwatch_comparison_verdict{verdict=...}`` = 1 for the
+current one); panels show them as one code, :data:`VERDICT_CODE` (regressed -1, unchanged 0,
+improved 1, inconclusive 2) with value mappings.
 
 Panels are plain dicts built by the small helpers below, so the file needs nothing beyond the
 standard library.
@@ -165,7 +173,13 @@ def bargauge(
 
 
 def table(
-    title: str, columns: Sequence[tuple[str, str]], by: Sequence[str], description: str = "", w: int = 24, h: int = 10
+    title: str,
+    columns: Sequence[tuple[str, str]],
+    by: Sequence[str],
+    description: str = "",
+    w: int = 24,
+    h: int = 10,
+    overrides: Sequence[Json] = (),
 ) -> Json:
     """A table of instant queries merged on the ``by`` labels; ``columns`` is (header, expr) pairs."""
     targets = [query(expr, ref=chr(ord("A") + i), table=True) for i, (_, expr) in enumerate(columns)]
@@ -178,7 +192,7 @@ def table(
         "datasource": DATASOURCE,
         "targets": targets,
         "gridPos": {"w": w, "h": h},
-        "fieldConfig": {"defaults": {"decimals": 3, "custom": {"align": "auto"}}, "overrides": []},
+        "fieldConfig": {"defaults": {"decimals": 3, "custom": {"align": "auto"}}, "overrides": list(overrides)},
         "options": {"showHeader": True, "sortBy": [{"displayName": by[0], "desc": False}]},
         "transformations": [
             {"id": "merge", "options": {}},
@@ -187,6 +201,29 @@ def table(
                 "options": {"excludeByName": {"Time": True}, "renameByName": rename, "indexByName": order},
             },
         ],
+    }
+
+
+def state_timeline(
+    title: str, targets: list[Json], mappings: Sequence[Json], description: str = "", w: int = 12, h: int = 8
+) -> Json:
+    """Discrete states over time (a value mapping names and colours each state)."""
+    return {
+        "type": "state-timeline",
+        "title": title,
+        "description": description,
+        "datasource": DATASOURCE,
+        "targets": targets,
+        "gridPos": {"w": w, "h": h},
+        "fieldConfig": {
+            "defaults": {
+                "mappings": list(mappings),
+                "thresholds": {"mode": "absolute", "steps": [{"value": None, "color": "text"}]},
+                "custom": {"fillOpacity": 80, "lineWidth": 0},
+            },
+            "overrides": [],
+        },
+        "options": {"showValue": "auto", "mergeValues": True, "rowHeight": 0.9, "legend": {"showLegend": False}},
     }
 
 
@@ -203,6 +240,24 @@ def by_regex(pattern: str, **props: Any) -> Json:
         "matcher": {"id": "byRegexp", "options": pattern},
         "properties": [{"id": k.replace("__", "."), "value": v} for k, v in props.items()],
     }
+
+
+def by_name_override(name: str, **props: Any) -> Json:
+    """A field override for the field (table column) called ``name``."""
+    return {
+        "matcher": {"id": "byName", "options": name},
+        "properties": [{"id": k.replace("__", "."), "value": v} for k, v in props.items()],
+    }
+
+
+_DASHED_CI: Json = {
+    "matcher": {"id": "byRegexp", "options": ".* CI (low|high)$"},
+    "properties": [
+        {"id": "custom.lineStyle", "value": {"fill": "dash", "dash": [6, 4]}},
+        {"id": "custom.lineWidth", "value": 1},
+        {"id": "custom.fillOpacity", "value": 0},
+    ],
+}
 
 
 def variable(name: str, label: str, expr: str, multi: bool = True) -> Json:
@@ -254,6 +309,28 @@ def layout(panels: Iterable[Json]) -> list[Json]:
     return out
 
 
+def custom_variable(name: str, label: str, values: Sequence[str]) -> Json:
+    """A variable over fixed values, with All selected by default."""
+    return {
+        "type": "custom",
+        "name": name,
+        "label": label,
+        "query": ",".join(values),
+        "multi": True,
+        "includeAll": True,
+        "allValue": "|".join(values),
+        "hide": 0,
+        "current": {"text": "All", "value": "$__all"},
+        "options": [{"text": v, "value": v, "selected": False} for v in values],
+    }
+
+
+#: Links on every dashboard to the others (they share the tag).
+LINKS: list[Json] = [
+    {"type": "dashboards", "title": "trustwatch", "tags": ["trustwatch"], "asDropdown": True, "includeVars": True}
+]
+
+
 def dashboard(
     uid: str, title: str, description: str, variables: list[Json], panels: list[Json], time_from: str
 ) -> Json:
@@ -270,7 +347,7 @@ def dashboard(
         "refresh": "1m",
         "time": {"from": time_from, "to": "now"},
         "annotations": {"list": []},
-        "links": [],
+        "links": LINKS,
         "templating": {"list": [DATASOURCE_VARIABLE, *variables]},
         "panels": layout(panels),
     }
@@ -587,7 +664,197 @@ def operations() -> Json:
     )
 
 
-DASHBOARDS = {"trustwatch-overview.json": overview, "trustwatch-operations.json": operations}
+#: The code a verdict is shown as (from the state set ``trustwatch_comparison_verdict``).
+VERDICT_CODE = {"regressed": -1, "unchanged": 0, "improved": 1, "inconclusive": 2}
+_VERDICT_COLOUR = {"regressed": "red", "unchanged": "green", "improved": "blue", "inconclusive": "text"}
+VERDICT_MAPPINGS: list[Json] = [
+    {
+        "type": "value",
+        "options": {str(code): {"text": v, "color": _VERDICT_COLOUR[v], "index": i}},
+    }
+    for i, (v, code) in enumerate(VERDICT_CODE.items())
+]
+
+
+def verdict_code(selector: str, by: str) -> str:
+    """PromQL: the current verdict of each comparison series as its :data:`VERDICT_CODE`."""
+    return " + ".join(
+        f'{code} * max by ({by}) ({n.COMPARISON_VERDICT}{{{selector}, verdict="{v}"}})'
+        for v, code in VERDICT_CODE.items()
+        if code != 0
+    )
+
+
+def runs() -> Json:
+    tgt = 'target=~"$target"'
+    cmp = f'{tgt}, against=~"$against", dimension=~"$dimension"'
+    key = "target, against, dimension, task, metric, direction"
+    regressed = stat(
+        "Regressed metrics",
+        [
+            query(
+                f'sum by (target, against) ({n.COMPARISON_VERDICT}{{{cmp}, verdict="regressed"}})',
+                "{{target}} vs {{against}}",
+                instant=True,
+            )
+        ],
+        w=8,
+        h=6,
+        thresholds=((None, "green"), (1, "red")),
+        description="Metrics whose verdict is regressed in each target's newest run, against its previous run "
+        "and its pinned baseline (alerts TrustwatchRegressionVsPrevious / TrustwatchRegressionVsBaseline).",
+    )
+    compared = table(
+        "Compared runs",
+        [("compared", f"max by (target, against, base_run, new_run, comparable) ({n.COMPARISON_INFO}{{{tgt}}})")],
+        by=["target", "against", "base_run", "new_run", "comparable"],
+        description="Which runs each comparison compared. comparable=false: the baseline has another comparable "
+        "key (suite, sample, target, judges or dataset) and was not compared.",
+        w=16,
+        h=6,
+    )
+    verdict_col = by_name_override(
+        "verdict",
+        mappings=VERDICT_MAPPINGS,
+        custom__cellOptions={"type": "color-background"},
+        decimals=0,
+    )
+    p_col = by_name_override(
+        "p adjusted (Holm)",
+        decimals=4,
+        thresholds={"mode": "absolute", "steps": [{"value": None, "color": "red"}, {"value": 0.05, "color": "text"}]},
+        custom__cellOptions={"type": "color-text"},
+    )
+    versus = table(
+        "Run vs run: verdict, difference new - base with its 95% paired CI, adjusted p-value",
+        [
+            ("verdict", verdict_code(cmp, key)),
+            ("difference", f"max by ({key}) ({n.COMPARISON_DIFFERENCE}{{{cmp}}})"),
+            ("CI low", f'max by ({key}) ({n.COMPARISON_DIFFERENCE_CI}{{{cmp}, bound="low"}})'),
+            ("CI high", f'max by ({key}) ({n.COMPARISON_DIFFERENCE_CI}{{{cmp}, bound="high"}})'),
+            ("p adjusted (Holm)", f"max by ({key}) ({n.COMPARISON_P_ADJUSTED}{{{cmp}}})"),
+        ],
+        by=["target", "against", "dimension", "task", "metric", "direction"],
+        description="Each metric of the newest run against the previous run and the baseline (trustwatch "
+        "compare): paired tests on the items both runs judged, p-values adjusted by Holm over the comparison. "
+        "regressed/improved: adjusted p < 0.05 in the metric's direction; unchanged: the CI lies within "
+        "+-0.02; inconclusive otherwise (also metrics that are no mean of item outcomes: not tested).",
+        h=14,
+        overrides=[verdict_col, p_col],
+    )
+    trend = timeseries(
+        "$dimension: every task metric across runs",
+        queries(
+            (
+                f'max by (target, task, metric) ({n.TRUST_SCORE}{{{tgt}, dimension=~"$dimension"}})',
+                "{{target}} {{task}} {{metric}}",
+            )
+        ),
+        description="The value of each task metric of the newest complete run over time: a step is a new run.",
+        w=12,
+        decimals=3,
+        repeat="dimension",
+        repeatDirection="h",
+        maxPerRow=2,
+    )
+    one = f'{tgt}, task=~"$task"'
+    score = timeseries(
+        "$task: score and 95% interval",
+        queries(
+            (f"max by (target, metric) ({n.TRUST_SCORE}{{{one}}})", "{{target}} {{metric}}"),
+            (f'max by (target, metric) ({n.TRUST_SCORE_CI}{{{one}, bound="low"}})', "{{target}} {{metric}} CI low"),
+            (f'max by (target, metric) ({n.TRUST_SCORE_CI}{{{one}, bound="high"}})', "{{target}} {{metric}} CI high"),
+        ),
+        w=12,
+        decimals=3,
+        overrides=[_DASHED_CI],
+    )
+    diff = timeseries(
+        "$task: difference against the previous run and the baseline (95% CI)",
+        queries(
+            (
+                f'max by (target, metric, against) ({n.COMPARISON_DIFFERENCE}{{{one}, against=~"$against"}})',
+                "{{target}} {{metric}} vs {{against}}",
+            ),
+            (
+                f'max by (target, metric, against) ({n.COMPARISON_DIFFERENCE_CI}{{{one}, against=~"$against", '
+                'bound="low"})',
+                "{{target}} {{metric}} vs {{against}} CI low",
+            ),
+            (
+                f'max by (target, metric, against) ({n.COMPARISON_DIFFERENCE_CI}{{{one}, against=~"$against", '
+                'bound="high"})',
+                "{{target}} {{metric}} vs {{against}} CI high",
+            ),
+        ),
+        w=12,
+        decimals=3,
+        overrides=[_DASHED_CI],
+    )
+    verdicts = state_timeline(
+        "$task: verdict over time",
+        [
+            query(
+                verdict_code(f'{one}, against=~"$against"', "target, metric, against"),
+                "{{target}} {{metric}} vs {{against}}",
+            )
+        ],
+        VERDICT_MAPPINGS,
+        w=12,
+    )
+    p_adj = timeseries(
+        "$task: adjusted p-value (Holm) of the paired test",
+        queries(
+            (
+                f'max by (target, metric, against) ({n.COMPARISON_P_ADJUSTED}{{{one}, against=~"$against"}})',
+                "{{target}} {{metric}} vs {{against}}",
+            )
+        ),
+        w=12,
+        min_=0,
+        max_=1,
+        description="Below 0.05 the difference is significant after Holm's adjustment over the comparison.",
+    )
+    items = timeseries(
+        "$task: items behind each metric (total / valid / error)",
+        queries((f"max by (target, metric, kind) ({n.TRUST_SCORE_ITEMS}{{{one}}})", "{{target}} {{metric}} {{kind}}")),
+        w=24,
+        h=6,
+    )
+    return dashboard(
+        "trustwatch-runs",
+        "trustwatch: runs",
+        "Each target's newest run against its previous run and its pinned baseline, trends across runs, "
+        "and one task in detail. The pipeline's health is on trustwatch: operations.",
+        [
+            variable("target", "Target", f"label_values({n.TRUST_SCORE}, target)"),
+            custom_variable("against", "Against", ("previous", "baseline")),
+            variable("dimension", "Dimension", f'label_values({n.TRUST_SCORE}{{target=~"$target"}}, dimension)'),
+            variable("task", "Task (drill-down)", f'label_values({n.TRUST_SCORE}{{target=~"$target"}}, task)', False),
+        ],
+        [
+            row("Run vs run"),
+            regressed,
+            compared,
+            versus,
+            row("Trends across runs, one panel per dimension"),
+            trend,
+            row("Drill-down: $task"),
+            score,
+            diff,
+            verdicts,
+            p_adj,
+            items,
+        ],
+        time_from="now-30d",
+    )
+
+
+DASHBOARDS = {
+    "trustwatch-overview.json": overview,
+    "trustwatch-operations.json": operations,
+    "trustwatch-runs.json": runs,
+}
 
 
 def render() -> dict[str, str]:

@@ -103,3 +103,28 @@ class ServiceMetrics:
         self.last_run = Gauge(
             names.LAST_RUN_COMPLETED, "When the newest complete run finished (unix s)", ["target"], registry=registry
         )
+        cmp_labels = [*trust_labels, "against"]
+        self.comparison_verdict = Gauge(
+            names.COMPARISON_VERDICT,
+            "Verdict of the newest run against the previous or baseline run (1: current verdict)",
+            [*cmp_labels, "verdict"],
+            registry=registry,
+        )
+        self.comparison_diff = Gauge(
+            names.COMPARISON_DIFFERENCE, "New minus base value of a metric", cmp_labels, registry=registry
+        )
+        self.comparison_diff_ci = Gauge(
+            names.COMPARISON_DIFFERENCE_CI,
+            "95% paired-bootstrap interval bound of the difference",
+            [*cmp_labels, "bound"],
+            registry=registry,
+        )
+        self.comparison_p = Gauge(
+            names.COMPARISON_P_ADJUSTED, "Holm-adjusted p-value of the paired test", cmp_labels, registry=registry
+        )
+        self.comparison_info = Gauge(
+            names.COMPARISON_INFO,
+            "The runs a comparison compared (always 1)",
+            ["target", "against", "base_run", "new_run", "comparable"],
+            registry=registry,
+        )

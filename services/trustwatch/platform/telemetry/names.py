@@ -63,6 +63,26 @@ RUN_OVERDUE_MISSING: Final = "trustwatch_run_overdue_missing"
 # Gauge: unix time the newest complete run of a target was completed (label `target`), from the
 # database, so it survives an aggregator restart.
 LAST_RUN_COMPLETED: Final = "trustwatch_last_run_completed_timestamp_seconds"
+# -- comparisons (aggregator): each target's newest complete run against the target's previous
+# complete comparable run (`against="previous"`) and against its pinned baseline (`against="baseline"`,
+# `trustwatch baseline pin RUN`), computed once when the run completes (trustwatch.benchmark.compare:
+# paired tests, Holm-adjusted p-values). Labels `target`, `dimension`, `task`, `metric`, `direction`,
+# `against`. An older run's comparison never replaces a newer one's; restored from the database at start.
+# Gauge: the comparison's verdict as a state set (label `verdict`: regressed | improved | unchanged |
+# inconclusive): 1 for the current verdict, 0 for the three others.
+COMPARISON_VERDICT: Final = "trustwatch_comparison_verdict"
+# Gauge: new - base; the paired difference over the items both runs judged when the metric is tested,
+# else the difference of the reported values.
+COMPARISON_DIFFERENCE: Final = "trustwatch_comparison_difference"
+# Gauge: 95% paired-bootstrap interval bounds of the difference (same labels and `bound`: low | high);
+# only for tested metrics.
+COMPARISON_DIFFERENCE_CI: Final = "trustwatch_comparison_difference_ci"
+# Gauge: the paired test's p-value adjusted (Holm) over every tested metric of the comparison; only
+# for tested metrics.
+COMPARISON_P_ADJUSTED: Final = "trustwatch_comparison_p_adjusted"
+# Gauge (info, always 1): which runs a target's comparison compared (labels `target`, `against`,
+# `base_run`, `new_run`, `comparable`: true | false; a not-comparable pair has no per-metric series).
+COMPARISON_INFO: Final = "trustwatch_comparison_info"
 
 ALL: Final = tuple(
     v for k, v in dict(globals()).items() if k.isupper() and isinstance(v, str) and v.startswith("trustwatch_")
