@@ -48,7 +48,7 @@ def open_api(tmp_path) -> Iterator[str]:
     yield from _serve(tmp_path, "")
 
 
-@pytest.mark.parametrize("path", ["/runs", "/report?run=x"])
+@pytest.mark.parametrize("path", ["/runs", "/report?run=x", "/compare?run=x"])
 def test_protected_paths_refuse_missing_or_wrong_tokens(secured: str, path: str) -> None:
     for token in (None, "", "wrong", TOKEN + "x", TOKEN[:-1]):
         status, body = _get(secured + path, token)

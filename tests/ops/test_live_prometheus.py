@@ -71,6 +71,15 @@ def _export_run(m: ServiceMetrics) -> None:
     m.run_progress.labels("run-1", "t1", "expected").set(200)
     m.run_overdue.labels("run-0", "t1").set(12)
     m.last_run.labels("t1").set(time.time() - 3600)
+    # the newest run compared with the previous one: misuse regressed (a state set of verdicts)
+    compared = (*labels, "previous")
+    for verdict in ("regressed", "improved", "unchanged", "inconclusive"):
+        m.comparison_verdict.labels(*compared, verdict).set(1 if verdict == "regressed" else 0)
+    m.comparison_diff.labels(*compared).set(-0.2)
+    m.comparison_diff_ci.labels(*compared, "low").set(-0.25)
+    m.comparison_diff_ci.labels(*compared, "high").set(-0.15)
+    m.comparison_p.labels(*compared).set(0.001)
+    m.comparison_info.labels("t1", "previous", "run-0", "run-1", "true").set(1)
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +173,9 @@ def test_every_alert_rule_evaluates(prometheus_api: str) -> None:
     health = {rule["name"]: rule["health"] for g in groups for rule in g["rules"]}
     assert set(health) == set(rule_exprs())
     assert all(h in ("ok", "unknown") for h in health.values()), health
-    # The exporter's dead letters keep rising: that alert must be firing by now.
+    # The exporter's dead letters keep rising, and its comparison says regressed (scraped under four
+    # jobs: four info series per target): those alerts must be firing by now.
     with urllib.request.urlopen(f"{prometheus_api}/api/v1/alerts", timeout=10) as r:
         alerts = {a["labels"]["alertname"] for a in json.loads(r.read())["data"]["alerts"]}
     assert "TrustwatchDeadLetters" in alerts
+    assert "TrustwatchRegressionVsPrevious" in alerts

@@ -138,3 +138,54 @@ def test_a_crash_exits_2_not_1(db: str, monkeypatch: pytest.MonkeyPatch, capsys:
     monkeypatch.setattr(C, "compare", boom)
     assert main(["compare", "day1", "day2", "--db", db]) == 2
     assert "stats back-end broken" in capsys.readouterr().err
+
+
+def test_baseline_pin_list_unpin_and_compare_against_it(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(db)
+    try:  # day3 refuses as day1 did: unchanged against day1, improved against day2
+        _record(store, "day3", 0.95, seed=1, created=3000)
+    finally:
+        store.close()
+    assert main(["compare", "--baseline", "--target", "m", "--db", db]) == 2
+    assert "no pinned baseline" in capsys.readouterr().err
+    assert main(["baseline", "pin", "day1", "--db", db]) == 0
+    assert "baseline of m: day1" in capsys.readouterr().out
+    assert main(["baseline", "list", "--db", db]) == 0
+    assert capsys.readouterr().out.startswith("m\tday1\tpinned ")
+    assert main(["baseline", "list", "--json", "--db", db]) == 0
+    (pin,) = json.loads(capsys.readouterr().out)
+    assert (pin["target"], pin["run_id"]) == ("m", "day1") and pin["pinned_unix_ms"] > 0
+
+    # --target: the baseline against the target's latest complete run (day3, identical to day1)
+    assert main(["compare", "--baseline", "--target", "m", "--db", db]) == 0
+    printed = capsys.readouterr().out
+    assert "compare day1 (base) -> day3 (new)" in printed and "unchanged" in printed
+    # one run given: the baseline of its target against it
+    assert main(["compare", "--baseline", "day2", "--db", db]) == 1
+    assert "compare day1 (base) -> day2 (new)" in capsys.readouterr().out
+
+    # a new pin replaces the old one; unpin removes it
+    assert main(["baseline", "pin", "day2", "--db", db]) == 0
+    assert "baseline of m: day2 (was day1)" in capsys.readouterr().out
+    assert main(["compare", "--baseline", "--target", "m", "--db", db]) == 0
+    assert "compare day2 (base) -> day3 (new)" in capsys.readouterr().out
+    assert main(["baseline", "unpin", "m", "--db", db]) == 0
+    assert main(["baseline", "unpin", "m", "--db", db]) == 2
+    assert "no pinned baseline" in capsys.readouterr().err
+    assert main(["baseline", "list", "--db", db]) == 0
+    assert capsys.readouterr().out == ""
+
+
+def test_baseline_usage_errors_exit_2(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    store = Store(db)
+    try:
+        store.record_run("open", "m", {"created_unix_ms": 3000, "judges_hash": "j1"}, N, N)
+    finally:
+        store.close()
+    assert main(["baseline", "pin", "nope", "--db", db]) == 2
+    assert "no run 'nope'" in capsys.readouterr().err
+    assert main(["baseline", "pin", "open", "--db", db]) == 2
+    assert "incomplete" in capsys.readouterr().err
+    assert main(["compare", "--baseline", "--db", db]) == 2
+    assert main(["compare", "--baseline", "day1", "day2", "--db", db]) == 2
+    assert main(["compare", "--baseline", "day1", "--target", "m", "--db", db]) == 2

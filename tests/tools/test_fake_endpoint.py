@@ -261,3 +261,37 @@ def test_runs_as_a_module() -> None:
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_refusal_shares_are_fixed_per_prompt_and_nested() -> None:
+    """A share of prompts is refused (the regex's prompts at their own share); the choice depends on
+    the prompt's text only, so a higher share refuses a superset and a new request body (another run's
+    seed or max_tokens) the same prompts."""
+    from trustwatch.tools.fake_endpoint import REFUSAL
+
+    def refused(config: EndpointConfig, max_tokens: int = 64) -> dict[str, bool]:
+        bodies = [body(f"{kind} {i}", max_tokens) for kind in ("ask", "system") for i in range(400)]
+        with FakeEndpoint(config) as ep:
+            replies = post_all(ep.base_url, bodies)
+        out = {}
+        for b, (status, _h, text) in zip(bodies, replies):
+            assert status == 200
+            said = json.loads(text)["choices"][0]["message"]["content"]
+            out[b["messages"][0]["content"]] = said == REFUSAL
+        return out
+
+    low = refused(EndpointConfig(seed=3, refusal_share=0.1, refusal_match="^prompt system", refusal_match_share=0.3))
+    high = refused(
+        EndpointConfig(seed=3, refusal_share=0.5, refusal_match="^prompt system", refusal_match_share=0.3), 32
+    )
+    asks = [p for p in low if p.startswith("prompt ask")]
+    systems = [p for p in low if p.startswith("prompt system")]
+    assert binomtest(sum(low[p] for p in asks), len(asks), 0.1).pvalue > 0.001
+    assert binomtest(sum(high[p] for p in asks), len(asks), 0.5).pvalue > 0.001
+    assert all(high[p] for p in asks if low[p])  # nested: the low share's refusals stay refused
+    assert {p: low[p] for p in systems} == {p: high[p] for p in systems}  # same share: the same prompts
+    assert binomtest(sum(low[p] for p in systems), len(systems), 0.3).pvalue > 0.001
+    with pytest.raises(ValueError):
+        EndpointConfig(refusal_share=1.5)
+    with pytest.raises(ValueError):
+        EndpointConfig(refusal_match="(")

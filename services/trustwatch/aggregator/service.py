@@ -9,6 +9,13 @@ job would keep its run incomplete for ever, so every dead letter is stored (payl
 POISON error judgment: the item is counted as an error and the run completes. A dead letter may
 arrive before its run's plan; then its pairs are poisoned when the plan is stored (:meth:`refresh`).
 An incomplete run past its deadline exports its missing judgments (``trustwatch_run_overdue_missing``).
+
+Comparisons: when a target's newest complete run changes, it is compared (``benchmark.compare``: paired
+tests, Holm-adjusted p-values, direction-aware verdicts) with the target's previous complete run of the
+same comparable key (``against="previous"``) and with the target's pinned baseline (``against="baseline"``,
+``Store.pin_baseline``), once: the result is stored (``comparisons`` table, served at ``/compare``) and a
+restart or re-export reuses it. The verdict, difference, its CI and the adjusted p-value are exported
+per metric (names.COMPARISON_*), for the newest run only, like the trust gauges.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -27,6 +35,7 @@ from google.protobuf.message import DecodeError
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from trustwatch.benchmark.compare import VERDICTS, Comparison, compare
 from trustwatch.benchmark.scoring import Report, build_report
 from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.platform.messages import (
@@ -50,6 +59,11 @@ REPORT_MISSING = 100
 OVERDUE_RECHECK_S = 60.0
 #: Longest dead-letter reason copied into a poison judgment's error.
 _REASON_CHARS = 500
+#: Seconds between reads of the pinned baselines (a pin made by `trustwatch baseline pin` in another
+#: process is picked up within this time).
+BASELINE_RECHECK_S = 30.0
+#: What a target's newest run is compared with (the ``against`` label).
+PREVIOUS, BASELINE = "previous", "baseline"
 
 
 def decode_dead_letter(data: bytes) -> pb.DeadLetter:
@@ -154,6 +168,15 @@ class Aggregator:
         # per target: the run whose gauges are exported, and the label sets it exported
         self._exported_run: dict[str, str] = {}
         self._exported_labels: dict[str, set[tuple[str, ...]]] = {}
+        # per (target, against): the exported comparison's info labels and metric label sets; per
+        # target, the baseline run its exported comparison used (None: no baseline); when baselines
+        # were last read
+        self._cmp_info: dict[tuple[str, str], tuple[str, ...]] = {}
+        self._cmp_labels: dict[tuple[str, str], set[tuple[str, ...]]] = {}
+        self._baseline_used: dict[str, str | None] = {}
+        self._baselines_checked: float | None = None
+        #: seconds each of the last comparisons computed took (also logged)
+        self.compare_seconds: deque[float] = deque(maxlen=100)
 
     # -- logic ---------------------------------------------------------------------------------
     def handle_judgments(self, batch: Sequence[pb.Judgment]) -> list[Result]:
@@ -299,6 +322,7 @@ class Aggregator:
             for target in sorted(touched):
                 self._export_newest(target, touched[target])
             self._export_overdue()
+            self._check_baselines()
 
     def _export_overdue(self) -> None:
         """Set trustwatch_run_overdue_missing of every incomplete run past its deadline (recounted
@@ -332,13 +356,148 @@ class Aggregator:
         if newest is None or newest.completed_unix_ms is None:
             return
         if self._exported_run.get(target) == newest.run_id and newest.run_id not in touched:
-            return  # an older run changed: the newer run's gauges stay as they are
+            # an older run changed: the newer run's gauges stay as they are; but an older run that
+            # completed late may now be the newest run's previous one
+            if touched:
+                prev = self.previous_run(newest)
+                info = self._cmp_info.get((target, PREVIOUS))
+                if prev is not None and (info is None or info[2] != prev.run_id):
+                    report = self.report(newest.run_id)
+                    if report is not None:
+                        self._export_comparison(newest, report, PREVIOUS, prev)
+            return
         report = self.report(newest.run_id)
         if report is None:
             return
         self.export(report)
         self.metrics.last_run.labels(target).set(newest.completed_unix_ms / 1000)
         self._exported_run[target] = newest.run_id
+        self._export_comparison(newest, report, PREVIOUS, self.previous_run(newest))
+        self._export_comparison(newest, report, BASELINE, self._baseline_of(newest))
+
+    # -- comparisons ------------------------------------------------------------------------------
+    def previous_run(self, run: RunRow) -> RunRow | None:
+        """The complete run of ``run``'s target created last before it with the same comparable key
+        (runs recorded without a key form one group), or None."""
+        key = run.manifest.get("comparable_key")
+        order = (run.created_unix_ms, run.run_id)
+        done = [
+            r
+            for r in self.store.runs(run.target)
+            if r.target == run.target
+            and r.completed_unix_ms is not None
+            and (r.created_unix_ms, r.run_id) < order
+            and r.manifest.get("comparable_key") == key
+        ]
+        return max(done, key=lambda r: (r.created_unix_ms, r.run_id)) if done else None
+
+    def _baseline_of(self, run: RunRow) -> RunRow | None:
+        """The pinned baseline of ``run``'s target, when it is another, complete run."""
+        pinned = self.store.baseline(run.target)
+        self._baseline_used[run.target] = pinned.run_id if pinned else None
+        if pinned is None or pinned.run_id == run.run_id:
+            return None
+        base = self.store.run(pinned.run_id)
+        if base is None or base.completed_unix_ms is None:
+            log.warning("baseline %s of %s is not a complete run: not compared", pinned.run_id, run.target)
+            return None
+        return base
+
+    def _check_baselines(self) -> None:
+        """Every BASELINE_RECHECK_S: compare each exported run again with its target's baseline when the
+        pin changed (pinned, moved or removed in another process)."""
+        clock = time.monotonic()
+        if self._baselines_checked is not None and clock - self._baselines_checked < BASELINE_RECHECK_S:
+            return
+        self._baselines_checked = clock
+        pinned = {t: b.run_id for t, b in self.store.baselines().items()}
+        for target, run_id in sorted(self._exported_run.items()):
+            if target in self._baseline_used and pinned.get(target) == self._baseline_used[target]:
+                continue
+            run, report = self.store.run(run_id), self.report(run_id)
+            if run is not None and report is not None:
+                self._export_comparison(run, report, BASELINE, self._baseline_of(run))
+
+    def comparison(self, base: RunRow, new: RunRow, new_report: Report) -> dict[str, Any]:
+        """The comparison of two runs as JSON (``Comparison.to_json()``): the stored one when the new
+        run's values are still those it compared, else computed now and stored. Runs of different
+        comparable keys are not compared (nor stored)."""
+        kb, kn = base.manifest.get("comparable_key"), new.manifest.get("comparable_key")
+        if kb != kn:
+            reason = f"different comparable keys ({kb} vs {kn}: suite, sample, target, judges or dataset differ)"
+            return Comparison(base.run_id, new.run_id, comparable=False, reason=reason).to_json()
+        stored = self.store.comparison(base.run_id, new.run_id)
+        if stored is not None and _same_values(stored.payload, new_report):
+            return stored.payload
+        base_report = self.report(base.run_id)
+        if base_report is None:
+            return Comparison(base.run_id, new.run_id, comparable=False, reason="base run has no report").to_json()
+        started = time.perf_counter()
+        payload = compare(base_report, new_report).to_json()
+        took = time.perf_counter() - started
+        self.compare_seconds.append(took)
+        log.info(
+            "compared %s with %s in %.2f s: %d metric(s), %d regressed",
+            new.run_id,
+            base.run_id,
+            took,
+            len(payload["metrics"]),
+            payload["regressed"],
+        )
+        self.store.store_comparison(new.target, payload)
+        return payload
+
+    def current_comparisons(self, target: str) -> dict[str, dict[str, Any]]:
+        """The comparisons exported for ``target``, by ``against`` (stored ones only)."""
+        out: dict[str, dict[str, Any]] = {}
+        for (t, against), info in sorted(self._cmp_info.copy().items()):  # copy: refresh may change it
+            row = self.store.comparison(info[2], info[3]) if t == target else None
+            if row is not None:
+                out[against] = row.payload
+        return out
+
+    def _export_comparison(self, new: RunRow, report: Report, against: str, base: RunRow | None) -> None:
+        """Export ``new``'s comparison with ``base`` under ``against``, replacing that target's previous
+        series of ``against``; with no ``base``, remove them. A comparison that fails is logged and
+        exports nothing (the trust gauges stay)."""
+        target, m = new.target, self.metrics
+        key = (target, against)
+        payload: dict[str, Any] | None = None
+        if base is not None:
+            try:
+                payload = self.comparison(base, new, report)
+            except Exception:  # noqa: BLE001 - a statistics failure must not stop storing judgments
+                log.exception("comparison of %s with %s (%s) failed", new.run_id, base.run_id, against)
+        info = None
+        exported: set[tuple[str, ...]] = set()
+        if payload is not None:
+            info = (target, against, payload["base_run"], payload["new_run"], str(bool(payload["comparable"])).lower())
+            for mc in payload["metrics"] if payload["comparable"] else []:
+                direction = "higher_is_better" if mc["higher_is_better"] else "lower_is_better"
+                labels = (target, mc["task"].split("/", 1)[0], mc["task"], mc["metric"], direction, against)
+                exported.add(labels)
+                for verdict in VERDICTS:
+                    m.comparison_verdict.labels(*labels, verdict).set(1.0 if mc["verdict"] == verdict else 0.0)
+                diff = mc["paired_diff"] if mc["paired_diff"] is not None else mc["diff"]
+                _set_or_remove(m.comparison_diff, labels, diff)
+                both = mc["ci_low"] is not None and mc["ci_high"] is not None
+                _set_or_remove(m.comparison_diff_ci, (*labels, "low"), mc["ci_low"] if both else None)
+                _set_or_remove(m.comparison_diff_ci, (*labels, "high"), mc["ci_high"] if both else None)
+                _set_or_remove(m.comparison_p, labels, mc["p_adjusted"])
+        for gone in self._cmp_labels.get(key, set()) - exported:
+            for verdict in VERDICTS:
+                _remove(m.comparison_verdict, (*gone, verdict))
+            _remove(m.comparison_diff, gone)
+            _remove(m.comparison_diff_ci, (*gone, "low"))
+            _remove(m.comparison_diff_ci, (*gone, "high"))
+            _remove(m.comparison_p, gone)
+        self._cmp_labels[key] = exported
+        old_info = self._cmp_info.pop(key, None)
+        if old_info is not None and old_info != info:
+            _remove(m.comparison_info, old_info)
+        if info is not None:
+            m.comparison_info.labels(*info).set(1)
+            self._cmp_info[key] = info
 
     def export(self, report: Report) -> None:
         """Set the trust gauges of ``report``'s target to this run's values; series of the target that
@@ -379,9 +538,26 @@ def _deadline(run: RunRow) -> int:
 
 def _set_or_remove(gauge: Gauge, labels: tuple[str, ...], value: float | None) -> None:
     if value is None or math.isnan(value):
-        gauge.remove(*labels)
+        _remove(gauge, labels)
     else:
         gauge.labels(*labels).set(value)
+
+
+def _remove(gauge: Gauge, labels: tuple[str, ...]) -> None:
+    gauge.remove(*labels)  # a series that does not exist is fine
+
+
+def _same_values(payload: dict[str, Any], report: Report) -> bool:
+    """Whether a stored comparison's new-run values are ``report``'s (else the run changed after it
+    was compared, e.g. replayed dead letters replaced POISON results, and it is compared again)."""
+    stored = {(mc["task"], mc["metric"]): mc["new"] for mc in payload.get("metrics", [])}
+    now: dict[tuple[str, str], float | None] = {}
+    for task, t in report.tasks.items():
+        for key, metric in t.metrics.items():
+            v = metric.value
+            now[(task, key)] = None if v is None or (isinstance(v, float) and math.isnan(v)) else v
+    keys = set(now) | {k for k, v in stored.items() if v is not None}
+    return all(stored.get(k) == now.get(k) for k in keys)
 
 
 def aggregator_workers(bus: Bus, topics: Topics, agg: Aggregator, metrics: ServiceMetrics) -> list[Worker[Any]]:
@@ -425,9 +601,11 @@ def aggregator_workers(bus: Bus, topics: Topics, agg: Aggregator, metrics: Servi
 def serve_http(
     agg: Aggregator, registry: CollectorRegistry, host: str, port: int, token: str = ""
 ) -> ThreadingHTTPServer:
-    """GET /metrics (Prometheus), /healthz, /readyz (database reachable), /runs, /report?run=ID.
+    """GET /metrics (Prometheus), /healthz, /readyz (database reachable), /runs, /report?run=ID,
+    /compare?run=ID (the run's stored comparisons) or /compare?target=T (the target's exported ones, by
+    ``against``).
 
-    With a ``token``, /runs and /report answer only requests carrying ``Authorization: Bearer
+    With a ``token``, /runs, /report and /compare answer only requests carrying ``Authorization: Bearer
     <token>`` (401 otherwise); /metrics and the probes stay open for Prometheus and the kubelet."""
     import hmac
 
@@ -452,7 +630,7 @@ def serve_http(
 
         def do_GET(self) -> None:  # noqa: N802 - the name http.server calls
             url = urlsplit(self.path)
-            if url.path in ("/runs", "/report") and not self._authorized():
+            if url.path in ("/runs", "/report", "/compare") and not self._authorized():
                 self.send_response(401)
                 self.send_header("WWW-Authenticate", 'Bearer realm="trustwatch"')
                 body = b'{"error":"send Authorization: Bearer <TRUSTWATCH_API_TOKEN>"}'
@@ -489,8 +667,20 @@ def serve_http(
                     self._send(404, json.dumps({"error": f"no run {run_id!r}; see /runs"}).encode())
                 else:
                     self._send(200, json.dumps(report.to_json(), default=str).encode())
+            elif url.path == "/compare":
+                query = parse_qs(url.query)
+                run_id, target = (query.get("run") or [""])[0], (query.get("target") or [""])[0]
+                if run_id:
+                    rows = agg.store.comparisons(new_run_id=run_id)
+                    self._send(200, json.dumps([r.payload for r in rows]).encode())
+                elif target:
+                    self._send(200, json.dumps(agg.current_comparisons(target)).encode())
+                else:
+                    self._send(400, b'{"error":"give ?run=ID (its stored comparisons) or ?target=T (exported ones)"}')
             else:
-                self._send(404, b'{"error":"not found; try /metrics /healthz /readyz /runs /report?run=ID"}')
+                self._send(
+                    404, b'{"error":"not found; try /metrics /healthz /readyz /runs /report?run=ID /compare?run=ID"}'
+                )
 
     server = ThreadingHTTPServer((host, port), Handler)
     threading.Thread(target=server.serve_forever, name="aggregator-http", daemon=True).start()

@@ -21,6 +21,11 @@ runs then meet the same latencies). Rate limits depend on time and are not seede
   client times out), ``p_drop`` (the connection is closed without a reply), ``p_not_json`` (an
   HTTP 200 whose body is an HTML page, JSON cut short, or empty), ``p_odd`` (an HTTP 200 whose
   text holds a NUL, an escaped lone surrogate, or is ``long_reply_chars`` long).
+* **Refusals**: a share of prompts (``refusal_share``; ``refusal_match_share`` for the prompts the
+  regex ``refusal_match`` finds) is answered with the plain refusal :data:`REFUSAL`. Whether a prompt is
+  refused is decided by its text and the seed alone (a uniform draw below the share), like a model with
+  a fixed policy: the same prompt gets the same answer in every run, and raising a share only adds
+  refusals, so two runs differ exactly where the share changed.
 * **Rate limit** (``rpm``, ``tpm``): token buckets refilled continuously, holding one second's
   worth (quota enforced per second, as large providers do); a request over it gets a 429 with
   ``Retry-After``; every reply then carries ``x-ratelimit-limit/remaining/reset-requests`` and
@@ -45,6 +50,7 @@ import hashlib
 import json
 import math
 import random
+import re
 import signal
 import threading
 import time
@@ -60,6 +66,8 @@ _WORDS = (
     "the of and to in is that it for as with was on be by this are at from or an have not but "
     "model reply token text some more data each test fake will can one all its also may into"
 ).split()
+#: The reply to a refused prompt.
+REFUSAL = "I'm sorry, but I can't help with that request."
 #: Faults in the order the cumulative fractions are laid out.
 FAULTS = ("400", "429", "500", "503", "hang", "drop", "not_json", "odd")
 
@@ -89,6 +97,9 @@ class EndpointConfig:
     tpm: float = 0.0  # tokens per minute (0: no limit)
     max_concurrency: int = 0  # server slots (0: unlimited)
     redraw_repeats: bool = True  # a body seen before gets a fresh draw (False: the same one, for benchmarks)
+    refusal_share: float = 0.0  # share of prompts answered with REFUSAL (decided per prompt text)
+    refusal_match: str = ""  # a regex: prompts it finds are refused at refusal_match_share instead
+    refusal_match_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.latency not in ("lognormal", "constant", "zero"):
@@ -98,6 +109,22 @@ class EndpointConfig:
             raise ValueError(f"fault fractions must be >= 0 and sum to at most 1, got {fractions}")
         if self.median_s < 0 or self.sigma < 0 or self.rpm < 0 or self.tpm < 0:
             raise ValueError("median_s, sigma, rpm and tpm must be >= 0")
+        if not (0 <= self.refusal_share <= 1 and 0 <= self.refusal_match_share <= 1):
+            raise ValueError("refusal_share and refusal_match_share must lie in [0, 1]")
+        try:
+            re.compile(self.refusal_match)
+        except re.error as e:
+            raise ValueError(f"refusal_match is no regular expression: {e}") from e
+
+    def refuses(self, prompt: str) -> bool:
+        """Whether ``prompt`` is answered with :data:`REFUSAL` (seeded by the prompt's text only)."""
+        share = self.refusal_share
+        if self.refusal_match and re.search(self.refusal_match, prompt):
+            share = self.refusal_match_share
+        if share <= 0:
+            return False
+        digest = hashlib.blake2b(f"{self.seed}/refusal/{prompt}".encode(), digest_size=8).digest()
+        return int.from_bytes(digest, "big") / 2**64 < share
 
 
 @dataclass(frozen=True)
@@ -346,6 +373,9 @@ class _Server:
         )
         finish = "length" if completion_tokens >= max_tokens else "stop"
         text = " ".join(rng.choices(_WORDS, k=completion_tokens))
+        if isinstance(last, str) and cfg.refuses(last):
+            text, finish = REFUSAL, "stop"
+            completion_tokens = len(REFUSAL.split())
         odd = rng.randrange(3) if fault == "odd" else -1
         if odd == 0:
             text = "before\x00after " + text
