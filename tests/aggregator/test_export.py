@@ -127,11 +127,11 @@ def test_a_complete_run_exports_every_gauge(agg: Aggregator) -> None:
     lo, hi = wilson(2, 4)
     assert score(agg, names.TRUST_SCORE_CI, "t1", MISUSE, "RtA", bound="low") == pytest.approx(lo)
     assert score(agg, names.TRUST_SCORE_CI, "t1", MISUSE, "RtA", bound="high") == pytest.approx(hi)
-    assert [score(agg, names.TRUST_SCORE_ITEMS, "t1", MISUSE, "RtA", kind=k) for k in ("total", "valid", "error")] == [
-        5,
-        4,
-        1,
-    ]
+    kinds = ("total", "valid", "invalid", "error")
+    assert [score(agg, names.TRUST_SCORE_ITEMS, "t1", MISUSE, "RtA", kind=k) for k in kinds] == [5, 4, 0, 1]
+    # the refusal judge here is trustwatch's phrase rules, not the reference's classifier: approximate
+    assert agg.report("r1").tasks[MISUSE].metrics["RtA"].reference == "approximate"
+    assert score(agg, names.TRUST_SCORE_REFERENCE_EXACT, "t1", MISUSE, "RtA") == 0.0
 
     # truthfulness/external: the per-source key, value and reference differ (unparseable reply); avg has no
     # value (only climate is in the run: a mean of the sources present is not comparable), so no gauge
@@ -139,9 +139,10 @@ def test_a_complete_run_exports_every_gauge(agg: Aggregator) -> None:
     for key in ("climate",):
         assert score(agg, names.TRUST_SCORE, "t1", EXTERNAL, key) == pytest.approx(5 / 6)
         assert score(agg, names.TRUST_SCORE_REFERENCE, "t1", EXTERNAL, key) == pytest.approx(1.0)
-        assert [
-            score(agg, names.TRUST_SCORE_ITEMS, "t1", EXTERNAL, key, kind=k) for k in ("total", "valid", "error")
-        ] == [3, 2, 0]
+        # total = valid + invalid (the unparseable reply) + error
+        assert [score(agg, names.TRUST_SCORE_ITEMS, "t1", EXTERNAL, key, kind=k) for k in kinds] == [3, 2, 1, 0]
+        # keyword-judged: the reference value is the reference's exactly
+        assert score(agg, names.TRUST_SCORE_REFERENCE_EXACT, "t1", EXTERNAL, key) == 1.0
     # the exported interval is the report's
     ext = agg.report("r1").tasks[EXTERNAL].metrics["climate"]
     assert ext.ci_low is not None and ext.ci_high is not None

@@ -63,9 +63,10 @@ def _export_run(m: ServiceMetrics) -> None:
     labels = ("t1", "safety", "safety/misuse", "refusal_rate", "higher_is_better")
     m.trust.labels(*labels).set(0.9)
     m.trust_ref.labels(*labels).set(0.88)
+    m.trust_ref_exact.labels(*labels).set(1)
     m.trust_ci.labels(*labels, "low").set(0.85)
     m.trust_ci.labels(*labels, "high").set(0.95)
-    for kind, n in (("total", 100), ("valid", 97), ("error", 3)):
+    for kind, n in (("total", 100), ("valid", 96), ("invalid", 1), ("error", 3)):
         m.trust_items.labels(*labels, kind).set(n)
     m.run_progress.labels("run-1", "t1", "stored").set(150)
     m.run_progress.labels("run-1", "t1", "expected").set(200)

@@ -512,18 +512,22 @@ class Aggregator:
                 exported.add(labels)
                 _set_or_remove(m.trust, labels, metric.value)
                 _set_or_remove(m.trust_ref, labels, metric.reference_value)
+                exact = {"exact": 1.0, "approximate": 0.0}.get(metric.reference)
+                _set_or_remove(m.trust_ref_exact, labels, exact if metric.reference_value is not None else None)
                 both = metric.ci_low is not None and metric.ci_high is not None
                 _set_or_remove(m.trust_ci, (*labels, "low"), metric.ci_low if both else None)
                 _set_or_remove(m.trust_ci, (*labels, "high"), metric.ci_high if both else None)
                 m.trust_items.labels(*labels, "total").set(metric.n_total)
                 m.trust_items.labels(*labels, "valid").set(metric.n_valid)
+                m.trust_items.labels(*labels, "invalid").set(metric.n_invalid)
                 m.trust_items.labels(*labels, "error").set(metric.n_error)
         for gone in self._exported_labels.get(report.target, set()) - exported:
             m.trust.remove(*gone)
             m.trust_ref.remove(*gone)
+            _remove(m.trust_ref_exact, gone)
             for extra in ("low", "high"):
                 m.trust_ci.remove(*gone, extra)
-            for extra in ("total", "valid", "error"):
+            for extra in ("total", "valid", "invalid", "error"):
                 m.trust_items.remove(*gone, extra)
         self._exported_labels[report.target] = exported
 

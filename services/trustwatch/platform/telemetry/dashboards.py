@@ -371,14 +371,17 @@ def overview() -> Json:
             ("CI low", latest(n.TRUST_SCORE_CI, 'bound="low"')),
             ("CI high", latest(n.TRUST_SCORE_CI, 'bound="high"')),
             ("reference", latest(n.TRUST_SCORE_REFERENCE)),
+            ("reference exact", latest(n.TRUST_SCORE_REFERENCE_EXACT)),
             ("items", latest(n.TRUST_SCORE_ITEMS, 'kind="total"')),
             ("valid", latest(n.TRUST_SCORE_ITEMS, 'kind="valid"')),
+            ("invalid", latest(n.TRUST_SCORE_ITEMS, 'kind="invalid"')),
             ("errors", latest(n.TRUST_SCORE_ITEMS, 'kind="error"')),
         ],
         by=["target", "dimension", "task", "metric"],
         description="trustwatch's headline value (corrected where the TrustLLM toolkit is wrong) beside the "
-        "reference-compatible value, with the items behind it. Invalid and errored items stay "
-        "in the denominators.",
+        "reference-compatible value (reference exact = 1: computed with the reference toolkit's own "
+        "judges; 0: approximate), with the items behind it: total = valid + invalid (replies the "
+        "judge could not read) + errors (generation or judge failures).",
         h=12,
     )
     last_run = stat(

@@ -84,6 +84,12 @@ class ServiceMetrics:
         self.trust_ref = Gauge(
             names.TRUST_SCORE_REFERENCE, "Reference-compatible value", trust_labels, registry=registry
         )
+        self.trust_ref_exact = Gauge(
+            names.TRUST_SCORE_REFERENCE_EXACT,
+            "1: the reference value is exactly the reference toolkit's; 0: approximate",
+            trust_labels,
+            registry=registry,
+        )
         self.trust_ci = Gauge(names.TRUST_SCORE_CI, "95% interval bound", [*trust_labels, "bound"], registry=registry)
         self.trust_items = Gauge(
             names.TRUST_SCORE_ITEMS, "Items behind a metric", [*trust_labels, "kind"], registry=registry

@@ -52,7 +52,13 @@ TRUST_SCORE: Final = "trustwatch_trust_score"
 TRUST_SCORE_REFERENCE: Final = "trustwatch_trust_score_reference"
 # Gauge: 95% interval bounds of the same metric (same labels and `bound`: low | high).
 TRUST_SCORE_CI: Final = "trustwatch_trust_score_ci"
-# Gauge: items behind the same metric (same labels and `kind`: total | valid | error).
+# Gauge: whether the same metric's reference value is the reference toolkit's exactly (same labels;
+# 1: exact, every judge it reads is the reference's or none is involved; 0: approximate, see the
+# report for the judges). No series when the metric has no reference value.
+TRUST_SCORE_REFERENCE_EXACT: Final = "trustwatch_trust_score_reference_exact"
+# Gauge: items behind the same metric (same labels and `kind`: total | valid | invalid | error;
+# total = valid + invalid + error, invalid: replies the judge could not read, error: generation or
+# judge failures).
 TRUST_SCORE_ITEMS: Final = "trustwatch_trust_score_items"
 # Gauge: judgments stored for an incomplete run against those it expects (labels `run`, `target`,
 # `kind`: stored | expected); removed once the run is complete.
