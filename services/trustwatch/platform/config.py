@@ -225,6 +225,12 @@ VARIABLES: dict[str, Var] = {
         ),
         Var("TRUSTWATCH_KAFKA_REQUEST_TIMEOUT_MS", "30000", "Timeout of one Kafka client request."),
         Var(
+            "TRUSTWATCH_KAFKA_RECONNECT_BACKOFF_MAX_MS",
+            "2000",
+            "Longest wait between a Kafka client's attempts to reconnect to a broker (kafka-python's "
+            "default, 30000, left services idle ~30 s after a broker came back).",
+        ),
+        Var(
             "TRUSTWATCH_INSTANCE_ID",
             "",
             "Kafka static group membership id (group.instance.id) of this process: a restarted "

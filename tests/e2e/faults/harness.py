@@ -411,6 +411,21 @@ class Progress:
                 return ts - t
         return None
 
+    def longest_pause(self, start: float, end: float) -> float | None:
+        """The longest time in [``start``, ``end``] with no new settled judgment (from ``start`` to the
+        first increase, between increases, from the last one to ``end``); None without samples there.
+        For a change that does not stop work at once (a rebalance), where :meth:`resumed_after` would
+        only see the work done before it."""
+        window = [(ts, n) for (ts, n) in self.samples if start <= ts <= end]
+        if not window:
+            return None
+        last_t, last_n, longest = start, window[0][1], 0.0
+        for ts, n in window:
+            if n > last_n:
+                longest = max(longest, ts - last_t)
+                last_t, last_n = ts, n
+        return round(max(longest, end - last_t), 1)
+
 
 # -- the audit every scenario ends with --------------------------------------------------------------
 

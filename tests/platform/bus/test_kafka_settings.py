@@ -20,6 +20,7 @@ def test_defaults_shorten_the_session_and_keep_kafka_poll_defaults():
         "max_poll_interval_ms": 300000,
         "max_poll_records": 500,
         "request_timeout_ms": 30000,
+        "reconnect_backoff_max_ms": 2000,
     }
 
 
@@ -31,6 +32,7 @@ def test_every_setting_comes_from_its_variable():
                 "TRUSTWATCH_KAFKA_MAX_POLL_INTERVAL_MS": "600000",
                 "TRUSTWATCH_KAFKA_MAX_POLL_RECORDS": "64",
                 "TRUSTWATCH_KAFKA_REQUEST_TIMEOUT_MS": "40000",
+                "TRUSTWATCH_KAFKA_RECONNECT_BACKOFF_MAX_MS": "5000",
                 "TRUSTWATCH_INSTANCE_ID": "gen-0",
             }
         ),
@@ -39,6 +41,22 @@ def test_every_setting_comes_from_its_variable():
     assert s["session_timeout_ms"] == 6000 and s["heartbeat_interval_ms"] == 2000
     assert s["max_poll_interval_ms"] == 600000 and s["max_poll_records"] == 64
     assert s["request_timeout_ms"] == 40000 and s["group_instance_id"] == "gen-0"
+    assert s["reconnect_backoff_max_ms"] == 5000
+
+
+def test_every_client_gets_the_short_reconnect_backoff(monkeypatch):
+    """kafka-python waits up to 30 s between reconnects by default; after a broker restart the services
+    sat idle that long (issue 8 campaign). Producers, consumers and the admin client all take the setting."""
+    from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+    monkeypatch.setenv("TRUSTWATCH_KAFKA_RECONNECT_BACKOFF_MAX_MS", "1500")
+    bus = KafkaBus("127.0.0.1:1")
+    for cls in (KafkaProducer, KafkaConsumer, KafkaAdminClient):
+        assert cls.DEFAULT_CONFIG["reconnect_backoff_max_ms"] == 30000  # what the setting overrides
+        assert bus._client_options(cls)["reconnect_backoff_max_ms"] == 1500, cls.__name__
+    monkeypatch.setenv("TRUSTWATCH_KAFKA_RECONNECT_BACKOFF_MAX_MS", "0")
+    with pytest.raises(SystemExit, match="TRUSTWATCH_KAFKA_RECONNECT_BACKOFF_MAX_MS"):
+        KafkaBus("127.0.0.1:1")
 
 
 @pytest.mark.parametrize("bad", ["0", "-5", "ten"])

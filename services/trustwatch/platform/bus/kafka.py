@@ -13,8 +13,8 @@ Two choices keep the Kafka bus behaving like the in-memory one:
   short their ``timeout``: joining takes a moment on Kafka and none on the memory bus, and a
   caller's "poll(1 s) returned nothing" must mean "nothing there", not "not joined yet".
 
-Consumer settings (session timeout, max poll interval and records, request timeout, static group
-membership) come from the TRUSTWATCH_KAFKA_* variables and TRUSTWATCH_INSTANCE_ID (see
+Consumer settings (session timeout, max poll interval and records, request timeout, reconnect
+backoff, static group membership) come from the TRUSTWATCH_KAFKA_* variables and TRUSTWATCH_INSTANCE_ID (see
 :func:`client_settings`). With static membership a restarted process gets its partitions back as
 soon as it rejoins, instead of after the dead member's session timeout.
 """
@@ -100,7 +100,9 @@ def instance_id(env: Callable[[str], str] = config.env, environ: Mapping[str, st
 def client_settings(env: Callable[[str], str] = config.env, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """Kafka consumer settings from the declared variables, as kafka-python configs: session timeout
     (with a heartbeat a third of it, at most 3 s), max poll interval, max poll records, request
-    timeout, and ``group_instance_id`` when static membership is on (see :func:`instance_id`)."""
+    timeout, the longest reconnect backoff (producers, consumers and the admin client: kafka-python's
+    30 s default left services idle for half a minute after a broker came back), and
+    ``group_instance_id`` when static membership is on (see :func:`instance_id`)."""
     session = _positive(env, "TRUSTWATCH_KAFKA_SESSION_TIMEOUT_MS")
     options: dict[str, Any] = {
         "session_timeout_ms": session,
@@ -108,6 +110,7 @@ def client_settings(env: Callable[[str], str] = config.env, environ: Mapping[str
         "max_poll_interval_ms": _positive(env, "TRUSTWATCH_KAFKA_MAX_POLL_INTERVAL_MS"),
         "max_poll_records": _positive(env, "TRUSTWATCH_KAFKA_MAX_POLL_RECORDS"),
         "request_timeout_ms": _positive(env, "TRUSTWATCH_KAFKA_REQUEST_TIMEOUT_MS"),
+        "reconnect_backoff_max_ms": _positive(env, "TRUSTWATCH_KAFKA_RECONNECT_BACKOFF_MAX_MS"),
     }
     instance = instance_id(env, environ)
     if instance:
