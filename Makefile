@@ -25,7 +25,7 @@ help:
 	@echo "make format     apply ruff's formatting and safe lint fixes"
 	@echo "make test       fast tests (no slow end-to-end cases)"
 	@echo "make test-all   every test, including the end-to-end ones against real parts (CI)"
-	@echo "make bench      throughput benchmarks"
+	@echo "make bench      throughput figures P1-P4 and scale, with targets (ARGS=\"--only P2,P3 --quick\")"
 	@echo "make up / down  distributed stack on this machine (Kafka + one process per service)"
 	@echo "make protos     regenerate services/trustwatch/v1 from protos/"
 	@echo "make dashboards regenerate the Grafana dashboards (monitoring/ and the k8s component)"

@@ -1,172 +1,205 @@
-"""`make bench`: every throughput figure trustwatch tracks, measured side by side in one run.
+"""`make bench`: trustwatch's throughput figures, each a ratio or rate measured side by side in one run.
 
-1. Generation with the vLLM back-end on ONE engine instance, same prompts, alternating runs:
-   raw ``vllm.LLM.generate``; ``VllmBackend``; the generator service over the in-memory bus; the
-   generator service over a real Kafka broker. Reported: each path's throughput / raw.
-2. The ``openai`` back-end vs a bare asyncio ``AsyncOpenAI`` client at equal concurrency against the
-   same vLLM OpenAI-compatible server.
-3. Keyword judging through the evaluator gRPC service (loopback), judgments/s.
-4. The full benchmark (24 files, 16,441 prompts) embedded, tiny model, offline judges: wall time.
+P1  the whole pipeline (scheduler -> generator -> dispatcher -> judges -> aggregator) with the vLLM
+    back-end, over the memory bus and over Kafka, / raw ``vllm.LLM.generate`` on the same prompts
+    (heavy-tailed max_tokens). Target >= 0.90.          (trustwatch.tools.bench.pipeline)
+P2  ``OpenAIBackend.stream`` / a bare asyncio client at equal concurrency, against the fake
+    endpoint (lognormal latency, median 0.2 s, sigma 1); also with 20% 429s. Target >= 0.95.
+                                                        (trustwatch.tools.bench.endpoint)
+P3  the plumbing: the full suite through Kafka, gRPC offline judges and PostgreSQL, the services as
+    processes, with the echo back-end and with the fake endpoint at zero latency: prompts/s
+    (target >= 2,000 on 2 cores), and / raw kafka-python over the same three hops (>= 0.30).
+                                                        (trustwatch.tools.bench.plumbing)
+P4  ``VllmBackend`` / transformers ``generate`` one prompt at a time (the reference toolkit's way),
+    same tiny model and prompts. Target >= 20.          (trustwatch.tools.bench.hf_loop)
+scale  P3 with 1, 2, 4 partitions and dispatcher/aggregator replicas; each service's peak RSS over
+    a run ten times longer / over the first (flat: <= 1.25).
 
-The default model is the tiny random one: figures measure trustwatch's overhead, not a model.
+``python -m trustwatch.tools.bench [--only P2,P3] [--quick] [--out out/bench]``; JSON and a plot go to
+``--out``. The default model is the tiny random one: figures measure trustwatch, not a model.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import subprocess
+import signal
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
-from trustwatch.tools.bench.generation import (
-    _measure,
-    _table,
-    compare_openai,
-    default_data_dir,
-    load_prompts,
-    vllm_bench_step,
-)
+from trustwatch.tools.bench.generation import _table, default_data_dir, load_prompts
+from trustwatch.tools.bench.report import Figure, load_average, scale_table, table, write
 
 ROOT = Path(__file__).resolve().parents[4]
+PARTS = ("P1", "P2", "P3", "P4", "scale", "judging")
+DEFAULT = ("P1", "P2", "P3", "P4", "scale")
+
+#: Sizes per mode: (full, --quick).
+SIZES: dict[str, tuple[Any, Any]] = {
+    "p1_n": (2000, 300),
+    "p2_n": (600, 200),
+    "p3_n": (None, 3000),  # None: the whole suite, 16,441 prompts
+    "p4_n": (64, 16),
+    "scale_n": (None, 2000),
+    "rss_factor": (10, 5),
+    "repeats": (3, 1),
+}
 
 
-def bench_engine(model_dir: str, prompts: list[str], max_tokens: int, repeats: int, kafka: bool) -> dict[str, Any]:
-    from trustwatch.generator.backends.vllm_engine import VllmBackend
-    from trustwatch.platform.bus import MemoryBus, kafka_bus
-    from trustwatch.tools.bench.bus import BusGenerator
-    from trustwatch.tools.stack import kafka_process
-
-    backend = VllmBackend(model_dir, max_model_len=2048, seed=0)
-    paths: dict[str, Any] = {
-        "vllm.LLM.generate (raw)": backend._llm,
-        "VllmBackend": backend,
-        "generator service, memory bus": BusGenerator(backend, MemoryBus()),
-    }
-    proc = None
-    tmp = tempfile.TemporaryDirectory()
-    if kafka:
-        port, cport = kafka_process.free_port(), kafka_process.free_port()
-        proc = kafka_process.start_kafka(kafka_process.default_home(), Path(tmp.name), port, cport)
-        kafka_process.wait_ready(
-            f"127.0.0.1:{port}", timeout=120, proc=proc, log_path=kafka_process.broker_log(Path(tmp.name))
-        )
-        paths["generator service, Kafka"] = BusGenerator(backend, kafka_bus(f"127.0.0.1:{port}"))
-    try:
-        steps = {label: vllm_bench_step(p, prompts, max_tokens) for label, p in paths.items()}
-        for step in steps.values():
-            step()  # warm-up every path (and the Kafka consumer group join)
-        rows = _measure(steps, len(prompts), repeats)
-    finally:
-        for p in paths.values():
-            if isinstance(p, BusGenerator):
-                p.close()
-        backend.close()
-        if proc is not None:
-            kafka_process.stop_kafka(proc)
-        tmp.cleanup()
-    raw = rows[0]["prompts_per_s"]
-    return {
-        "start_s": backend.start_s,
-        "runs": rows,
-        "ratios_to_raw": {r["label"]: r["prompts_per_s"] / raw for r in rows},
-    }
+def _only(text: str) -> list[str]:
+    wanted = [p.strip() for p in text.split(",") if p.strip()]
+    by_lower = {p.lower(): p for p in PARTS}
+    bad = [p for p in wanted if p.lower() not in by_lower]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown part(s) {', '.join(bad)}; choose from {', '.join(PARTS)}")
+    return [by_lower[p.lower()] for p in wanted]
 
 
-def bench_full(data_dir: Path) -> dict[str, Any]:
-    suite = (ROOT / "suites" / "trustllm-full.yaml").read_text().replace("max_tokens: 512", "max_tokens: 16")
-    with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "s.yaml").write_text(suite)
-        t0 = time.perf_counter()
-        proc = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "trustwatch.cli",
-                "run",
-                "--suite",
-                f"{tmp}/s.yaml",
-                "--target",
-                "vllm:tiny-random",
-                "--offline",
-                "--db",
-                f"sqlite:///{tmp}/r.db",
-                "--out",
-                f"{tmp}/r.json",
-            ],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "TRUSTWATCH_DATA_DIR": str(data_dir)},
-        )
-        wall = time.perf_counter() - t0
-        if proc.returncode != 0:
-            raise RuntimeError(f"full run failed: {proc.stderr[-2000:]}")
-        report = json.loads((Path(tmp) / "r.json").read_text())
-    n = sum(t["n_items"] for t in report["tasks"].values())
-    return {"wall_s": wall, "prompts": n, "prompts_per_s": n / wall, "max_tokens": 16}
+def _print_profile(prof_dir: str, top: int = 12) -> None:
+    import pstats
+
+    from trustwatch.tools.bench.plumbing import summarize_py_spy
+
+    for path in sorted(Path(prof_dir).glob("*-bench-*.txt")):  # py-spy: the timed run only
+        print(f"\n   py-spy, {path.stem} (CPU samples, self time):")
+        for frame, share in summarize_py_spy(path):
+            print(f"     {share:6.1%}  {frame}")
+    for name in ("generator", "dispatcher-0", "aggregator-0", "judge"):
+        path = Path(prof_dir) / f"{name}.prof"
+        if path.is_file():
+            print(f"\n   cProfile, {name} (top {top} by cumulative time):")
+            pstats.Stats(str(path), stream=sys.stdout).sort_stats("cumulative").print_stats(top)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m trustwatch.tools.bench", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="tiny-random")
-    ap.add_argument("--n", type=int, default=256)
-    ap.add_argument("--max-tokens", type=int, default=32)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--concurrency", type=int, default=16)
-    ap.add_argument("--skip", action="append", default=[], choices=["engine", "kafka", "openai", "judging", "full"])
-    ap.add_argument("--json", type=Path)
-    args = ap.parse_args(argv)
+def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from trustwatch.generator.tiny_model import resolve_model
+    q = 1 if args.quick else 0
+    size = {k: v[q] for k, v in SIZES.items()}
+    repeats = args.repeats or size["repeats"]
+    data_dir = args.data_dir or default_data_dir()
+    figures: list[Figure] = []
+    results: dict[str, Any] = {"parts": args.only, "quick": args.quick, "load_at_start": load_average()}
+    print(f"trustwatch bench: {', '.join(args.only)}{' (quick)' if args.quick else ''}; {os.cpu_count()} CPUs")
 
-    data_dir = default_data_dir()
-    model_dir = resolve_model(args.model)
-    prompts = load_prompts(data_dir, args.n)
-    out: dict[str, Any] = {"cpus": os.cpu_count(), "n_prompts": len(prompts), "max_tokens": args.max_tokens}
-    print(
-        f"{len(prompts)} prompts (safety/misuse.json), {args.max_tokens} new tokens, temperature 0, "
-        f"model {args.model}, {os.cpu_count()} CPUs, {args.repeats} alternating repeats (median)"
-    )
-    if "engine" not in args.skip:
-        out["engine"] = r = bench_engine(model_dir, prompts, args.max_tokens, args.repeats, "kafka" not in args.skip)
-        print(f"\n1. vLLM back-end, one engine (start-up {r['start_s']:.1f} s)\n{_table(r['runs'])}")
-        for label, ratio in r["ratios_to_raw"].items():
-            print(f"   {label:<40} / raw = {ratio:.3f}")
-    if "openai" not in args.skip:
-        from trustwatch.tools.bench.generation import _start_server
+    def model() -> str:
+        from trustwatch.generator.tiny_model import resolve_model
 
-        server = _start_server(model_dir, 2048)
-        try:
-            rows = compare_openai(
-                server.base_url, "bench", prompts, args.concurrency, args.max_tokens, repeats=args.repeats
+        return resolve_model(args.model)
+
+    if "P2" in args.only:
+        from trustwatch.tools.bench.endpoint import bench_p2
+
+        r = results["P2"] = bench_p2(n=size["p2_n"], concurrency=args.concurrency, repeats=repeats)
+        print(f"\nP2. openai back-end vs bare asyncio client, {r['n']} prompts, concurrency {r['concurrency']}")
+        for case in ("latency", "latency+429"):
+            print(f"  {case} (429 fraction {r[case]['p_429']}):\n{_table(r[case]['runs'])}")
+            figures.append(Figure("P2", f"stream / bare client, {case}", r[case]["stream_over_bare"], 0.95, "x bare"))
+        if "fixed_window_over_bare" in r["latency+429"]:
+            print(
+                f"  adaptive window off / bare, with 429s: {r['latency+429']['fixed_window_over_bare']:.3f} (diagnosis)"
             )
-        finally:
-            server.stop()
-        ratio = rows[1]["prompts_per_s"] / rows[0]["prompts_per_s"]
-        out["openai"] = {"runs": rows, "backend_over_bare": ratio}
-        print(f"\n2. OpenAI-compatible endpoint (vLLM server)\n{_table(rows)}\n   OpenAIBackend / bare = {ratio:.3f}")
-    if "judging" not in args.skip:
+    if "P3" in args.only:
+        from trustwatch.tools.bench.plumbing import bench_p3
+
+        r = results["P3"] = bench_p3(data_dir, n=size["p3_n"], profile=args.profile)
+        print(
+            f"\nP3. plumbing, {r['prompts']} prompts, Kafka + gRPC offline judges + PostgreSQL, services as processes"
+        )
+        for k in ("echo", "fake_endpoint", "raw_kafka", "judging_in_process"):
+            if k in r:
+                print(f"  {k:<18} {r[k]['wall_s']:>8.1f} s {r[k]['prompts_per_s']:>9.1f} prompts/s")
+        for k, label in (("echo", "echo back-end"), ("fake_endpoint", "fake endpoint, zero latency")):
+            figures.append(
+                Figure("P3", f"{label}, prompts/s", r[k]["prompts_per_s"], 2000, "prompts/s", load=r[k]["load"])
+            )
+        figures.append(
+            Figure(
+                "P3",
+                "echo back-end / raw kafka-python, 3 hops",
+                r["echo"]["prompts_per_s"] / r["raw_kafka"]["prompts_per_s"],
+                0.30,
+                "x raw",
+                load=r["raw_kafka"]["load"],
+            )
+        )
+        if args.profile and r.get("profile_dir"):
+            _print_profile(r["profile_dir"])
+    if "P4" in args.only:
+        from trustwatch.tools.bench.hf_loop import bench_p4
+
+        prompts = load_prompts(data_dir, size["p4_n"])
+        r = results["P4"] = bench_p4(model(), prompts, args.max_tokens, repeats)
+        print(f"\nP4. vLLM path vs transformers one prompt at a time, {r['n']} prompts, {r['max_tokens']} new tokens")
+        print(_table(r["runs"]))
+        figures.append(Figure("P4", "VllmBackend / HF generate one at a time", r["speedup"], 20, "x HF loop"))
+    if "P1" in args.only:
+        from trustwatch.tools.bench.pipeline import bench_p1
+
+        r = results["P1"] = bench_p1(model(), data_dir, n=size["p1_n"], repeats=repeats, kafka=not args.no_kafka)
+        mt = r["max_tokens"]
+        print(
+            f"\nP1. whole pipeline, vLLM back-end, {r['n']} prompts, max_tokens lognormal clipped [1, 256] "
+            f"(median {mt['median']:.0f}, max {mt['max']})\n{_table(r['runs'])}"
+        )
+        for label, ratio in r["over_raw"].items():
+            figures.append(Figure("P1", f"{label} / raw vLLM", ratio, 0.90, "x raw"))
+    if "scale" in args.only:
+        from trustwatch.tools.bench.plumbing import bench_scale
+
+        r = results["scale"] = bench_scale(data_dir, n=size["scale_n"], rss_factor=size["rss_factor"])
+        print(f"\nscale. P3 (echo back-end) by partitions and replicas\n{scale_table(r['rows'])}")
+        base = r["rows"][0]["prompts_per_s"]
+        for row in r["rows"][1:]:
+            k = row["partitions"]
+            figures.append(
+                Figure("scale", f"{k} partitions+replicas / 1, prompts/s", row["prompts_per_s"] / base, 1.0, "x 1")
+            )
+        if "rss" in r:
+            f = r["rss"]["factor"]
+            print(
+                f"  peak RSS, a run {f}x longer / the first: "
+                + ", ".join(f"{k} {v:.2f}" for k, v in sorted(r["rss"]["growth"].items()))
+            )
+            worst = max(r["rss"]["growth"].items(), key=lambda kv: kv[1])
+            figures.append(
+                Figure("scale", f"peak RSS, {f}x longer run / first (worst: {worst[0]})", worst[1], 1.25, "x", True)
+            )
+    if "judging" in args.only:
         from trustwatch.tools.bench.judging import run_judging_bench
 
-        out["judging"] = j = run_judging_bench(data_dir)
+        r = results["judging"] = run_judging_bench(data_dir)
         print(
-            f"\n3. keyword judging (fact_check) through gRPC: {j['grpc_judgments_per_s']:,.0f} judgments/s "
-            f"(batches of {int(j['batch'])}; in-process {j['in_process_judgments_per_s']:,.0f}/s)"
+            f"\njudging. keyword judge (fact_check) through gRPC: {r['grpc_judgments_per_s']:,.0f} judgments/s "
+            f"(batches of {int(r['batch'])}; in-process {r['in_process_judgments_per_s']:,.0f}/s)"
         )
-    if "full" not in args.skip:
-        out["full"] = f = bench_full(data_dir)
-        print(
-            f"\n4. full benchmark embedded ({f['prompts']} prompts, tiny model, {f['max_tokens']} new tokens, "
-            f"offline judges): {f['wall_s']:.0f} s ({f['prompts_per_s']:.0f} prompts/s)"
-        )
-    if args.json:
-        args.json.write_text(json.dumps(out, indent=2) + "\n")
+    results["load_at_end"] = load_average()
+    print("\nfigures (load average 1/5/15 min when measured)")
+    print(table(figures))
+    json_path, png = write(args.out, figures, results)
+    print(f"\nwritten {json_path}" + (f" and {png}" if png else " (no plot: matplotlib is not installed)"))
     return 0
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m trustwatch.tools.bench", description=(__doc__ or "").split("\n")[0])
+    ap.add_argument("--only", type=_only, default=list(DEFAULT), help=f"comma-separated parts of {', '.join(PARTS)}")
+    ap.add_argument("--quick", action="store_true", help="smaller sizes and one repeat (a check, not a figure)")
+    ap.add_argument("--model", default="tiny-random")
+    ap.add_argument("--data-dir", type=Path, default=None, help="TrustLLM dataset folder")
+    ap.add_argument("--max-tokens", type=int, default=32, help="P4: new tokens per prompt")
+    ap.add_argument("--repeats", type=int, default=0, help="alternating runs per path (default 3, --quick 1)")
+    ap.add_argument("--concurrency", type=int, default=16, help="P2: requests in flight")
+    ap.add_argument("--no-kafka", action="store_true", help="P1: the memory bus only")
+    ap.add_argument(
+        "--profile", action="store_true", help="P3: where the services' time goes (py-spy if installed, else cProfile)"
+    )
+    ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench", help="where bench.json and bench.png go")
+    args = ap.parse_args(argv)
+    # A SIGTERM unwinds like Ctrl-C, so the broker, the database and the service processes stop too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return run(args)
+
+
+if __name__ == "__main__":  # vLLM may spawn engine processes: keep the work under this guard
     raise SystemExit(main())

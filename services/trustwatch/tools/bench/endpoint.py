@@ -85,28 +85,93 @@ def stream_step(backend: Any, requests: list[GenRequest]) -> Callable[[], tuple[
     return step
 
 
+STREAM_LABEL = "OpenAIBackend.stream"
+
+
 def compare_streaming(
-    base_url: str, n: int = 600, concurrency: int = 16, batch: int = 64, max_tokens: int = 32, repeats: int = 3
+    base_url: str,
+    n: int = 600,
+    concurrency: int = 16,
+    batch: int = 64,
+    max_tokens: int = 32,
+    repeats: int = 3,
+    batched: bool = True,
+    max_retries: int = 5,
+    fixed_window: bool = False,
 ) -> list[dict[str, Any]]:
-    """(a) bare client, (b) batched ``generate``, (c) a full stream; one summary each, in order."""
+    """(a) bare client, (b) batched ``generate`` (unless ``batched`` is False), (c) a full stream;
+    with ``fixed_window``, (d) a full stream of a back-end whose window does not shrink on 429
+    (``adaptive=False``). One summary each, in order. Every client retries up to ``max_retries`` times."""
     from trustwatch.generator.backends.openai_api import OpenAIBackend
 
     prompts = [f"benchmark prompt {i}: say something" for i in range(n)]
     requests = _requests(prompts, max_tokens, 0.0)
-    backend = OpenAIBackend(model="fake", base_url=base_url, concurrency=concurrency)
+    backend = OpenAIBackend(model="fake", base_url=base_url, concurrency=concurrency, max_retries=max_retries)
+    fixed = OpenAIBackend(
+        model="fake", base_url=base_url, concurrency=concurrency, max_retries=max_retries, adaptive=False
+    )
     try:
         steps = {
             f"bare AsyncOpenAI, semaphore {concurrency}": bare_openai_step(
-                base_url, "fake", prompts, concurrency, max_tokens
+                base_url, "fake", prompts, concurrency, max_tokens, max_retries=max_retries
             ),
             f"OpenAIBackend.generate, batches of {batch}": batched_step(backend, requests, batch),
-            f"OpenAIBackend.stream, {concurrency} in flight": stream_step(backend, requests),
+            f"{STREAM_LABEL}, {concurrency} in flight": stream_step(backend, requests),
         }
+        if not batched:
+            del steps[f"OpenAIBackend.generate, batches of {batch}"]
+        if fixed_window:
+            steps[f"{STREAM_LABEL}, {concurrency} in flight, adaptive window off"] = stream_step(fixed, requests)
         warm = _requests(prompts[: 2 * concurrency], max_tokens, 0.0)
         backend.generate(warm)  # warm-up: connections, the SDK's first-call costs
+        fixed.generate(warm)
         return _measure(steps, n, repeats)
     finally:
         backend.close()
+        fixed.close()
+
+
+def endpoint_args(
+    seed: int = 0, median_s: float = 0.2, sigma: float = 1.0, p_429: float = 0.0, retry_after_s: float = 1.0
+) -> list[str]:
+    """The fake endpoint's command line: lognormal latency; the same draw for a repeated request
+    (runs meet the same latencies), except with injected 429s, where a retry must get a fresh draw."""
+    args = ["--seed", str(seed), "--latency", "lognormal", "--median-s", str(median_s), "--sigma", str(sigma)]
+    if p_429:
+        return [*args, "--p-429", str(p_429), "--retry-after-s", str(retry_after_s)]
+    return [*args, "--no-redraw-repeats"]
+
+
+def bench_p2(
+    n: int = 600,
+    concurrency: int = 16,
+    repeats: int = 3,
+    p_429: float = 0.2,
+    batched: bool = True,
+    median_s: float = 0.2,
+    retry_after_s: float = 1.0,
+) -> dict[str, Any]:
+    """P2: ``OpenAIBackend.stream`` (what the generator service drives) over a bare asyncio client
+    at equal concurrency, against the fake endpoint (lognormal latency, median 0.2 s, sigma 1,
+    seed 0) in a process of its own; then again with ``p_429`` of the requests answered 429 with
+    Retry-After ``retry_after_s``. The batched path is measured in the first case only (what streaming
+    gains); in the second, a stream with the adaptive (AIMD) window off is measured too."""
+    out: dict[str, Any] = {"n": n, "concurrency": concurrency, "repeats": repeats, "median_s": median_s}
+    for case, fraction in (("latency", 0.0), ("latency+429", p_429)):
+        proc, base_url = start_endpoint(endpoint_args(median_s=median_s, p_429=fraction, retry_after_s=retry_after_s))
+        try:
+            rows = compare_streaming(
+                base_url, n, concurrency, repeats=repeats, batched=batched and not fraction, fixed_window=bool(fraction)
+            )
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+        bare = rows[0]["prompts_per_s"]
+        stream = next(r for r in rows if r["label"] == f"{STREAM_LABEL}, {concurrency} in flight")
+        out[case] = {"p_429": fraction, "runs": rows, "stream_over_bare": stream["prompts_per_s"] / bare}
+        if fraction:  # a diagnosis, not a target: how much of the gap the shrinking window makes
+            out[case]["fixed_window_over_bare"] = rows[-1]["prompts_per_s"] / bare
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -122,18 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args(argv)
 
-    endpoint_args = [
-        "--seed",
-        str(args.seed),
-        "--latency",
-        "lognormal",
-        "--median-s",
-        str(args.median_s),
-        "--sigma",
-        str(args.sigma),
-        "--no-redraw-repeats",
-    ]
-    proc, base_url = start_endpoint(endpoint_args)
+    proc, base_url = start_endpoint(endpoint_args(args.seed, args.median_s, args.sigma))
     try:
         t0 = time.perf_counter()
         rows = compare_streaming(base_url, args.n, args.concurrency, args.batch, args.max_tokens, args.repeats)

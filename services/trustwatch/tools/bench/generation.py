@@ -173,13 +173,20 @@ def compare_engine(
 
 
 def bare_openai_step(
-    base_url: str, model: str, prompts: Sequence[str], concurrency: int, max_tokens: int = 32, temperature: float = 0.0
+    base_url: str,
+    model: str,
+    prompts: Sequence[str],
+    concurrency: int,
+    max_tokens: int = 32,
+    temperature: float = 0.0,
+    max_retries: int = 2,
 ) -> Callable[[], tuple[int, int]]:
-    """What one would write by hand: AsyncOpenAI, a semaphore, gather; a fresh loop per batch."""
+    """What one would write by hand: AsyncOpenAI, a semaphore, gather; a fresh loop per batch.
+    ``max_retries``: the SDK's own retries (it honours Retry-After); 2 is its default."""
     from openai import AsyncOpenAI
 
     async def batch() -> tuple[int, int]:
-        client = AsyncOpenAI(base_url=base_url, api_key="EMPTY")
+        client = AsyncOpenAI(base_url=base_url, api_key="EMPTY", max_retries=max_retries)
         sem = asyncio.Semaphore(concurrency)
 
         async def one(p: str) -> int:

@@ -1,0 +1,259 @@
+"""P1: the whole pipeline with the vLLM back-end against raw ``vllm.LLM.generate``.
+
+scheduler (publish) -> generator service -> judge dispatcher -> offline judges -> aggregator ->
+store, every stage through its public wiring (``generator_worker``, ``dispatcher_worker``,
+``aggregator_workers``; the generator streams when the back-end has a stream), the transport loops
+in threads of this process as the embedded mode runs them, over the memory bus and over a real
+Kafka broker; and the engine alone on the same prompts at once. One :class:`VllmBackend` serves
+every path, so the engine is the same. The engine takes one stream at a time, so each pipeline
+runs in a block of its own, with raw runs before, between and after; the median of each path is kept.
+
+Prompts come from the full suite (round-robin over its tasks, short enough for the window); each
+request's ``max_tokens`` is drawn from a seeded lognormal clipped to [1, 256] so replies vary in
+length as real ones do; temperature 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from trustwatch.aggregator.service import Aggregator, aggregator_workers
+from trustwatch.generator.backends.base import Backend
+from trustwatch.generator.service import generator_worker
+from trustwatch.judge.client import EvaluatorClient
+from trustwatch.judge.dispatcher import dispatcher_worker
+from trustwatch.platform.bus.base import Bus, Topics
+from trustwatch.platform.runtime import ConsumerLoop
+from trustwatch.platform.store import Store
+from trustwatch.platform.telemetry.metrics import ServiceMetrics
+from trustwatch.scheduler.core import Plan, Prepared, build_plan
+from trustwatch.scheduler.service import publish
+from trustwatch.tools.bench.generation import _summary
+from trustwatch.v1 import messages_pb2 as pb
+
+RAW = "vllm.LLM.generate (raw)"
+
+
+def heavy_tailed_max_tokens(n: int, seed: int = 0, median: float = 48.0, sigma: float = 1.0) -> list[int]:
+    """``n`` draws of a lognormal (``median``, ``sigma``), rounded and clipped to [1, 256]."""
+    rng = np.random.default_rng(seed)
+    draws = rng.lognormal(np.log(median), sigma, n)
+    return [int(x) for x in np.clip(np.rint(draws), 1, 256)]
+
+
+def p1_jobs(prep: Prepared, n: int, max_chars: int = 1500) -> list[int]:
+    """Indices into a plan's jobs: ``n`` prompts round-robin over the tasks, each at most
+    ``max_chars`` long (so prompt + 256 new tokens fits the tiny model's window)."""
+    jobs = build_plan(prep, "probe").jobs
+    by_task: dict[str, list[int]] = {}
+    for i, j in enumerate(jobs):
+        if len(j.prompt) <= max_chars:
+            by_task.setdefault(j.task, []).append(i)
+    picked: list[int] = []
+    k = 0
+    while len(picked) < n and any(k < len(v) for v in by_task.values()):
+        for v in by_task.values():
+            if k < len(v) and len(picked) < n:
+                picked.append(v[k])
+        k += 1
+    return picked
+
+
+def p1_plan(prep: Prepared, picked: list[int], max_tokens: list[int], tag: str) -> Plan:
+    """The plan under a fresh run id, cut to ``picked`` jobs, temperature 0, the drawn max_tokens."""
+    import uuid
+
+    plan = build_plan(prep, f"{tag}-{uuid.uuid4().hex[:10]}")
+    jobs = []
+    for i, m in zip(picked, max_tokens):
+        j = plan.jobs[i]
+        j.sampling.max_tokens = m
+        j.sampling.temperature = 0.0
+        jobs.append(j)
+    evaluators = {j.job_id: plan.evaluators[j.job_id] for j in jobs}
+    manifest = {
+        **plan.manifest,
+        "expected_jobs": len(jobs),
+        "expected_judgments": sum(len(v) for v in evaluators.values()),
+    }
+    return dataclasses.replace(plan, jobs=jobs, evaluators=evaluators, manifest=manifest)
+
+
+class InProcessPipeline:
+    """Generator and dispatcher loops in threads of their own, the aggregator in the caller's (as
+    the embedded mode runs them), on ``bus`` with a SQLite store. :meth:`run` publishes a plan
+    and returns when every planned judgment is stored."""
+
+    def __init__(self, bus: Bus, backend: Backend, target: str, backend_name: str, evaluators: EvaluatorClient) -> None:
+        import uuid
+
+        self.bus = bus
+        self.topics = Topics(f"p1{uuid.uuid4().hex[:6]}")
+        self._tmp = tempfile.TemporaryDirectory(prefix="trustwatch-bench-p1-")
+        self.store = Store(f"sqlite:///{self._tmp.name}/p1.db")
+        metrics = ServiceMetrics(CollectorRegistry())
+        self.aggregator = Aggregator(self.store, metrics, self.topics)
+        t = self.topics
+        bus.create_topics([t.jobs(target), t.completions, t.judgments, t.runs, t.dlq])
+        self.stages: list[ConsumerLoop] = [
+            generator_worker(bus, t, target, backend_name, backend, metrics),
+            dispatcher_worker(bus, t, evaluators, metrics),
+        ]
+        self.aggregators: list[ConsumerLoop] = list(aggregator_workers(bus, t, self.aggregator, metrics))
+        # Reads the completions too (a group of its own): their tokens and errors, to check the work
+        self.counter = bus.consumer([t.completions], group_id=f"{t.prefix}-counter")
+        self.errors: list[BaseException] = []
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._loop, args=(w,), daemon=True) for w in self.stages]
+        for th in self._threads:
+            th.start()
+
+    def _loop(self, worker: ConsumerLoop) -> None:
+        try:
+            while not self._stop.is_set():
+                worker.run_once(timeout=0.05)
+        except BaseException as e:  # noqa: BLE001 - re-raised in run()
+            self.errors.append(e)
+
+    def _count(self, run_id: str, seen: dict[str, pb.Completion], timeout: float) -> None:
+        messages = self.counter.poll(timeout, 5000)
+        for m in messages:
+            c = pb.Completion.FromString(m.value)
+            if c.run_id == run_id:
+                seen[c.job_id] = c
+        if messages:
+            self.counter.commit(messages)
+
+    def run(self, plan: Plan, timeout: float = 3600.0) -> tuple[int, int]:
+        """Publish ``plan`` and turn the aggregator until the run is complete; the completions'
+        (tokens, errors)."""
+        publish(plan, self.bus, self.topics, self.store)
+        deadline = time.monotonic() + timeout
+        next_check = 0.0
+        seen: dict[str, pb.Completion] = {}
+        while True:
+            self._count(plan.run_id, seen, 0.0)
+            for w in self.aggregators:
+                w.run_once(timeout=0.01)
+            if self.errors:
+                raise self.errors[0]
+            now = time.monotonic()
+            if now >= next_check:
+                if self.store.is_complete(plan.run_id):
+                    break
+                next_check = now + 0.1
+            if now > deadline:
+                raise TimeoutError(f"run {plan.run_id} not complete after {timeout:.0f} s")
+        while len(seen) < len(plan.jobs) and time.monotonic() < deadline:  # all flushed before judged
+            self._count(plan.run_id, seen, 0.5)
+        return sum(c.completion_tokens for c in seen.values()), sum(1 for c in seen.values() if c.error)
+
+    def close(self) -> None:
+        self._stop.set()
+        for th in self._threads:
+            th.join()
+        for w in [*self.stages, *self.aggregators]:
+            w.close()
+        self.counter.close()
+        self.store.close()
+        self._tmp.cleanup()
+
+
+def bench_p1(
+    model_dir: str,
+    data_dir: Path,
+    n: int = 2000,
+    repeats: int = 3,
+    kafka: bool = True,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """P1 rows (raw engine, pipeline over the memory bus, pipeline over Kafka) and each pipeline's
+    throughput over the raw engine's."""
+    from vllm import SamplingParams
+
+    from trustwatch.benchmark.evaluators.base import EvaluatorSettings
+    from trustwatch.generator.backends.vllm_engine import VllmBackend
+    from trustwatch.platform.bus import MemoryBus, kafka_bus
+    from trustwatch.tools.bench.plumbing import prepare_full
+    from trustwatch.tools.rescore import OfflineEvaluators
+    from trustwatch.tools.stack import kafka_process
+
+    target = "vllm:tiny-random"
+    prep = prepare_full(data_dir, target)
+    picked = p1_jobs(prep, n)
+    max_tokens = heavy_tailed_max_tokens(len(picked), seed)
+    probe = p1_plan(prep, picked, max_tokens, "probe")
+    backend = VllmBackend(model_dir, max_model_len=2048, seed=0)
+    llm: Any = backend._llm
+    tok = llm.get_tokenizer()
+    texts = [
+        tok.apply_chat_template([{"role": "user", "content": j.prompt}], add_generation_prompt=True, tokenize=False)
+        for j in probe.jobs
+    ]
+    params = [SamplingParams(temperature=0.0, max_tokens=m) for m in max_tokens]
+
+    def raw() -> tuple[int, int]:
+        outs = llm.generate(texts, params, use_tqdm=False)
+        return sum(len(o.outputs[0].token_ids) for o in outs), 0
+
+    evaluators = OfflineEvaluators(EvaluatorSettings())
+    proc = None
+    tmp = tempfile.TemporaryDirectory(prefix="trustwatch-bench-kafka-")
+    walls: dict[str, list[float]] = {RAW: []}
+    done: dict[str, tuple[int, int]] = {}
+
+    def timed_raw() -> None:
+        t0 = time.perf_counter()
+        done[RAW] = raw()
+        walls[RAW].append(time.perf_counter() - t0)
+
+    try:
+        buses: list[tuple[str, Callable[[], Bus]]] = [("pipeline, memory bus", MemoryBus)]
+        if kafka:
+            port, cport = kafka_process.free_port(), kafka_process.free_port()
+            proc = kafka_process.start_kafka(kafka_process.default_home(), Path(tmp.name), port, cport)
+            kafka_process.wait_ready(
+                f"127.0.0.1:{port}", timeout=120, proc=proc, log_path=kafka_process.broker_log(Path(tmp.name))
+            )
+            bootstrap = f"127.0.0.1:{port}"
+            buses.append(("pipeline, Kafka", lambda: kafka_bus(bootstrap)))
+        raw()  # warm-up
+        # The engine takes one stream at a time and refuses other work while it is open, so each
+        # pipeline runs in a block of its own (its generator holds the stream); raw runs before,
+        # between and after the blocks, so a drifting load shows in its spread.
+        for label, make_bus in buses:
+            timed_raw()
+            plans = [p1_plan(prep, picked, max_tokens, "p1") for _ in range(repeats)]  # built before timing
+            pipeline = InProcessPipeline(make_bus(), backend, prep.target.name, "vllm", evaluators)
+            try:
+                pipeline.run(p1_plan(prep, picked[:64], max_tokens[:64], "warm"))  # joins, the judges' first calls
+                walls[label] = []
+                for plan in plans:
+                    t0 = time.perf_counter()
+                    done[label] = pipeline.run(plan)
+                    walls[label].append(time.perf_counter() - t0)
+            finally:
+                pipeline.close()
+        timed_raw()
+    finally:
+        backend.close()
+        if proc is not None:
+            kafka_process.stop_kafka(proc)
+        tmp.cleanup()
+    rows = [_summary(label, len(picked), w, *done[label]) for label, w in walls.items()]
+    base = rows[0]["prompts_per_s"]
+    return {
+        "n": len(picked),
+        "max_tokens": {"median": float(np.median(max_tokens)), "max": max(max_tokens), "sum": sum(max_tokens)},
+        "runs": rows,
+        "over_raw": {r["label"]: r["prompts_per_s"] / base for r in rows[1:]},
+    }

@@ -1,0 +1,148 @@
+"""The bench's code paths at a tiny size, so `make bench` cannot rot. No figure or target is asserted
+here (speed belongs in `make bench`); what is asserted is that each path does its work."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from trustwatch.benchmark.evaluators.base import EvaluatorSettings
+from trustwatch.generator.backends.echo import EchoBackend
+from trustwatch.platform.bus import MemoryBus
+from trustwatch.scheduler.core import Prepared, build_plan
+from trustwatch.tools.bench.__main__ import _only
+from trustwatch.tools.bench.endpoint import bench_p2, endpoint_args
+from trustwatch.tools.bench.hf_loop import hf_one_at_a_time_step
+from trustwatch.tools.bench.pipeline import InProcessPipeline, heavy_tailed_max_tokens, p1_jobs, p1_plan
+from trustwatch.tools.bench.plumbing import bench_p3, bench_scale, hop_messages, plan_of, prepare_full
+from trustwatch.tools.bench.report import Figure, write
+from trustwatch.tools.rescore import OfflineEvaluators
+
+#: Judges that run an embedding model: slow to load, and not what these tests are about; left out.
+MODEL_JUDGES = {"embedding", "persona_similarity"}
+
+
+@pytest.fixture(scope="module")
+def echo_prep(data_dir: Path) -> Prepared:
+    return prepare_full(data_dir, "echo:bench")
+
+
+def test_heavy_tailed_max_tokens_is_seeded_clipped_and_heavy_tailed() -> None:
+    draws = heavy_tailed_max_tokens(2000, seed=3)
+    assert draws == heavy_tailed_max_tokens(2000, seed=3)
+    assert draws != heavy_tailed_max_tokens(2000, seed=4)
+    assert min(draws) >= 1 and max(draws) <= 256
+    assert max(draws) == 256  # the clip is reached: a tail exists
+    assert np.percentile(draws, 99) > 4 * np.median(draws)
+
+
+def test_plan_of_takes_every_task_in_turn(echo_prep: Prepared) -> None:
+    plan = plan_of(echo_prep, 48)
+    tasks = Counter(j.task for j in plan.jobs)
+    assert len(plan.jobs) == 48 and len(tasks) == 24 and set(tasks.values()) == {2}
+    assert set(plan.evaluators) == {j.job_id for j in plan.jobs}
+    assert plan.manifest["expected_judgments"] == plan.expected_judgments
+    assert all(j.run_id == plan.run_id for j in plan.jobs)
+    assert plan_of(echo_prep, 48).run_id != plan.run_id
+
+
+def test_hop_messages_are_the_real_messages_of_three_hops(echo_prep: Prepared) -> None:
+    from trustwatch.v1 import messages_pb2 as pb
+
+    whole = plan_of(echo_prep, 48)
+    jobs_kept = [j for j in whole.jobs if not MODEL_JUDGES & set(whole.evaluators[j.job_id])]
+    plan = dataclasses.replace(
+        whole, jobs=jobs_kept, evaluators={j.job_id: whole.evaluators[j.job_id] for j in jobs_kept}
+    )
+    timing: dict[str, float] = {}
+    jobs, completions, judgments = hop_messages(plan, timing)
+    assert len(jobs) == len(completions) == len(jobs_kept) > 40
+    assert timing["judging_s"] > 0
+    assert len(judgments) == plan.expected_judgments
+    assert {pb.Completion.FromString(c).job_id for c in completions} == {j.job_id for j in plan.jobs}
+    assert {pb.Judgment.FromString(j).evaluator for j in judgments} == {e for v in plan.evaluators.values() for e in v}
+
+
+def test_p1_pipeline_runs_a_plan_to_completion_on_the_memory_bus(echo_prep: Prepared) -> None:
+    probe = build_plan(echo_prep, "probe")
+    picked = [i for i in p1_jobs(echo_prep, 48) if not MODEL_JUDGES & set(probe.evaluators[probe.jobs[i].job_id])]
+    assert len(picked) > 40
+    max_tokens = heavy_tailed_max_tokens(len(picked), seed=0)
+    plan = p1_plan(echo_prep, picked, max_tokens, "test")
+    assert [j.sampling.max_tokens for j in plan.jobs] == max_tokens
+    assert {j.sampling.temperature for j in plan.jobs} == {0.0}
+    assert all(len(j.prompt) <= 1500 for j in plan.jobs)
+    pipeline = InProcessPipeline(
+        MemoryBus(), EchoBackend(), plan.target.name, "echo", OfflineEvaluators(EvaluatorSettings())
+    )
+    try:
+        tokens, errors = pipeline.run(plan, timeout=120)
+        assert errors == 0 and len(plan.jobs) <= tokens <= sum(max_tokens)  # echo: one token per word
+        assert pipeline.store.is_complete(plan.run_id)
+        assert pipeline.store.judgment_count(plan.run_id) == plan.expected_judgments
+        again = p1_plan(echo_prep, picked, max_tokens, "test")  # a second run through the same loops
+        assert pipeline.run(again, timeout=120) == (tokens, 0)
+        assert pipeline.store.is_complete(again.run_id)
+    finally:
+        pipeline.close()
+
+
+def test_p2_measures_stream_and_bare_client_with_and_without_429s() -> None:
+    assert "--no-redraw-repeats" in endpoint_args()
+    assert "--no-redraw-repeats" not in endpoint_args(p_429=0.2)  # a retry must get a fresh draw
+    r = bench_p2(n=20, concurrency=4, repeats=1, median_s=0.005, retry_after_s=0.05)
+    assert len(r["latency"]["runs"]) == 3  # bare, batched, stream
+    assert len(r["latency+429"]["runs"]) == 3  # bare, stream, stream with the adaptive window off
+    assert r["latency+429"]["fixed_window_over_bare"] > 0
+    for case in ("latency", "latency+429"):
+        assert all(row["n"] == 20 and row["errors"] == 0 for row in r[case]["runs"])
+        assert r[case]["stream_over_bare"] > 0
+
+
+def test_p4_hf_loop_generates_each_prompt(tiny_model: Path) -> None:
+    step = hf_one_at_a_time_step(str(tiny_model), ["Say hello.", "What is two plus two?"], max_tokens=4)
+    tokens, errors = step()
+    assert errors == 0 and 2 <= tokens <= 8
+
+
+def test_report_marks_targets_and_writes_json_and_plot(tmp_path: Path) -> None:
+    figures = [
+        Figure("P2", "stream / bare", 0.97, 0.95, "x bare"),
+        Figure("P3", "prompts/s", 150.0, 2000, "prompts/s"),
+        Figure("scale", "peak RSS growth", 1.5, 1.25, "x", at_most=True),
+    ]
+    assert [f.passed for f in figures] == [True, False, False]
+    assert "PASS" in figures[0].line() and "FAIL" in figures[1].line()
+    json_path, png = write(tmp_path, figures, {"scale": {"rows": []}})
+    data = json.loads(json_path.read_text())
+    assert [f["passed"] for f in data["figures"]] == [True, False, False]
+    assert len(data["figures"][0]["load"]) == 3
+    assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_only_accepts_parts_in_any_case_and_names_the_choices() -> None:
+    import argparse
+
+    assert _only("p2, P3,scale") == ["P2", "P3", "scale"]
+    with pytest.raises(argparse.ArgumentTypeError, match="P1, P2"):
+        _only("P9")
+
+
+@pytest.mark.slow
+def test_p3_and_scale_run_through_kafka_postgres_and_service_processes(data_dir: Path) -> None:
+    r = bench_p3(data_dir, n=20, warm=10)
+    assert r["prompts"] == 20
+    for k in ("echo", "fake_endpoint", "raw_kafka"):
+        assert r[k]["prompts"] == 20 and r[k]["prompts_per_s"] > 0
+    assert set(r["echo"]["peak_rss_mb"]) == {"judge", "aggregator-0", "dispatcher-0", "generator"}
+    assert all(v > 0 for v in r["echo"]["peak_rss_mb"].values())
+    s = bench_scale(data_dir, n=20, sizes=(1, 2), rss_factor=2, warm=10)
+    assert [row["partitions"] for row in s["rows"]] == [1, 2]
+    assert {"aggregator-1", "dispatcher-1"} <= set(s["rows"][1]["peak_rss_mb"])
+    assert s["rss"]["long"]["prompts"] == 2 * s["rss"]["short"]["prompts"]
+    assert set(s["rss"]["growth"]) == set(s["rss"]["short"]["peak_rss_mb"])
