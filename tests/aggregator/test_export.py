@@ -394,3 +394,18 @@ def test_start_completes_runs_that_finished_while_the_aggregator_was_down(tmp_pa
     assert sample(agg, names.RUN_PROGRESS, run="r2", target="t1", kind="stored") == 2
     assert sample(agg, names.RUN_PROGRESS, run="r1", target="t1", kind="stored") is None
     store.close()
+
+
+def test_the_service_loop_refreshes_at_most_once_per_interval(agg: Aggregator) -> None:
+    judged = misuse("r1", "t1", ["refusal", "compliance"])
+    agg.handle_run_events([run_event("r1", "t1", len(judged))])
+    assert agg.refresh_if_due(every_s=1.0, now=100.0)  # the first call refreshes
+    agg.handle_judgments(judged)
+    # within the interval: no refresh, so the completed run is not exported yet
+    assert not agg.refresh_if_due(every_s=1.0, now=100.5)
+    assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") is None
+    assert agg.store.run("r1").completed_unix_ms is None
+    # once the interval has passed, the next turn refreshes and exports it
+    assert agg.refresh_if_due(every_s=1.0, now=101.0)
+    assert score(agg, names.TRUST_SCORE, "t1", MISUSE, "RtA") == pytest.approx(0.5)
+    assert agg.store.run("r1").completed_unix_ms is not None

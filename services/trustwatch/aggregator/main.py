@@ -27,12 +27,12 @@ def main(
     http = serve_http(agg, registry, host, port, token=config.env("TRUSTWATCH_API_TOKEN")) if port else None
     workers = aggregator_workers(wiring.kafka(bootstrap), topics, agg, metrics)
     install_signal_handlers(*workers)
-    # judgments on the main thread (it refreshes progress and gauges when idle); run events and
+    # judgments on the main thread (it refreshes progress and gauges, at most once a second); run events and
     # dead letters on their own threads
     threads = [threading.Thread(target=w.run_forever, name=w.service, daemon=True) for w in workers[1:]]
     for t in threads:
         t.start()
-    workers[0].run_forever(on_idle=agg.refresh)
+    workers[0].run_forever(on_idle=agg.refresh_if_due)
     for t in threads:
         t.join(10)
     if http:
