@@ -194,9 +194,19 @@ def test_sqlite(tmp_path):
 
 @pytest.mark.slow
 def test_postgresql(postgres_url):
-    store = Store(postgres_url)
-    _exercise(store)
-    store.close()
+    # A database of its own: _exercise lists every run, and other tests share the session's database.
+    name = f"tw_store_{uuid.uuid4().hex[:8]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        store = Store(postgres_url.rsplit("/", 1)[0] + f"/{name}")
+        _exercise(store)
+        store.close()
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()
 
 
 @pytest.mark.slow

@@ -39,6 +39,9 @@ from trustwatch.platform.bus.base import Bus, Consumer, Message, Producer
 
 log = logging.getLogger(__name__)
 
+#: Longest wait of a keep-alive poll (:meth:`_KafkaConsumer.keepalive`), in ms.
+KEEPALIVE_POLL_MS = 100
+
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
 
@@ -423,13 +426,15 @@ class _KafkaConsumer(Consumer):
 
     def keepalive(self) -> None:
         """Poll with every assigned partition paused: resets the max.poll.interval clock and lets a
-        rebalance happen, without returning (or skipping) any message."""
+        rebalance happen, without returning (or skipping) any message. The poll waits up to
+        ``KEEPALIVE_POLL_MS``: with no wait at all a rebalance's join and sync round trips never
+        completed, and the member kept a partition the group had given to another."""
         assigned = list(self._consumer.assignment())
         if not assigned:
             return
         self._consumer.pause(*assigned)
         try:
-            self._consumer.poll(timeout_ms=0, update_offsets=False)
+            self._consumer.poll(timeout_ms=KEEPALIVE_POLL_MS, update_offsets=False)
             self._last_poll = time.monotonic()
         finally:
             still = self._consumer.assignment()
