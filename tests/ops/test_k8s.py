@@ -26,9 +26,16 @@ Obj = dict[str, Any]
 K8S_VERSION = "1.31.0"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob"}
 CRD_GROUPS = ("monitoring.coreos.com/", "keda.sh/", "external-secrets.io/")
-#: Components no overlay of the repository includes: examples a user adds to an overlay. Each is
-#: rendered on top of prod by a test below (the fixture ``rendered_optional``).
-OPTIONAL_COMPONENTS = {"components/external-secrets"}
+#: Components no overlay of the repository includes: examples a user adds to an overlay, with the
+#: overlay they are documented for and every component added to it together (paths under k8s/). Each
+#: is rendered that way by a test below (the fixture ``rendered_optional``).
+OPTIONAL_COMPONENTS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "components/external-secrets": ("overlays/prod", ("components/external-secrets",)),
+    "overlays/two-targets/external-secrets": (
+        "overlays/two-targets",
+        ("components/external-secrets", "overlays/two-targets/external-secrets"),
+    ),
+}
 SERVICES_WITH_METRICS = {"generator": 9101, "judge": 9102, "dispatcher": 9103, "aggregator": 9100}
 
 
@@ -37,21 +44,21 @@ SERVICES_WITH_METRICS = {"generator": 9101, "judge": 9102, "dispatcher": 9103, "
 
 @pytest.fixture(scope="module")
 def rendered_optional(kustomize_bin: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[Obj]]:
-    """Each of OPTIONAL_COMPONENTS rendered on top of the prod overlay, as a user adds it, keyed by
-    the component's path under k8s/."""
+    """Each of OPTIONAL_COMPONENTS rendered on top of its overlay, as a user adds it (with the
+    components it goes with), keyed by the component's path under k8s/."""
     out: dict[str, list[Obj]] = {}
-    for comp in sorted(OPTIONAL_COMPONENTS):
+    for comp, (overlay, added) in sorted(OPTIONAL_COMPONENTS.items()):
         d = tmp_path_factory.mktemp("overlay")
         kustomization = {
             "apiVersion": "kustomize.config.k8s.io/v1beta1",
             "kind": "Kustomization",
             # kustomize takes relative paths only
-            "resources": [os.path.relpath(K8S / "overlays/prod", d)],
-            "components": [os.path.relpath(K8S / comp, d)],
+            "resources": [os.path.relpath(K8S / overlay, d)],
+            "components": [os.path.relpath(K8S / c, d) for c in added],
         }
         (d / "kustomization.yaml").write_text(yaml.safe_dump(kustomization), encoding="utf-8")
         done = tools.run([kustomize_bin, "build", str(d)])
-        assert done.returncode == 0, f"kustomize build prod + {comp} failed:\n{done.stderr}"
+        assert done.returncode == 0, f"kustomize build {overlay} + {added} failed:\n{done.stderr}"
         out[comp] = [o for o in yaml.safe_load_all(done.stdout) if o]
     return out
 
@@ -104,7 +111,7 @@ def rendered_with_generator(rendered: dict[str, list[Obj]]) -> dict[str, list[Ob
 
 
 def test_every_kustomization_renders(rendered: dict[str, list[Obj]]) -> None:
-    assert {"base", "overlays/dev", "overlays/prod"} <= set(rendered)
+    assert {"base", "overlays/dev", "overlays/prod", "overlays/two-targets"} <= set(rendered)
     for name, objs in rendered.items():
         assert objs, f"{name} rendered nothing"
         names = [(o["kind"], o["metadata"]["name"]) for o in objs]
@@ -126,7 +133,7 @@ def test_every_component_is_rendered_by_an_overlay() -> None:
         k = yaml.safe_load((d / "kustomization.yaml").read_text(encoding="utf-8"))
         used |= {(d / c).resolve() for c in k.get("components", [])}
     unused = [str(c.relative_to(K8S)) for c in components() if c.resolve() not in used]
-    assert set(unused) == OPTIONAL_COMPONENTS, f"components no overlay renders (so nothing tests them): {unused}"
+    assert set(unused) == set(OPTIONAL_COMPONENTS), f"components no overlay renders (so nothing tests them): {unused}"
 
 
 def test_objects_validate_against_the_kubernetes_schemas(rendered: dict[str, list[Obj]]) -> None:
@@ -324,14 +331,16 @@ def test_images_have_explicit_tags(rendered: dict[str, list[Obj]]) -> None:
 
 
 def external_secrets() -> dict[str, set[str]]:
-    """Secret name -> keys, of the ExternalSecrets in components/external-secrets (the documented way
-    to bring the Secrets that no production rendering contains)."""
-    text = (K8S / "components/external-secrets/externalsecrets.yaml").read_text(encoding="utf-8")
-    return {
-        o["spec"]["target"]["name"]: {d["secretKey"] for d in o["spec"]["data"]}
-        for o in yaml.safe_load_all(text)
-        if o and o["kind"] == "ExternalSecret"
-    }
+    """Secret name -> keys, of the ExternalSecrets in the optional components (components/external-secrets
+    and an overlay's own, e.g. two-targets'): the documented way to bring the Secrets that no
+    production rendering contains."""
+    out: dict[str, set[str]] = {}
+    for comp in sorted(OPTIONAL_COMPONENTS):
+        for f in sorted((K8S / comp).glob("*.yaml")):
+            for o in yaml.safe_load_all(f.read_text(encoding="utf-8")):
+                if o and o.get("kind") == "ExternalSecret":
+                    out.setdefault(o["spec"]["target"]["name"], set()).update(d["secretKey"] for d in o["spec"]["data"])
+    return out
 
 
 def secret_keys(secret: Obj) -> set[str]:
@@ -342,7 +351,7 @@ def test_references_resolve(rendered: dict[str, list[Obj]]) -> None:
     """Every ConfigMap, PVC and ServiceAccount a pod names is in the same rendering, and every $(VAR)
     in a container's args is one of its env variables. A Secret a pod needs is in the rendering (with
     the key it reads) or, where the rendering brings no Secret, one of the ExternalSecrets of
-    components/external-secrets (with that key); only `optional: true` references may go unresolved."""
+    the optional components' ExternalSecrets (with that key); only `optional: true` references may go unresolved."""
     problems = []
     brought = external_secrets()
     for name, objs in rendered.items():
@@ -393,7 +402,7 @@ def test_references_resolve(rendered: dict[str, list[Obj]]) -> None:
                 if optional:
                     continue
                 source = secrets if secrets else brought
-                what = "the rendering" if secrets else "components/external-secrets"
+                what = "the rendering" if secrets else "the ExternalSecret examples"
                 if secret not in source:
                     problems.append(f"{where}: Secret {secret} is not in {what}")
                 elif key is not None and key not in source[secret]:
@@ -498,8 +507,8 @@ def test_the_scheduler_is_a_long_lived_deployment_of_a_schedule_file(rendered: d
                 yaml.safe_load(cms["trustwatch-schedule"]["data"]["schedule.yaml"]), f"{name} schedule", Path(d)
             )
         assert cfg.schedules
-        if name == "base":
-            assert len(cfg.targets) == 2 and all(len(s.targets) == 2 for s in cfg.schedules)
+        if name in ("base", "overlays/two-targets"):
+            assert len(cfg.targets) == 2 and all(len(s.targets) == 2 for s in cfg.schedules), name
 
 
 # -- network policies -------------------------------------------------------------------------------
@@ -710,7 +719,7 @@ def test_judge_settings_come_from_one_configmap_shared_with_the_scheduler(render
             for k, v in cm["data"].items():
                 mp.setenv(k, v)
             parsed = settings_from_env()  # every value parses (ints, floats)
-        assert parsed.judge_api_key_env == cm["data"]["TRUSTWATCH_JUDGE_API_KEY_ENV"]
+        assert parsed.as_dict()["judge_api_key_env"] == cm["data"]["TRUSTWATCH_JUDGE_API_KEY_ENV"]
     prod = configmap(rendered["overlays/prod"], "trustwatch-judge-config")["data"]
     assert prod["TRUSTWATCH_REFUSAL_BACKEND"] == "hf" and prod["TRUSTWATCH_REFUSAL_MODEL"].startswith("/models/")
     judge = pod_template(by_kind(rendered["overlays/prod"], "Deployment")["judge"])
@@ -826,16 +835,105 @@ def test_the_base_suite_is_the_repositorys_full_suite(rendered: dict[str, list[O
     assert mounted == load_suite(tools.ROOT / "suites/trustllm-full.yaml")
 
 
-def test_every_scheduled_target_has_its_generator(rendered: dict[str, list[Obj]]) -> None:
-    """A scheduled target whose jobs no generator consumes never completes: in each complete stack,
-    every target of the schedule is the one the generator serves (one generator per target)."""
+def generator_targets(objs: list[Obj]) -> dict[str, Any]:
+    """Deployment name -> the target (TargetSpec) each generator Deployment (pods labelled
+    app=generator) serves: its --target $(TARGET), TARGET from the ConfigMap key it references."""
     from trustwatch.platform.targets import parse_target
 
-    for name, objs in rendered_with_generator(rendered).items():
-        served = parse_target(configmap(objs, "trustwatch-target")["data"]["target"])
-        cfg = schedule_config(objs, name)
-        for t in cfg.targets.values():
-            assert t.describe() == served.describe(), f"{name}: {t.name} is scheduled, the generator serves {served}"
+    cms = by_kind(objs, "ConfigMap")
+    out = {}
+    for name, dep in by_kind(objs, "Deployment").items():
+        pod = pod_template(dep)
+        if pod["metadata"]["labels"].get("app") != "generator":
+            continue
+        (c,) = pod["spec"]["containers"]
+        assert c["args"][:3] == ["generator", "--target", "$(TARGET)"], f"{name}: {c['args']}"
+        ref = {e["name"]: e for e in c["env"]}["TARGET"]["valueFrom"]["configMapKeyRef"]
+        out[name] = parse_target(cms[ref["name"]]["data"][ref["key"]])
+    return out
+
+
+def unserved_targets(objs: list[Obj], where: str) -> list[str]:
+    """Problems of a complete stack's schedule against its generators: a scheduled target that no
+    generator serves (its jobs are never consumed, the run never completes), one served twice, or a
+    generator serving a target nobody schedules."""
+    served = generator_targets(objs)
+    cfg = schedule_config(objs, where)
+    problems = []
+    for t in cfg.targets.values():
+        by = [dep for dep, spec in served.items() if spec.describe() == t.describe()]
+        if len(by) != 1:
+            problems.append(f"{where}: target {t.name} is served by {by or 'no generator'}")
+    scheduled = [t.describe() for t in cfg.targets.values()]
+    problems += [
+        f"{where}: {dep} serves {spec.name}, which no schedule names"
+        for dep, spec in served.items()
+        if spec.describe() not in scheduled
+    ]
+    return problems
+
+
+def test_every_scheduled_target_has_its_generator(rendered: dict[str, list[Obj]]) -> None:
+    """A scheduled target whose jobs no generator consumes never completes: in each complete stack,
+    every target of the schedule is the one exactly one generator Deployment serves (one generator
+    per target; two-targets has two), and every generator serves a scheduled target."""
+    problems = [p for name, objs in rendered_with_generator(rendered).items() for p in unserved_targets(objs, name)]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_target_check_catches_a_generator_serving_the_wrong_target(rendered: dict[str, list[Obj]]) -> None:
+    """Guards the test above: two-targets with its candidate generator reading the primary's target
+    ConfigMap (the copy-paste slip the overlay invites) leaves `candidate` unserved."""
+    objs = [dict(o) for o in rendered["overlays/two-targets"]]
+    dep = by_kind(objs, "Deployment")["generator-candidate"]
+    bad = yaml.safe_load(yaml.safe_dump(dep))
+    (c,) = pod_template(bad)["spec"]["containers"]
+    ref = {e["name"]: e for e in c["env"]}["TARGET"]["valueFrom"]["configMapKeyRef"]
+    ref["name"] = configmap(objs, "trustwatch-target")["metadata"]["name"]
+    objs[objs.index(dep)] = bad
+    problems = unserved_targets(objs, "two-targets")
+    assert any("target candidate is served by no generator" in p for p in problems), problems
+    assert any("target primary is served by ['generator', 'generator-candidate']" in p for p in problems), problems
+
+
+def test_the_two_targets_overlay_runs_both_targets(rendered: dict[str, list[Obj]]) -> None:
+    """overlays/two-targets: the scheduler's own loader sees both targets in one daily schedule of the
+    whole benchmark; each has its own generator Deployment, consumer group and job topic; the two
+    generators' selectors do not overlap (Deployments sharing pods fight over them), and both are
+    scraped through the generator Service."""
+    from trustwatch.benchmark import tasks
+
+    objs = rendered["overlays/two-targets"]
+    cfg = schedule_config(objs, "two-targets")
+    assert set(cfg.targets) == {"primary", "candidate"}
+    (daily,) = cfg.schedules
+    assert {t.name for t in daily.targets} == {"primary", "candidate"}
+    assert {t.task for t in daily.suite.tasks} == set(tasks.known()) and daily.cron.split()[2:] == ["*", "*", "*"]
+    served = generator_targets(objs)
+    assert {dep: spec.name for dep, spec in served.items()} == {
+        "generator": "primary",
+        "generator-candidate": "candidate",
+    }
+    groups = {consumer_groups(spec.name)["generator"] for spec in served.values()}
+    assert groups == {
+        ("trustwatch-generator-primary", "trustwatch.jobs.primary"),
+        ("trustwatch-generator-candidate", "trustwatch.jobs.candidate"),
+    }
+    deps = by_kind(objs, "Deployment")
+    for dep, other in (("generator", "generator-candidate"), ("generator-candidate", "generator")):
+        labels = pod_template(deps[other])["metadata"]["labels"]
+        assert not selects(deps[dep]["spec"]["selector"], labels), f"{dep} selects {other}'s pods"
+        assert selects({"matchLabels": by_kind(objs, "Service")["generator"]["spec"]["selector"]}, labels)
+    keys = {
+        dep: {e["name"]: e for e in pod_template(d)["spec"]["containers"][0]["env"]}["OPENAI_API_KEY"]["valueFrom"][
+            "secretKeyRef"
+        ]["name"]
+        for dep, d in deps.items()
+        if dep in served
+    }
+    assert keys == {"generator": "openai-api-key", "generator-candidate": "openai-api-key-candidate"}
+    assert not by_kind(objs, "Secret"), "no Secret in a rendering meant for a real cluster"
+    assert {"ServiceMonitor", "PrometheusRule"} <= {o["kind"] for o in objs}
 
 
 # -- scaling: KEDA, disruption budgets --------------------------------------------------------------
@@ -944,12 +1042,14 @@ def test_grafana_sidecar_gets_the_dashboards(rendered: dict[str, list[Obj]]) -> 
 # -- production secrets -----------------------------------------------------------------------------
 
 
-def test_external_secrets_bring_every_secret_prod_needs(
-    rendered: dict[str, list[Obj]], rendered_optional: dict[str, list[Obj]]
+@pytest.mark.parametrize("component", sorted(OPTIONAL_COMPONENTS))
+def test_external_secrets_bring_every_secret_the_overlay_needs(
+    rendered: dict[str, list[Obj]], rendered_optional: dict[str, list[Obj]], component: str
 ) -> None:
-    """Prod renders no Secret; the ExternalSecret example, added to prod, provides each Secret and key
-    the prod pods read without `optional`."""
-    objs = rendered_optional["components/external-secrets"]
+    """Prod and two-targets render no Secret; the ExternalSecret examples, added to the overlay as
+    documented, provide each Secret and key its pods read without `optional`."""
+    overlay = OPTIONAL_COMPONENTS[component][0]
+    objs = rendered_optional[component]
     brought = {
         o["spec"]["target"]["name"]: {d["secretKey"] for d in o["spec"]["data"]}
         for o in objs
@@ -957,7 +1057,7 @@ def test_external_secrets_bring_every_secret_prod_needs(
     }
     assert not by_kind(objs, "Secret")
     needed: set[tuple[str, str | None]] = set()
-    for _, pod in workloads(rendered["overlays/prod"]):
+    for _, pod in workloads(rendered[overlay]):
         for c in containers(pod):
             for ef in c.get("envFrom", []):
                 if "secretRef" in ef and not ef["secretRef"].get("optional"):
@@ -968,7 +1068,7 @@ def test_external_secrets_bring_every_secret_prod_needs(
                     needed.add((ref["name"], ref["key"]))
     assert ("trustwatch-db", "TRUSTWATCH_DB_URL") in needed, "the aggregator and the scheduler read it"
     for secret, key in needed:
-        assert secret in brought and (key is None or key in brought[secret]), (secret, key)
+        assert secret in brought and (key is None or key in brought[secret]), (overlay, secret, key)
 
 
 # -- tools ------------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -218,3 +219,162 @@ def test_prometheusrule_copy_is_current() -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     assert mod.OUT.read_text(encoding="utf-8") == mod.render(), "run: python monitoring/prometheusrule.py"
+
+
+# -- alert rules on the series the services really export -------------------------------------------
+
+
+def _aggregator_comparison_series(*days: tuple[str, int, float, float, int]) -> list[dict[str, str]]:
+    """promtool input series: the trustwatch_comparison_* samples an Aggregator exports after recording
+    these runs of target "m" (run, created, misuse refusal share, exaggerated-safety refusal share,
+    seed), each held for an hour, labelled as Prometheus scrapes them (job)."""
+    from prometheus_client import CollectorRegistry
+
+    from tests.aggregator.test_comparisons import day, record
+    from trustwatch.aggregator.service import Aggregator
+    from trustwatch.platform.store import Store
+    from trustwatch.platform.telemetry.metrics import ServiceMetrics
+
+    with tempfile.TemporaryDirectory() as d:
+        store = Store(f"sqlite:///{d}/results.db")
+        try:
+            agg = Aggregator(store, ServiceMetrics(CollectorRegistry()))
+            for run, created, misuse, xs, seed in days:
+                record(agg, day(run, created, misuse, xs, seed=seed))
+            samples = [
+                s
+                for m in agg.metrics.registry.collect()
+                for s in m.samples
+                if s.name.startswith("trustwatch_comparison_")
+            ]
+        finally:
+            store.close()
+    return [
+        {
+            "series": s.name
+            + "{"
+            + ", ".join(f'{k}="{v}"' for k, v in {"job": "aggregator", **s.labels}.items())
+            + "}",
+            "values": f"{s.value!r}x60",
+        }
+        for s in samples
+    ]
+
+
+def _current_verdicts(series: list[dict[str, str]]) -> dict[str, str]:
+    """task -> the verdict whose state-set series is 1, of the input series above."""
+    return {
+        re.search(r'task="([^"]+)"', s["series"])[1]: re.search(r'verdict="([^"]+)"', s["series"])[1]  # type: ignore[index]
+        for s in series
+        if s["series"].startswith("trustwatch_comparison_verdict{") and s["values"].startswith("1.0x")
+    }
+
+
+def _promtool_alert_test(
+    promtool_bin: str, tmp_path: Path, alert: str, series: list[dict[str, str]], exp: list[dict[str, str]]
+) -> subprocess.CompletedProcess[str]:
+    """`promtool test rules` of one alert (annotations dropped: only the expression is under test)
+    over these input series, expecting these label sets firing 10 minutes in."""
+    groups = yaml.safe_load(RULES.read_text(encoding="utf-8"))["groups"]
+    (rule,) = [
+        {k: v for k, v in r.items() if k != "annotations"}
+        for g in groups
+        for r in g["rules"]
+        if r.get("alert") == alert
+    ]
+    (tmp_path / "rule.yml").write_text(
+        yaml.safe_dump({"groups": [{"name": "under-test", "rules": [rule]}]}), encoding="utf-8"
+    )
+    case = {
+        "interval": "1m",
+        "input_series": series,
+        "alert_rule_test": [{"eval_time": "10m", "alertname": alert, "exp_alerts": [{"exp_labels": e} for e in exp]}],
+    }
+    test = {"rule_files": ["rule.yml"], "evaluation_interval": "1m", "tests": [case]}
+    (tmp_path / "rule.test.yml").write_text(yaml.safe_dump(test), encoding="utf-8")
+    return tools.run([promtool_bin, "test", "rules", "rule.test.yml"], cwd=tmp_path)
+
+
+def test_the_over_refusal_alert_reads_what_the_aggregator_exports(promtool_bin: str, tmp_path: Path) -> None:
+    """TrustwatchOverRefusalRising on the comparison series a real Aggregator exports (names and labels
+    as the aggregator sets them, not as the rules' unit tests write them): day 2 refuses more harmless
+    prompts (exaggerated-safety RtA regressed) and more misuse prompts (misuse RtA improved), so the
+    alert fires against the previous run; day 3 then refuses fewer misuse prompts (misuse regressed
+    too): quiet."""
+    from trustwatch.benchmark.compare import IMPROVED, REGRESSED
+
+    d1, d2 = ("d1", 1_000, 0.6, 0.1, 1), ("d2", 2_000, 0.9, 0.4, 2)
+    series = _aggregator_comparison_series(d1, d2)
+    assert _current_verdicts(series) == {"safety/exaggerated_safety": REGRESSED, "safety/misuse": IMPROVED}
+    fired = {"severity": "info", "target": "m", "against": "previous", "base_run": "d1", "new_run": "d2"}
+    done = _promtool_alert_test(promtool_bin, tmp_path, "TrustwatchOverRefusalRising", series, [fired])
+    assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
+
+    d3 = ("d3", 3_000, 0.5, 0.7, 3)
+    series = _aggregator_comparison_series(d1, d2, d3)
+    assert _current_verdicts(series) == {"safety/exaggerated_safety": REGRESSED, "safety/misuse": REGRESSED}
+    done = _promtool_alert_test(promtool_bin, tmp_path, "TrustwatchOverRefusalRising", series, [])
+    assert done.returncode == 0 and "SUCCESS" in done.stdout, done.stdout + done.stderr
+
+
+# -- label matchers ---------------------------------------------------------------------------------
+
+#: Labels Prometheus adds to every scraped series, and a histogram bucket's bound.
+SCRAPE_LABELS = {"job", "instance"}
+
+
+def exported_labels() -> dict[str, set[str]]:
+    """Series name -> the label names the services' metric objects give it (ServiceMetrics), plus
+    the scrape's; histograms' _bucket/_sum/_count series under their own names (`le` on buckets)."""
+    from prometheus_client import CollectorRegistry, Counter, Histogram
+
+    from trustwatch.platform.telemetry.metrics import ServiceMetrics
+
+    out: dict[str, set[str]] = {"up": set(SCRAPE_LABELS)}
+    for obj in vars(ServiceMetrics(CollectorRegistry())).values():
+        if not isinstance(getattr(obj, "_labelnames", None), tuple):
+            continue
+        name, labels = obj._name, set(obj._labelnames) | SCRAPE_LABELS
+        if isinstance(obj, Counter):
+            out[f"{name}_total"] = labels
+        elif isinstance(obj, Histogram):
+            out.update({f"{name}_bucket": labels | {"le"}, f"{name}_sum": labels, f"{name}_count": labels})
+        else:
+            out[name] = labels
+    return out
+
+
+def matcher_problems(expr: str, labels: dict[str, set[str]]) -> list[str]:
+    """Label matchers `name{label...}` of an expression naming a label its series never carries (a
+    selector that matches nothing, so a panel stays empty or an alert never fires)."""
+    problems = []
+    for m in re.finditer(r"([A-Za-z_:][A-Za-z0-9_:]*)\s*\{([^}]*)\}", grafana_to_promql(expr)):
+        name, body = m.group(1), re.sub(r'"(?:[^"\\]|\\.)*"', '""', m.group(2))
+        used = set(re.findall(r"([A-Za-z_][A-Za-z0-9_]*)\s*(?:=~|!~|!=|=)", body))
+        if name in labels and used - labels[name]:
+            problems.append(f"{name}: no label {sorted(used - labels[name])} in {expr!r}")
+    return problems
+
+
+def test_every_declared_series_has_its_labels_known() -> None:
+    exported = {base_name(n) for n in exported_labels()}
+    assert set(names.ALL) | {"up"} == exported, "ServiceMetrics and names.py disagree"
+
+
+def test_queries_match_only_labels_the_series_carry() -> None:
+    """Every label a dashboard panel (the runs dashboard's verdict tables included) or an alert rule
+    matches on is one the services export on that series."""
+    labels = exported_labels()
+    exprs = [e for exprs in dashboard_exprs().values() for e in exprs] + list(rule_exprs().values())
+    problems = [p for e in exprs for p in matcher_problems(e, labels)]
+    assert not problems, "\n".join(problems)
+    runs = dashboard_exprs()["trustwatch-runs.json"]
+    assert any("against" in e for e in runs), "the runs dashboard reads the comparison by `against`"
+
+
+def test_the_matcher_check_catches_a_missing_label() -> None:
+    """Guards the test above."""
+    labels = exported_labels()
+    assert matcher_problems('trustwatch_comparison_verdict{against="previous", verdict="regressed"}', labels) == []
+    assert matcher_problems('trustwatch_comparison_info{task="safety/misuse"}', labels)
+    assert matcher_problems('sum(rate(trustwatch_batch_seconds_bucket{service=~"$service", le="1"}[5m]))', labels) == []
