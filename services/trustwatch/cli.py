@@ -78,7 +78,7 @@ def _generator(a: argparse.Namespace) -> int:
 def _judge_serve(a: argparse.Namespace) -> int:
     from trustwatch.judge.main import serve_main
 
-    return serve_main(_settings(a), a.host, port=a.port, metrics_port=a.metrics_port)
+    return serve_main(_settings(a), a.host, port=a.port, metrics_port=a.metrics_port, offline=a.offline)
 
 
 def _judge_dispatch(a: argparse.Namespace) -> int:
@@ -101,6 +101,15 @@ def _dlq(a: argparse.Namespace) -> int:
     try:
         return cmd_dlq(a)
     except DlqError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _db(a: argparse.Namespace) -> int:
+    from trustwatch.tools.db import DbError, cmd_db
+
+    try:
+        return cmd_db(a)
+    except DbError as exc:
         raise UsageError(str(exc)) from None
 
 
@@ -205,6 +214,11 @@ def build_parser() -> argparse.ArgumentParser:
         "loopback; 0.0.0.0 in Kubernetes). TLS/mTLS: TRUSTWATCH_GRPC_TLS_CERT/_KEY/_CLIENT_CA",
     )
     sp.add_argument("--port", type=int, default=None, help="env TRUSTWATCH_GRPC_PORT (default 50051)")
+    sp.add_argument(
+        "--offline",
+        action="store_true",
+        help="serve only judges that need no external model (the others answer 'not judged')",
+    )
     metrics(sp)
     judges(sp)
     sp.set_defaults(func=_judge_serve)
@@ -317,15 +331,40 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--service", help="only those this service dead-lettered (generator, dispatcher, aggregator...)")
     sp.add_argument("--json", action="store_true", help="print them as JSON (without payloads)")
     sp.set_defaults(func=_dlq)
-    sp = dsub.add_parser("replay", help="produce dead letters' payloads back to their source topic over Kafka")
+    sp = dsub.add_parser(
+        "replay", help="send dead letters' payloads back to their source topic (over Kafka, or --embedded)"
+    )
     sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL)")
     pick = sp.add_mutually_exclusive_group(required=True)
     pick.add_argument("--id", type=int, nargs="+", help="these dead letters (ids from `trustwatch dlq list`)")
     pick.add_argument("--run", help="every dead letter of this run not replayed yet")
     pick.add_argument("--all", action="store_true", help="every dead letter not replayed yet")
     sp.add_argument("--force", action="store_true", help="also send entries that were replayed before")
+    sp.add_argument(
+        "--embedded",
+        action="store_true",
+        help="an embedded run's dead letters: feed them through the pipeline in this process (no Kafka)",
+    )
+    judges(sp)
     kafka(sp)
     sp.set_defaults(func=_dlq)
+
+    dbp = sub.add_parser("db", help="the results database: schema migrations (Alembic) and retention")
+    dbsub = dbp.add_subparsers(dest="db_command", required=True)
+    sp = dbsub.add_parser("upgrade", help="bring the schema to the newest revision (adopts a pre-migration database)")
+    sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL)")
+    sp.set_defaults(func=_db)
+    sp = dbsub.add_parser("current", help="the schema's revision and the newest one (exit 1 when behind)")
+    sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL)")
+    sp.set_defaults(func=_db)
+    sp = dbsub.add_parser(
+        "prune", help="clear raw replies of runs older than N days (outcomes, plans and comparisons are kept)"
+    )
+    sp.add_argument("--db", help="results database URL (env TRUSTWATCH_DB_URL)")
+    sp.add_argument("--older-than-days", type=float, required=True, help="runs created more than this many days ago")
+    sp.add_argument("--dry-run", action="store_true", help="count what would be cleared; change nothing")
+    sp.add_argument("--json", action="store_true", help="print the result as JSON")
+    sp.set_defaults(func=_db)
 
     sp = sub.add_parser("stack", help="the distributed mode on this machine: Kafka + one process per service")
     sp.add_argument("action", choices=["up", "down", "status", "run"])
@@ -339,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--timeout", type=float, default=3600, help="run: seconds to wait for the run")
     common_data(sp)
     sp.set_defaults(func=commands.cmd_stack)
+    logs.accept_verbose_everywhere(p)
     return p
 
 

@@ -222,3 +222,21 @@ def test_postgresql_database_from_an_earlier_version_is_migrated(postgres_url):
         with admin.connect() as conn:
             conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
         admin.dispose()
+
+
+def test_judgment_rows_are_typed_and_mirror_the_judgments_table(tmp_path):
+    from dataclasses import fields
+
+    from trustwatch.platform.store import JudgmentRow, judgments
+
+    assert [f.name for f in fields(JudgmentRow)] == [c.name for c in judgments.columns]
+    store = Store(f"sqlite:///{tmp_path}/typed.db")
+    try:
+        store.store_judgments(
+            [pb.Judgment(job_id="t/x/0/0", run_id="t", task="x", item_id="0", target="m", evaluator="e", label="L")]
+        )
+        (row,) = store.judgments("t")
+        assert isinstance(row, JudgmentRow)
+        assert (row.run_id, row.label, row.valid, row.sample) == ("t", "L", False, 0)
+    finally:
+        store.close()

@@ -172,7 +172,7 @@ def _dead_letters(store: Store) -> None:
     stored = store.dead_letters(run_id="d1")
     assert [d.id for d in stored] == ids[:2] and stored[0].payload == b"\x00\xffpayload" and stored[0].key == b"k"
     # Candidates: every unsettled planned pair of each job (job 0's fact_check is settled; job 1: only
-    # the dead-lettered evaluator), with the record the payload carried.
+    # the dead-lettered evaluator), with the plan's record, not the payload's copy (which may be the poison).
     found = {(c.pair.job_id, c.pair.evaluator, c.dead_letter_id) for c in store.poison_candidates("d1")}
     assert found == {
         (job("d1", 0), "refusal", ids[0]),
@@ -181,7 +181,7 @@ def _dead_letters(store: Store) -> None:
         (job("d1", 2), "refusal", ids[2]),
     }
     (first,) = store.poison_candidates(job_ids={job("d1", 0)})
-    assert first.record_json == '{"answer": "SUPPORT"}' and first.target == "m" and first.run_id == "d1"
+    assert first.record_json == '{"i": 0}' and first.target == "m" and first.run_id == "d1"
     # A dead letter whose payload carried no record: the plan's record of the job.
     assert {c.record_json for c in store.poison_candidates(job_ids={job("d1", 2)})} == {'{"i": 2}'}
     assert store.poison_candidates(job_ids=set()) == []

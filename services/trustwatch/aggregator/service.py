@@ -68,6 +68,8 @@ _REASON_CHARS = 500
 BASELINE_RECHECK_S = 30.0
 #: What a target's newest run is compared with (the ``against`` label).
 PREVIOUS, BASELINE = "previous", "baseline"
+#: Least seconds between two retention prunes (``retention_days`` > 0; :meth:`Store.prune`).
+PRUNE_EVERY_S = 3600.0
 
 
 def decode_dead_letter(data: bytes) -> pb.DeadLetter:
@@ -156,8 +158,13 @@ class Aggregator:
     complete run (by created time): a late or redelivered judgment of an older run never replaces a
     newer run's gauges, and :meth:`start` restores the gauges from the database after a restart."""
 
-    def __init__(self, store: Store, metrics: ServiceMetrics, topics: Topics | None = None) -> None:
+    def __init__(
+        self, store: Store, metrics: ServiceMetrics, topics: Topics | None = None, retention_days: int = 0
+    ) -> None:
         self.store = store
+        #: days raw replies are kept (TRUSTWATCH_RETENTION_DAYS); 0: for ever
+        self.retention_days = retention_days
+        self._pruned_at: float | None = None  # monotonic time of the last prune
         self.metrics = metrics
         #: topic names, to read a dead letter's payload by its source topic
         self.topics = topics or Topics()
@@ -340,6 +347,30 @@ class Aggregator:
                 self._export_newest(target, touched[target])
             self._export_overdue()
             self._check_baselines()
+            self.prune_if_due()
+
+    def prune_if_due(self, now: float | None = None) -> bool:
+        """Clear raw replies older than ``retention_days`` (:meth:`Store.prune`), at most once every
+        PRUNE_EVERY_S (``now``: a monotonic time, for tests). A failure is logged, not raised:
+        retention never stops the aggregator. Returns whether it pruned."""
+        clock = time.monotonic() if now is None else now
+        if self.retention_days <= 0 or (self._pruned_at is not None and clock - self._pruned_at < PRUNE_EVERY_S):
+            return False
+        self._pruned_at = clock
+        try:
+            result = self.store.prune(self.retention_days)
+        except Exception:  # noqa: BLE001 - housekeeping: retried in an hour
+            log.exception("pruning raw replies older than %d day(s) failed", self.retention_days)
+            return False
+        if result.responses or result.dead_letter_payloads:
+            log.info(
+                "retention: cleared %d response(s) of %d run(s) and %d dead-letter payload(s) older than %d day(s)",
+                result.responses,
+                len(result.runs),
+                result.dead_letter_payloads,
+                self.retention_days,
+            )
+        return True
 
     def _export_overdue(self) -> None:
         """Set trustwatch_run_overdue_missing of every incomplete run past its deadline (recounted

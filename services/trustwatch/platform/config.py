@@ -4,6 +4,9 @@ Services read settings through :func:`env` (or the typed helpers) at start-up in
 pass plain values down; nothing below a service's entry point reads the environment. Secrets (API
 keys) are not declared here with values: a target names the variable that holds its key, and only
 the generator that calls the endpoint reads it.
+
+Evaluator settings are per-family dataclasses next to their evaluators; each field names its variable
+here and takes its default from here (``trustwatch.benchmark.evaluators._settings.var``).
 """
 
 from __future__ import annotations
@@ -243,6 +246,24 @@ VARIABLES: dict[str, Var] = {
             "A consumer that has joined but got no partition for this long, while its topics have "
             "uncommitted messages that nobody commits, logs a warning and re-joins (0: never).",
         ),
+        Var(
+            "TRUSTWATCH_DISPATCHER_SUB_BATCH",
+            "64",
+            "Most completions per evaluator call of the dispatcher (a polled batch is split, the consumer "
+            "kept alive between the parts, so no batch outlives max.poll.interval); 0: the whole poll.",
+        ),
+        Var(
+            "TRUSTWATCH_AGGREGATOR_SUB_BATCH",
+            "0",
+            "Most messages per database write of each aggregator consumer (0: the whole poll; a "
+            "2000-judgment write takes well under a second).",
+        ),
+        Var(
+            "TRUSTWATCH_GENERATOR_SUB_BATCH",
+            "0",
+            "Most jobs per generate call of a batch-mode generator (0: the whole poll, sized by the "
+            "back-end); a streaming generator has no batches and ignores it.",
+        ),
         # -- run completion (issue 8): deadlines ---------------------------------------------------
         Var(
             "TRUSTWATCH_RUN_DEADLINE_S",
@@ -254,6 +275,21 @@ VARIABLES: dict[str, Var] = {
             "TRUSTWATCH_LIVENESS_S",
             "300",
             "/livez answers 503 when a worker loop has not completed a turn for this many seconds.",
+        ),
+        # -- database schema and retention (issue 7) -------------------------------------------------
+        Var(
+            "TRUSTWATCH_DB_MIGRATE",
+            "auto",
+            "`auto`: a service upgrades the database schema (Alembic, `upgrade head`) when it opens it; "
+            "`off`: it only checks the schema is current and stops if not (`trustwatch db upgrade` migrates; "
+            "Kubernetes runs it in the aggregator's init container).",
+        ),
+        Var(
+            "TRUSTWATCH_RETENTION_DAYS",
+            "0",
+            "Days the raw replies of a run are kept: the aggregator clears judgments' responses and replayed "
+            "dead letters' payloads older than this, at most once an hour, keeping every outcome, plan and "
+            "comparison (`trustwatch db prune` does it by hand). 0: keep for ever.",
         ),
     ]
 }
@@ -293,3 +329,19 @@ def env_float(name: str) -> float:
 
 def cache_dir() -> Path:
     return Path(env("TRUSTWATCH_CACHE_DIR")).expanduser()
+
+
+def db_migrate() -> bool:
+    """TRUSTWATCH_DB_MIGRATE as a flag: True (`auto`) when a service may upgrade the schema itself."""
+    raw = env("TRUSTWATCH_DB_MIGRATE").strip().lower()
+    if raw not in ("auto", "off"):
+        raise SystemExit(f"TRUSTWATCH_DB_MIGRATE={raw!r}: set it to `auto` or `off`")
+    return raw == "auto"
+
+
+def retention_days() -> int:
+    """TRUSTWATCH_RETENTION_DAYS, checked: a whole number of days, 0 (keep for ever) or more."""
+    days = env_int("TRUSTWATCH_RETENTION_DAYS")
+    if days < 0:
+        raise SystemExit(f"TRUSTWATCH_RETENTION_DAYS={days}: set it to 0 (keep for ever) or a number of days")
+    return days

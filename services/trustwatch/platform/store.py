@@ -21,6 +21,10 @@ extra rows never count. Runs stored by versions without a plan keep the count ru
 ``baselines`` holds each target's pinned baseline run (``trustwatch baseline pin``) and
 ``comparisons`` the run-against-run comparisons the aggregator computed (``Comparison.to_json()``,
 keyed by base and new run), so a restart exports them again without recomputing.
+
+The schema is migrated by Alembic (:mod:`trustwatch.platform.migrate`, revisions in
+``platform/migrations/versions``): :class:`Store` upgrades it when opened unless told not to. Retention
+(:meth:`Store.prune`) clears old raw replies and keeps every outcome comparisons are computed from.
 """
 
 from __future__ import annotations
@@ -28,13 +32,14 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
+from trustwatch.platform import migrate as schema
 from trustwatch.platform.messages import judgment_id, now_ms
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -53,6 +58,8 @@ runs = sa.Table(
     # What makes two runs comparable (the manifest's ``comparable_key``: suite, sample, target, judges,
     # dataset); NULL in rows stored before the column existed. See :meth:`Store.latest_run`.
     sa.Column("comparable_key", sa.String(64), nullable=True),
+    # When retention cleared the run's raw replies (:meth:`Store.prune`); NULL while they are kept.
+    sa.Column("pruned_unix_ms", sa.BigInteger, nullable=True),
     sa.Index("ix_runs_comparable_key", "comparable_key", "created_unix_ms"),
 )
 
@@ -152,12 +159,13 @@ comparisons = sa.Table(
     sa.Index("ix_comparisons_new_run", "new_run_id"),
 )
 
-#: Columns added after the first release, by table: :meth:`Store.__init__` adds those an existing
-#: database lacks (all nullable, so old rows read as NULL). A migration tool (e.g. Alembic) should
-#: take over once there are more changes than added nullable columns.
+#: Columns added after the first release, by table (all nullable, so old rows read as NULL). The
+#: schema is migrated by Alembic (:mod:`trustwatch.platform.migrate`): a database from before
+#: migrations gets the first ones when it is adopted, later ones from their revisions (runs.pruned_unix_ms:
+#: revision 0002). Every change to the tables above needs a revision in platform/migrations/versions.
 ADDED_COLUMNS: dict[str, tuple[str, ...]] = {
     "judgments": ("error_kind", "generation_error"),
-    "runs": ("comparable_key",),
+    "runs": ("comparable_key", "pruned_unix_ms"),
 }
 
 _TRANSIENT = int(pb.ERROR_KIND_TRANSIENT)
@@ -181,6 +189,8 @@ class RunRow:
     expected_judgments: int
     created_unix_ms: int
     completed_unix_ms: int | None
+    #: when retention cleared its raw replies (None: kept); its outcomes are all still there
+    pruned_unix_ms: int | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +211,32 @@ class PlannedPairRow:
             "item_id": self.item_id,
             "sample": self.sample,
         }
+
+
+@dataclass(frozen=True)
+class JudgmentRow:
+    """A stored judgment (see ``judgments``): one field per column of the ``judgments`` table."""
+
+    judgment_id: str
+    job_id: str
+    run_id: str
+    task: str
+    item_id: str
+    sample: int
+    target: str
+    evaluator: str
+    label: str
+    valid: bool
+    score: float | None
+    error: str
+    detail_json: str
+    response: str
+    record_json: str
+    created_unix_ms: int
+    #: pb.ErrorKind of ``error``; None in rows stored before the column existed (treated as final)
+    error_kind: int | None
+    #: the completion's error when generation failed; None in rows stored before the column existed
+    generation_error: str | None
 
 
 @dataclass(frozen=True)
@@ -268,6 +304,36 @@ class LatestRun:
     settled_judgments: int
 
 
+#: What a pruned judgment's ``response`` reads (:meth:`Store.prune`). A reply that was empty or all
+#: white space is left as it was: metrics read that (an empty reply), and nothing else of the text.
+PRUNED_RESPONSE = "[pruned]"
+#: Judgments updated per statement when pruning.
+_PRUNE_CHUNK = 1000
+_DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :meth:`Store.prune` cleared (or, ``dry_run``, would clear): runs created before
+    ``cutoff_unix_ms`` (``runs``: those with something cleared or not marked pruned before), judgments'
+    responses, and replayed dead letters' payloads."""
+
+    cutoff_unix_ms: int
+    runs: list[str]
+    responses: int
+    dead_letter_payloads: int
+    dry_run: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cutoff_unix_ms": self.cutoff_unix_ms,
+            "runs": list(self.runs),
+            "responses": self.responses,
+            "dead_letter_payloads": self.dead_letter_payloads,
+            "dry_run": self.dry_run,
+        }
+
+
 _NUL = "\x00"
 _NUL_STANDIN = "\ufffd"
 
@@ -307,7 +373,11 @@ def _sqlite_path(url: str) -> Path | None:
 
 
 class Store:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, migrate: bool = True) -> None:
+        """Open the database at ``url``. ``migrate``: bring its schema to the newest revision first
+        (Alembic; a database from before migrations is adopted, see :mod:`trustwatch.platform.migrate`);
+        False: only check it is there (:class:`~trustwatch.platform.migrate.MigrationError` if not),
+        for deployments where `trustwatch db upgrade` migrates before the services start."""
         path = _sqlite_path(url)
         if path is not None and path.parent != Path(""):
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -322,27 +392,12 @@ class Store:
                 cur.execute("PRAGMA synchronous=NORMAL")
                 cur.close()
 
-        metadata.create_all(self.engine)
-        self.added_columns = self._add_missing_columns()
-
-    def _add_missing_columns(self) -> list[str]:
-        """Bring a database made by an earlier version up to date: ADD COLUMN for each column of
-        :data:`ADDED_COLUMNS` it lacks. Returns the added columns as "table.column"."""
-        added: list[str] = []
-        inspector = sa.inspect(self.engine)
-        for table_name, names in ADDED_COLUMNS.items():
-            table = metadata.tables[table_name]
-            have = {c["name"] for c in inspector.get_columns(table_name)}
-            for name in names:
-                if name in have:
-                    continue
-                col = table.c[name]
-                assert col.nullable, f"{table_name}.{name}: only nullable columns can be added in place"
-                ddl = f"ALTER TABLE {table_name} ADD COLUMN {name} {col.type.compile(dialect=self.engine.dialect)}"
-                with self.engine.begin() as conn:
-                    conn.execute(sa.text(ddl))
-                added.append(f"{table_name}.{name}")
-        return added
+        #: columns a database from before migrations lacked and got when it was adopted ("table.column")
+        self.added_columns: list[str] = []
+        if migrate:
+            self.added_columns = schema.upgrade(self.engine).added_columns
+        else:
+            schema.check(self.engine)
 
     def _insert(self, table: sa.Table) -> Any:
         name = self.engine.dialect.name
@@ -541,13 +596,14 @@ class Store:
                 ).scalar_one()
             )
 
-    def judgments(self, run_id: str, task: str | None = None) -> list[Any]:
+    def judgments(self, run_id: str, task: str | None = None) -> list[JudgmentRow]:
+        """A run's stored judgments (of one task, when given), by judgment id."""
         run_id = _run_key(run_id)
-        q = sa.select(judgments).where(judgments.c.run_id == run_id)
+        q = sa.select(*(judgments.c[f.name] for f in fields(JudgmentRow))).where(judgments.c.run_id == run_id)
         if task:
             q = q.where(judgments.c.task == task)
         with self.engine.connect() as conn:
-            return list(conn.execute(q.order_by(judgments.c.judgment_id)))
+            return [JudgmentRow(*row) for row in conn.execute(q.order_by(judgments.c.judgment_id))]
 
     def done_job_ids(self, run_id: str, evaluators_per_job: Mapping[str, int | Collection[str]]) -> list[str]:
         """Jobs of a run that have all their judgments stored, transient errors not counted: a
@@ -730,7 +786,8 @@ class Store:
                 dl.c.id,
                 dl.c.service,
                 dl.c.reason,
-                sa.func.coalesce(dl.c.record_json, pp.c.record_json).label("record_json"),
+                # the plan's record (the dataset's), not the dead-lettered message's copy: that may be the poison
+                pp.c.record_json,
             )
             .select_from(joined)
             .where(
@@ -835,6 +892,65 @@ class Store:
         with self.engine.connect() as conn:
             return [_comparison_row(r) for r in conn.execute(q).mappings()]
 
+    # -- retention ---------------------------------------------------------------------------------
+    def prune(self, older_than_days: float, now: int | None = None, dry_run: bool = False) -> PruneResult:
+        """Clear the raw text of runs created more than ``older_than_days`` days before ``now`` (unix
+        ms; default now), keeping everything comparisons and reports are computed from.
+
+        Cleared: each judgment's ``response`` (to :data:`PRUNED_RESPONSE`; an empty or all-white-space
+        one stays as it is, since whether a reply was empty is an outcome metrics read), and the
+        ``payload`` of dead letters created before the cutoff that were replayed (an unreplayed one
+        may still be replayed). Kept: runs and manifests, plans, every per-item outcome (label,
+        valid, score, error, error_kind, generation_error, ``detail_json``, which metrics read, and
+        the dataset ``record_json``), baselines and comparisons; so a pruned run reports and
+        compares as before. Each pruned run gets ``pruned_unix_ms`` (the first time). Idempotent;
+        ``dry_run`` counts and changes nothing."""
+        if older_than_days <= 0:
+            raise ValueError(f"older_than_days must be positive, not {older_than_days}")
+        now = now_ms() if now is None else now
+        cutoff = int(now - older_than_days * _DAY_MS)
+        old_runs = sa.select(runs.c.run_id).where(runs.c.created_unix_ms < cutoff)
+        todo = sa.and_(
+            judgments.c.run_id.in_(old_runs),
+            judgments.c.response != "",
+            judgments.c.response != PRUNED_RESPONSE,
+        )
+        ids: list[str] = []
+        run_ids: set[str] = set()
+        with self.engine.connect() as conn:
+            q = sa.select(judgments.c.judgment_id, judgments.c.run_id, judgments.c.response).where(todo)
+            for jid, run_id, response in conn.execution_options(yield_per=500).execute(q):
+                if response.strip():
+                    ids.append(jid)
+                    run_ids.add(run_id)
+            unmarked = conn.execute(
+                sa.select(runs.c.run_id).where(runs.c.created_unix_ms < cutoff, runs.c.pruned_unix_ms.is_(None))
+            ).scalars()
+            run_ids.update(unmarked)
+            letters = sa.and_(
+                dead_letters.c.created_unix_ms < cutoff,
+                dead_letters.c.replayed_unix_ms.isnot(None),
+                sa.func.length(dead_letters.c.payload) > 0,
+            )
+            n_letters = int(
+                conn.execute(sa.select(sa.func.count()).select_from(dead_letters).where(letters)).scalar_one()
+            )
+        if not dry_run:
+            with self.engine.begin() as conn:
+                for i in range(0, len(ids), _PRUNE_CHUNK):
+                    conn.execute(
+                        judgments.update()
+                        .where(judgments.c.judgment_id.in_(ids[i : i + _PRUNE_CHUNK]))
+                        .values(response=PRUNED_RESPONSE)
+                    )
+                conn.execute(dead_letters.update().where(letters).values(payload=b""))
+                conn.execute(
+                    runs.update()
+                    .where(runs.c.run_id.in_(sorted(run_ids)), runs.c.pruned_unix_ms.is_(None))
+                    .values(pruned_unix_ms=now)
+                )
+        return PruneResult(cutoff, sorted(run_ids), len(ids), n_letters, dry_run)
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -879,4 +995,5 @@ def _run_row(r: Any) -> RunRow:
         expected_judgments=r["expected_judgments"],
         created_unix_ms=r["created_unix_ms"],
         completed_unix_ms=r["completed_unix_ms"],
+        pruned_unix_ms=r.get("pruned_unix_ms"),
     )

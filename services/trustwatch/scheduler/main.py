@@ -53,7 +53,7 @@ def main(
     suite = load_suite(suite_path)
     specs = parse_targets(targets, suite.targets)
     url = db or (config.env("TRUSTWATCH_DB_URL") if record else "")
-    store = Store(url) if url else None
+    store = Store(url, migrate=config.db_migrate()) if url else None
     settings = settings_from_env()
     try:
         chosen = [
@@ -261,7 +261,7 @@ def serve_main(
         from trustwatch.scheduler.schedule import ScheduleError
 
         raise ScheduleError("scheduler --config records its runs: pass --db or set TRUSTWATCH_DB_URL")
-    store = Store(url)
+    store = Store(url, migrate=config.db_migrate())
     bus = wiring.kafka(bootstrap)
     loop = ScheduleLoop(
         cfg,

@@ -1,0 +1,1 @@
+"""The revisions, oldest first (``revision`` / ``down_revision`` in each file)."""
