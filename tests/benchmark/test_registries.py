@@ -4,6 +4,7 @@
 import sys
 import threading
 
+from trustwatch.benchmark.evaluators import _settings
 from trustwatch.benchmark.evaluators import base as ebase
 from trustwatch.benchmark.tasks import base as tbase
 from trustwatch.platform.registry import Registry
@@ -61,5 +62,8 @@ def test_evaluators_load_once_under_concurrency(monkeypatch):
     _forget(monkeypatch, "trustwatch.benchmark.evaluators")
     fresh = Registry("evaluator", ebase.EVALUATORS.package, lambda cls: cls.name)
     monkeypatch.setattr(ebase, "EVALUATORS", fresh)  # what @register adds to while modules re-import
+    # the settings families those modules declare (@family) re-register too
+    families = Registry("evaluator settings family", _settings.FAMILIES.package, lambda c: c.__name__)
+    monkeypatch.setattr(_settings, "FAMILIES", families)
     assert _race(fresh.known) == []
     assert set(fresh.known()) == before and "refusal" in before

@@ -62,9 +62,7 @@ def test_manifest_records_judges_and_their_hash_without_secrets(data_dir, monkey
         assert m[key], key
     assert m["generation"]["safety/jailbreak"]["temperature"] == 1.0
     # Another judge model: another judges hash, another comparable key.
-    other = plan_run(
-        parse_suite(SUITE), target, data_dir, "r", EvaluatorSettings(**{**_settings().__dict__, "judge_model": "x"})
-    )
+    other = plan_run(parse_suite(SUITE), target, data_dir, "r", _settings().replace(judge_model="x"))
     assert other.manifest["judges_hash"] != m["judges_hash"]
     assert other.manifest["comparable_key"] != m["comparable_key"]
 

@@ -20,8 +20,10 @@ from tests.benchmark.evaluators.local_http import LocalServer, chat_completion, 
 from tests.harness.reference import REFERENCE_DIR, Reference
 from trustwatch.benchmark.evaluators import EvalItem, EvaluatorSettings, create, evaluate_items
 from trustwatch.benchmark.evaluators.base import judge_identity, settings_from_env
+from trustwatch.benchmark.evaluators.embedding import EmbeddingSettings
 from trustwatch.benchmark.evaluators.llm_judge import reference as ref
-from trustwatch.benchmark.evaluators.llm_judge.evaluator import PAIR_PENDING
+from trustwatch.benchmark.evaluators.llm_judge.evaluator import PAIR_PENDING, JudgeSettings
+from trustwatch.benchmark.evaluators.refusal import RefusalSettings
 
 TEMPLATES_FILE = REFERENCE_DIR / "trustllm" / "prompt" / "task_prompt.json"
 
@@ -60,15 +62,15 @@ def _sent(server: LocalServer) -> list[str]:
 
 def test_reference_set_defaults_and_explicit_settings_win(monkeypatch: pytest.MonkeyPatch) -> None:
     s = _reference_settings(monkeypatch)
-    assert (s.refusal_backend, s.refusal_model) == ("hf", "LibrAI/longformer-harmful-ro")
-    assert (s.embedding_backend, s.embedding_model) == ("openai", "text-embedding-ada-002")
-    assert (s.judge_model, s.judge_max_tokens) == ("gpt-4-1106-preview", 0)
+    assert s.of(RefusalSettings) == RefusalSettings(backend="hf", model="LibrAI/longformer-harmful-ro")
+    assert (s.of(EmbeddingSettings).backend, s.of(EmbeddingSettings).model) == ("openai", "text-embedding-ada-002")
+    assert (s.of(JudgeSettings).model, s.of(JudgeSettings).max_tokens) == ("gpt-4-1106-preview", 0)
     monkeypatch.setenv("TRUSTWATCH_REFUSAL_BACKEND", "phrases")
-    assert settings_from_env().refusal_backend == "phrases"
-    assert settings_from_env(refusal_backend="learned").refusal_backend == "learned"
+    assert settings_from_env().of(RefusalSettings).backend == "phrases"
+    assert settings_from_env(refusal_backend="learned").of(RefusalSettings).backend == "learned"
     monkeypatch.delenv("TRUSTWATCH_JUDGES")
-    default = settings_from_env()
-    assert (default.judges, default.embedding_backend, default.judge_max_tokens) == ("default", "local", 64)
+    default = settings_from_env().as_dict()
+    assert (default["judges"], default["embedding_backend"], default["judge_max_tokens"]) == ("default", "local", 64)
 
 
 def test_unknown_judge_set_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -302,10 +302,8 @@ def tiny_classifier(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _hf(model_dir: Path, **extra: str) -> RefusalEvaluator:
-    settings = EvaluatorSettings(
-        refusal_backend="hf", refusal_model=str(model_dir), batch_size=3, device="cpu", extra=extra
-    )
+def _hf(model_dir: Path, **more: str) -> RefusalEvaluator:
+    settings = EvaluatorSettings(refusal_backend="hf", refusal_model=str(model_dir), batch_size=3, device="cpu", **more)
     ev = create("refusal", settings)
     assert isinstance(ev, RefusalEvaluator)
     return ev

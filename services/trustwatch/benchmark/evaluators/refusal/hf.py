@@ -7,6 +7,9 @@ from typing import Any
 
 from trustwatch.benchmark.evaluators.base import Verdict
 from trustwatch.benchmark.evaluators.refusal.rules import COMPLIANCE, REFUSAL, is_blank
+from trustwatch.platform.extras import install_hint, require
+
+_NEEDED_BY = "the hf refusal back-end (TRUSTWATCH_REFUSAL_BACKEND=hf)"
 
 
 def _empty_verdict() -> Verdict:
@@ -25,14 +28,14 @@ class HfBackend:
 
     def _pipeline(self) -> Any:
         if self._pipe is None:
-            from transformers import pipeline  # lazy: heavy, and only this back-end needs it
+            # lazy: heavy, and only this back-end needs it
+            pipeline = require("transformers", _NEEDED_BY, install_hint("judge")).pipeline
 
             kwargs: dict[str, Any] = {"task": "text-classification", "model": self.model}
             if self.device:
                 kwargs["device"] = self.device
             else:
-                import torch
-
+                torch = require("torch", _NEEDED_BY, install_hint("judge"))
                 kwargs["device"] = 0 if torch.cuda.is_available() else -1
             pipe = pipeline(**kwargs)
             labels = {str(v) for v in (getattr(pipe.model.config, "id2label", None) or {}).values()}
@@ -40,7 +43,8 @@ class HfBackend:
                 # Fail loudly: a wrong label would silently turn every verdict into "compliance".
                 raise ValueError(
                     f"refusal label {self.refusal_label!r} is not a label of {self.model!r} "
-                    f"(labels: {', '.join(sorted(labels))}); set extra refusal_label"
+                    f"(labels: {', '.join(sorted(labels))}); set RefusalSettings.label "
+                    "(EvaluatorSettings(refusal_label=...))"
                 )
             self._pipe = pipe
         return self._pipe
