@@ -36,10 +36,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from trustwatch.benchmark.evaluators import EvalItem, EvaluatorSettings, Verdict, create, evaluate_items
 from trustwatch.benchmark.evaluators.refusal.learned import NgramModel
@@ -282,6 +285,10 @@ def _why(v: Verdict) -> str:
     return ", ".join(f"{k}={val}" for k, val in d.items())
 
 
+#: completions per evaluator call in :func:`calibrate` (one step of its progress bar)
+CHUNK = 256
+
+
 def calibrate(evaluator_name: str, csv_path: Path, settings: EvaluatorSettings | None = None) -> CalibrationResult:
     """Run the named evaluator over the file's completions and score it against the human labels."""
     rows = read_xstest(csv_path)
@@ -290,7 +297,12 @@ def calibrate(evaluator_name: str, csv_path: Path, settings: EvaluatorSettings |
         EvalItem(job_id="calibrate", task="xstest", prompt=r.prompt, response=r.completion, record=asdict(r))
         for r in rows
     ]
-    verdicts = evaluate_items(evaluator, items)
+    verdicts: list[Verdict] = []
+    # in chunks, for a progress bar (rate, ETA) on a terminal; none in a log (disable=None)
+    for start in tqdm(
+        range(0, len(items), CHUNK), desc="judge", unit="chunk", disable=None, file=sys.stderr, leave=False
+    ):
+        verdicts += evaluate_items(evaluator, items[start : start + CHUNK])
     return score(evaluator_name, str(csv_path), rows, verdicts)
 
 
@@ -467,7 +479,9 @@ def cross_validate(directory: Path, folds: int = 5) -> CrossValidation:
         )
     rows = {m: read_xstest(p) for m, p in files.items()}
     held: list[HeldOut] = []
-    for test, test_rows in rows.items():
+    for test, test_rows in tqdm(
+        rows.items(), desc="held-out model", unit="model", disable=None, file=sys.stderr, leave=False
+    ):
         dev = [r for m, rs in rows.items() if m != test for r in rs]
         missing = Verdict.failed("not judged")
         learned, ngram = [missing] * len(test_rows), [missing] * len(test_rows)

@@ -13,7 +13,7 @@ from typing import Any
 from trustwatch.benchmark.datasets import resolve_data_dir
 from trustwatch.benchmark.evaluators.base import EvaluatorSettings, settings_from_env
 from trustwatch.generator.backends import backend_for
-from trustwatch.platform import config, wiring
+from trustwatch.platform import config
 from trustwatch.platform.targets import parse_targets
 
 
@@ -40,7 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     db = args.db or config.env("TRUSTWATCH_DB_URL")
     client = None
     if args.offline:
-        from trustwatch.tools.rescore import OfflineEvaluators
+        from trustwatch.judge.offline import OfflineEvaluators
 
         client = OfflineEvaluators(settings(args))
     reports = run_embedded(
@@ -68,12 +68,15 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _write_rendered(reports: list[Any], md: str | None, html: str | None) -> None:
-    from trustwatch.tools.reports import to_html, to_markdown
+    from trustwatch.tools.reports import build_report, to_html, to_markdown
 
+    if not (md or html):
+        return
+    report = build_report(reports)  # once, for both renderings
     for path, render in ((md, to_markdown), (html, to_html)):
         if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            Path(path).write_text(render(reports), encoding="utf-8")
+            Path(path).write_text(render(report), encoding="utf-8")
             print(f"written {path}", file=sys.stderr)
 
 
@@ -323,10 +326,9 @@ def cmd_stack(args: argparse.Namespace) -> int:
             print(f"{name:<14} {'running' if alive else 'STOPPED'}")
         return 0 if all(st.values()) else 1
     elif args.action == "run":
-        from trustwatch.platform.bus import kafka_bus
         from trustwatch.scheduler.core import plan_run
-        from trustwatch.scheduler.service import publish
         from trustwatch.scheduler.suite import load_suite
+        from trustwatch.tools.stack.progress import publish_and_watch
 
         loaded = local.load_state(d)
         if loaded is None:
@@ -337,16 +339,10 @@ def cmd_stack(args: argparse.Namespace) -> int:
         suite = load_suite(args.suite)
         targets = parse_targets(args.target, suite.targets)
         plans = [plan_run(suite, t, resolve_data_dir(args.data_dir)) for t in targets]
-        bus = kafka_bus(state.bootstrap)
-        try:
-            for p in plans:
-                publish(p, bus, wiring.topics())
-        finally:
-            bus.close()
-        reports = [
-            local.wait_for_run(state.aggregator_url, p.run_id, args.timeout, token=config.env("TRUSTWATCH_API_TOKEN"))
-            for p in plans
-        ]
+        try:  # progress per run and stage: bars on a terminal, status lines in a log
+            reports = publish_and_watch(state, plans, args.timeout, token=config.env("TRUSTWATCH_API_TOKEN"))
+        except PermissionError as exc:
+            raise UsageError(str(exc)) from exc
         payload: Any = reports[0] if len(reports) == 1 else reports
         text = json.dumps(payload, indent=2, default=str)
         if args.out:

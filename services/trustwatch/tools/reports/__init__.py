@@ -1,7 +1,9 @@
 """Readable reports from run report JSON: Markdown and one self-contained HTML page.
 
 Input: what ``Report.to_json()`` returns (``trustwatch run --out`` writes one report, or a list of
-them for several targets). Pure logic, standard library only: the charts are inline SVG drawn here,
+them for several targets), turned once by :func:`build_report` into a typed :class:`Report` (runs,
+each with its :class:`TaskSection` per task and :class:`MetricEntry` per metric) that both renderers
+take. Pure logic, standard library only: the charts are inline SVG drawn here,
 the page has inline CSS, no JavaScript and no external resource, and every string taken from a
 report is escaped.
 
@@ -26,6 +28,25 @@ Layout choices:
 from trustwatch.tools.reports.cli import main
 from trustwatch.tools.reports.html import to_html
 from trustwatch.tools.reports.markdown import to_markdown
-from trustwatch.tools.reports.model import ReportError, load_reports
+from trustwatch.tools.reports.model import (
+    MetricEntry,
+    Report,
+    ReportError,
+    RunReport,
+    TaskSection,
+    build_report,
+    load_reports,
+)
 
-__all__ = ["ReportError", "load_reports", "main", "to_html", "to_markdown"]
+__all__ = [
+    "MetricEntry",
+    "Report",
+    "ReportError",
+    "RunReport",
+    "TaskSection",
+    "build_report",
+    "load_reports",
+    "main",
+    "to_html",
+    "to_markdown",
+]

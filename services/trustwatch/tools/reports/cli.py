@@ -9,7 +9,7 @@ from pathlib import Path
 
 from trustwatch.tools.reports.html import to_html
 from trustwatch.tools.reports.markdown import to_markdown
-from trustwatch.tools.reports.model import ReportError, load_reports
+from trustwatch.tools.reports.model import ReportError, build_report, load_reports
 
 
 def _write(path: str, text: str) -> None:
@@ -42,7 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--html", metavar="OUT.html", help="write the HTML page here ('-': stdout)")
     args = ap.parse_args(list(argv) if argv is not None else None)
     try:
-        reports = load_reports(args.reports)
+        reports = build_report(load_reports(args.reports))
     except ReportError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

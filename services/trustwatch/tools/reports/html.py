@@ -10,6 +10,9 @@ from trustwatch.tools.reports.model import (
     DASH,
     JAILBREAK,
     REFERENCE_LEGEND,
+    MetricEntry,
+    Report,
+    RunReport,
     _arrow,
     _checksums,
     _ci,
@@ -18,7 +21,6 @@ from trustwatch.tools.reports.model import (
     _created,
     _differs,
     _dim_cell,
-    _dims,
     _metric_keys,
     _metrics,
     _model,
@@ -26,10 +28,9 @@ from trustwatch.tools.reports.model import (
     _notes_index,
     _ref_judges,
     _ref_mark,
-    _Run,
-    _runs,
     _suite,
     _tradeoff,
+    build_report,
     fmt,
     headline_key,
 )
@@ -95,9 +96,9 @@ def _num_td(x: Any, extra_cls: str = "") -> str:
     return _td(_e(s), ("num " + ("none " if s == DASH else "") + extra_cls).strip())
 
 
-def _ref_td(m: Any) -> str:
+def _ref_td(m: MetricEntry) -> str:
     """The reference value, with its exact (=) / approximate (~) mark; the judges in a tooltip."""
-    s = fmt(m.get("reference_value"))
+    s = fmt(m.reference_value)
     mark = _ref_mark(m)
     tip = _ref_judges(m) or ("no judge involved" if mark == "=" else "")
     text = _e(s) + (f' <span class="refmark" title="{_e(tip)}">{_e(mark)}</span>' if mark else "")
@@ -115,19 +116,18 @@ def _html_table(header: Sequence[str], rows: Iterable[str], cls: str = "") -> st
     )
 
 
-def _swatch(r: _Run) -> str:
+def _swatch(r: RunReport) -> str:
     return f'<span class="swatch" style="background:{r.color}"></span>{_e(r.label)}'
 
 
-def _th_target(r: _Run) -> str:
+def _th_target(r: RunReport) -> str:
     return f'<span class="tgt">{_swatch(r)}</span>'
 
 
-def to_html(reports: Sequence[Any]) -> str:
+def to_html(reports: Report | Sequence[Any]) -> str:
     """One self-contained HTML page: tables plus inline-SVG charts; no scripts, no external resources."""
-    runs = _runs(reports)
-    multi = len(runs) > 1
-    dims = _dims(runs)
+    report = build_report(reports)
+    runs, multi, dims = report.runs, report.multi, report.dims
     b: list[str] = []
     title = "TrustLLM report: " + ", ".join(r.label for r in runs)
     b.append(
@@ -182,15 +182,15 @@ def to_html(reports: Sequence[Any]) -> str:
     for dim, tasks in dims.items():
         for i, task in enumerate(tasks):
             key = next((headline_key(_metrics(r, task)) for r in runs if _metrics(r, task)), None)
-            ref_m = next((_metrics(r, task)[key] for r in runs if key in _metrics(r, task)), {}) if key else {}
+            ref_m = next((_metrics(r, task)[key] for r in runs if key in _metrics(r, task)), None) if key else None
             cells = []
             for r in runs:
                 if task not in r.tasks:
                     cells.append(_td("not run", "none"))
                 elif key is None or key not in _metrics(r, task):
-                    cells.append(_td("error" if (r.tasks[task] or {}).get("error") else DASH, "none"))
+                    cells.append(_td("error" if r.tasks[task].error else DASH, "none"))
                 else:
-                    cells.append(_num_td(_metrics(r, task)[key].get("value")))
+                    cells.append(_num_td(_metrics(r, task)[key].value))
             first = i == 0
             rows.append(
                 f'<tr class="{"first" if first else ""}">'
@@ -292,7 +292,7 @@ def to_html(reports: Sequence[Any]) -> str:
     )
 
 
-def _html_task(runs: Sequence[_Run], task: str, multi: bool) -> str:
+def _html_task(runs: Sequence[RunReport], task: str, multi: bool) -> str:
     sid = f"t-{_slug(task)}"
     notes = _notes_index(runs, task)
     out = [f'<h3 id="{sid}">{_e(task)}</h3>']
@@ -300,20 +300,20 @@ def _html_task(runs: Sequence[_Run], task: str, multi: bool) -> str:
     for key in _metric_keys(runs, task):
         present = [(r, _metrics(r, task)[key]) for r in runs if key in _metrics(r, task)]
         for j, (r, m) in enumerate(present):
-            note = " ".join(str(m.get("note") or "").split())
+            note = " ".join(m.note.split())
             cells = ""
             if j == 0:
                 cells += _td(_e(key), "key", f' rowspan="{len(present)}"' if len(present) > 1 else "")
             if multi:
                 cells += _td(_swatch(r))
             cells += (
-                _num_td(m.get("value"))
+                _num_td(m.value)
                 + _ref_td(m)
                 + _td(_e(_ci(m)), "num")
-                + _td(_count(m.get("n_total")), "num")
-                + _td(_count(m.get("n_valid")), "num")
-                + _td(_count(m.get("n_invalid")), "num")
-                + _td(_count(m.get("n_error")), "num")
+                + _td(_count(m.n_total), "num")
+                + _td(_count(m.n_valid), "num")
+                + _td(_count(m.n_invalid), "num")
+                + _td(_count(m.n_error), "num")
                 + _td(_arrow(m), "dir")
                 + _td(f'<a href="#{sid}-n{notes[note]}">[{notes[note]}]</a>' if note else "")
             )
@@ -342,9 +342,9 @@ def _html_task(runs: Sequence[_Run], task: str, multi: bool) -> str:
         who = f"{_swatch(r)}: " if multi else ""
         if t is None:
             out.append(f'<p class="muted">{who}task not in this run.</p>')
-        elif t.get("error"):
-            out.append(f'<p class="err">{who}error: {_e(t["error"])}</p>')
-        elif not t.get("metrics"):
+        elif t.error:
+            out.append(f'<p class="err">{who}error: {_e(t.error)}</p>')
+        elif not t.metrics:
             out.append(f'<p class="muted">{who}no metrics.</p>')
     if notes:
         out.append(

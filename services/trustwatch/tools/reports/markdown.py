@@ -10,6 +10,8 @@ from trustwatch.tools.reports.model import (
     _TRADEOFF_EXPLAINED,
     DASH,
     REFERENCE_LEGEND,
+    Report,
+    RunReport,
     _arrow,
     _checksums,
     _ci,
@@ -17,17 +19,15 @@ from trustwatch.tools.reports.model import (
     _count,
     _created,
     _dim_cell,
-    _dims,
     _metric_keys,
     _metrics,
     _model,
     _no_tradeoff_reason,
     _notes_index,
     _ref_mark,
-    _Run,
-    _runs,
     _suite,
     _tradeoff,
+    build_report,
     fmt,
     headline_key,
 )
@@ -46,11 +46,10 @@ def _md_table(header: Sequence[str], rows: Iterable[Sequence[str]], right: Seque
     return lines
 
 
-def to_markdown(reports: Sequence[Any]) -> str:
+def to_markdown(reports: Report | Sequence[Any]) -> str:
     """A Markdown document: runs header, summary, safety trade-off, then every task's metrics."""
-    runs = _runs(reports)
-    multi = len(runs) > 1
-    dims = _dims(runs)
+    report = build_report(reports)
+    runs, multi, dims = report.runs, report.multi, report.dims
     out: list[str] = ["# TrustLLM report", ""]
     out += _md_table(
         ["target", "run id", "complete", "model", "suite", "code version", "dataset checksums", "created", "tasks"],
@@ -85,15 +84,15 @@ def to_markdown(reports: Sequence[Any]) -> str:
     for dim, tasks in dims.items():
         for i, task in enumerate(tasks):
             key = next((headline_key(_metrics(r, task)) for r in runs if _metrics(r, task)), None)
-            ref_m = next((_metrics(r, task)[key] for r in runs if key in _metrics(r, task)), {}) if key else {}
+            ref_m = next((_metrics(r, task)[key] for r in runs if key in _metrics(r, task)), None) if key else None
             cells = []
             for r in runs:
                 if task not in r.tasks:
                     cells.append("not run")
                 elif key is None or key not in _metrics(r, task):
-                    cells.append("error" if (r.tasks[task] or {}).get("error") else DASH)
+                    cells.append("error" if r.tasks[task].error else DASH)
                 else:
-                    cells.append(fmt(_metrics(r, task)[key].get("value")))
+                    cells.append(fmt(_metrics(r, task)[key].value))
             rows.append(
                 [
                     f"**{_md(dim)}**" if i == 0 else "",
@@ -138,7 +137,7 @@ def to_markdown(reports: Sequence[Any]) -> str:
     return "\n".join(out).rstrip() + "\n"
 
 
-def _md_task(runs: Sequence[_Run], task: str, multi: bool) -> list[str]:
+def _md_task(runs: Sequence[RunReport], task: str, multi: bool) -> list[str]:
     out = [f"### {_md(task)}", ""]
     notes = _notes_index(runs, task)
     header = [
@@ -158,16 +157,15 @@ def _md_task(runs: Sequence[_Run], task: str, multi: bool) -> list[str]:
             m = _metrics(r, task).get(key)
             if m is None:
                 continue
-            note = " ".join(str(m.get("note") or "").split())
+            note = " ".join(m.note.split())
             rows.append(
                 [
                     f"`{_md(key)}`" if first else "",
                     *([_md(r.label)] if multi else []),
-                    fmt(m.get("value")),
-                    f"{fmt(m.get('reference_value'))} {_ref_mark(m)}".rstrip(),
+                    fmt(m.value),
+                    f"{fmt(m.reference_value)} {_ref_mark(m)}".rstrip(),
                     _ci(m),
-                    f"{_count(m.get('n_total'))} / {_count(m.get('n_valid'))} / {_count(m.get('n_invalid'))} / "
-                    f"{_count(m.get('n_error'))}",
+                    f"{_count(m.n_total)} / {_count(m.n_valid)} / {_count(m.n_invalid)} / {_count(m.n_error)}",
                     _arrow(m),
                     f"[{notes[note]}]" if note else "",
                 ]
@@ -183,9 +181,9 @@ def _md_task(runs: Sequence[_Run], task: str, multi: bool) -> list[str]:
         who = f"{r.label}: " if multi else ""
         if t is None:
             extra.append(f"- {who}task not in this run")
-        elif t.get("error"):
-            extra.append(f"- {who}**error**: {_md(t['error'])}")
-        elif not t.get("metrics"):
+        elif t.error:
+            extra.append(f"- {who}**error**: {_md(t.error)}")
+        elif not t.metrics:
             extra.append(f"- {who}no metrics")
     if extra:
         out += extra + [""]

@@ -81,21 +81,111 @@ def load_reports(paths: Iterable[str | Path]) -> list[dict[str, Any]]:
     return out
 
 
-# -- the normalised view both renderers use ---------------------------------------------------------
+# -- the typed report both renderers take ----------------------------------------------------------
+
+#: a number of a report as its JSON holds it (ints stay ints, so they print without decimals)
+Scalar = float | int | str | bool | None
 
 
-@dataclass
-class _Run:
-    label: str  # unique display name: the target, or "target · run_id" where targets repeat
+def _scalar(x: Any) -> Scalar:
+    return x if x is None or isinstance(x, (float, int, str, bool)) else str(x)
+
+
+@dataclass(frozen=True)
+class MetricEntry:
+    """One metric of a task (``Metric.to_dict()``): numbers as the JSON holds them, None when absent."""
+
+    value: Scalar = None
+    reference_value: Scalar = None
+    n_total: Scalar = None
+    n_valid: Scalar = None
+    n_invalid: Scalar = None
+    n_error: Scalar = None
+    ci_low: Scalar = None
+    ci_high: Scalar = None
+    higher_is_better: bool = True
+    note: str = ""
+    #: "exact", "approximate", "absent", or "" (unlabelled, older reports)
+    reference: str = ""
+    reference_judges: tuple[str, ...] = ()
+
+    @classmethod
+    def from_json(cls, m: Mapping[str, Any]) -> MetricEntry:
+        judges = m.get("reference_judges")
+        return cls(
+            value=_scalar(m.get("value")),
+            reference_value=_scalar(m.get("reference_value")),
+            n_total=_scalar(m.get("n_total")),
+            n_valid=_scalar(m.get("n_valid")),
+            n_invalid=_scalar(m.get("n_invalid")),
+            n_error=_scalar(m.get("n_error")),
+            ci_low=_scalar(m.get("ci_low")),
+            ci_high=_scalar(m.get("ci_high")),
+            higher_is_better=bool(m.get("higher_is_better", True)),
+            note=str(m.get("note") or ""),
+            reference=str(m.get("reference") or ""),
+            reference_judges=tuple(str(j) for j in judges) if isinstance(judges, list) else (),
+        )
+
+
+@dataclass(frozen=True)
+class TaskSection:
+    """One task of a run: its metrics (in the report's order), items, and error ("" when none)."""
+
+    metrics: dict[str, MetricEntry]
+    n_items: int = 0
+    error: str = ""
+
+    @classmethod
+    def from_json(cls, t: Mapping[str, Any]) -> TaskSection:
+        try:
+            n_items = int(t.get("n_items") or 0)
+        except (TypeError, ValueError):
+            n_items = 0
+        return cls(
+            metrics={str(k): MetricEntry.from_json(m) for k, m in (t.get("metrics") or {}).items()},
+            n_items=n_items,
+            error=str(t.get("error") or ""),
+        )
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """One run's report as the renderers show it. ``label``: a unique display name (the target, or
+    "target · run_id" where targets repeat); ``color``: its colour in every chart."""
+
+    label: str
     run_id: str
     target: str
     complete: bool
     manifest: Mapping[str, Any]
-    tasks: dict[str, dict[str, Any]]
+    tasks: dict[str, TaskSection]
     color: str
 
 
-def _runs(reports: Sequence[Any]) -> list[_Run]:
+@dataclass(frozen=True)
+class Report:
+    """What the renderers take: the runs side by side and their dimensions (dimension -> its task
+    names in any run, TrustLLM order). Build it once with :func:`build_report`."""
+
+    runs: tuple[RunReport, ...]
+    dims: dict[str, list[str]]
+
+    @property
+    def multi(self) -> bool:
+        return len(self.runs) > 1
+
+
+def build_report(reports: Report | Sequence[Any]) -> Report:
+    """The typed report of run reports (``Report.to_json()`` dicts, or objects with ``to_json``);
+    a :class:`Report` is returned as it is. Raises :class:`ReportError` for a non-report."""
+    if isinstance(reports, Report):
+        return reports
+    runs = tuple(_runs(reports))
+    return Report(runs, _dims(runs))
+
+
+def _runs(reports: Sequence[Any]) -> list[RunReport]:
     dicts = [r.to_json() if hasattr(r, "to_json") else r for r in reports]
     if not dicts:
         raise ValueError("no reports to render")
@@ -110,13 +200,13 @@ def _runs(reports: Sequence[Any]) -> list[_Run]:
         label = t if targets.count(t) == 1 else f"{t} · {d['run_id']}"
         manifest = d.get("manifest") if isinstance(d.get("manifest"), Mapping) else {}
         runs.append(
-            _Run(
+            RunReport(
                 label,
                 str(d["run_id"]),
                 t,
                 bool(d.get("complete", True)),
                 manifest,
-                dict(d["tasks"]),
+                {str(name): TaskSection.from_json(task) for name, task in d["tasks"].items()},
                 PALETTE[i % len(PALETTE)],
             )
         )
@@ -127,7 +217,7 @@ def _dim_of(task: str) -> str:
     return task.split("/", 1)[0]
 
 
-def _dims(runs: Sequence[_Run]) -> dict[str, list[str]]:
+def _dims(runs: Sequence[RunReport]) -> dict[str, list[str]]:
     """Dimension -> its task names (every task in any run), TrustLLM order."""
     by: dict[str, set[str]] = {}
     for r in runs:
@@ -137,17 +227,18 @@ def _dims(runs: Sequence[_Run]) -> dict[str, list[str]]:
     return {d: sorted(by[d]) for d in order}
 
 
-def _metric_keys(runs: Sequence[_Run], task: str) -> list[str]:
+def _metric_keys(runs: Sequence[RunReport], task: str) -> list[str]:
     keys: list[str] = []
     for r in runs:
-        for k in (r.tasks.get(task) or {}).get("metrics", {}):
+        for k in _metrics(r, task):
             if k not in keys:
                 keys.append(k)
     return keys
 
 
-def _metrics(run: _Run, task: str) -> dict[str, dict[str, Any]]:
-    return (run.tasks.get(task) or {}).get("metrics") or {}
+def _metrics(run: RunReport, task: str) -> dict[str, MetricEntry]:
+    t = run.tasks.get(task)
+    return t.metrics if t is not None else {}
 
 
 def headline_key(metrics: Mapping[str, Any]) -> str | None:
@@ -187,15 +278,22 @@ def _count(x: Any) -> str:
     return DASH if x is None else str(x)
 
 
-def _ci(m: Mapping[str, Any]) -> str:
-    lo, hi = m.get("ci_low"), m.get("ci_high")
-    if _num(lo) is None and _num(hi) is None:
+def _int(x: Scalar) -> int:
+    """A count as an int (0 when absent or not a number)."""
+    try:
+        return int(x or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _ci(m: MetricEntry) -> str:
+    if _num(m.ci_low) is None and _num(m.ci_high) is None:
         return DASH
-    return f"[{fmt(lo)}, {fmt(hi)}]"
+    return f"[{fmt(m.ci_low)}, {fmt(m.ci_high)}]"
 
 
-def _arrow(m: Mapping[str, Any]) -> str:
-    return "↑" if m.get("higher_is_better", True) else "↓"
+def _arrow(m: MetricEntry | None) -> str:
+    return "↑" if m is None or m.higher_is_better else "↓"
 
 
 #: The mark after a reference value (the metric's ``reference`` label): "=" exact (the reference's
@@ -204,32 +302,31 @@ REFERENCE_MARKS = {"exact": "=", "approximate": "~"}
 REFERENCE_LEGEND = "= exact (the reference's judges, or no judge involved), ~ approximate (other judges)"
 
 
-def _ref_mark(m: Mapping[str, Any]) -> str:
-    return REFERENCE_MARKS.get(str(m.get("reference") or ""), "")
+def _ref_mark(m: MetricEntry) -> str:
+    return REFERENCE_MARKS.get(m.reference, "")
 
 
-def _ref_judges(m: Mapping[str, Any]) -> str:
-    judges = m.get("reference_judges") or []
-    return "; ".join(str(j) for j in judges) if isinstance(judges, list) else ""
+def _ref_judges(m: MetricEntry) -> str:
+    return "; ".join(m.reference_judges)
 
 
-def _differs(m: Mapping[str, Any]) -> bool:
-    v, r = _num(m.get("value")), _num(m.get("reference_value"))
+def _differs(m: MetricEntry) -> bool:
+    v, r = _num(m.value), _num(m.reference_value)
     if v is None and r is None:
         return False
     return v is None or r is None or abs(v - r) > 5e-4
 
 
-def _code_version(run: _Run) -> str:
+def _code_version(run: RunReport) -> str:
     return str(run.manifest.get("code_version") or DASH)
 
 
-def _checksums(run: _Run) -> int:
+def _checksums(run: RunReport) -> int:
     sha = run.manifest.get("dataset_sha256")
     return len(sha) if isinstance(sha, Mapping) else 0
 
 
-def _created(run: _Run) -> str:
+def _created(run: RunReport) -> str:
     ms = _num(run.manifest.get("created_unix_ms"))
     if ms is None:
         return DASH
@@ -239,40 +336,39 @@ def _created(run: _Run) -> str:
         return DASH
 
 
-def _model(run: _Run) -> str:
+def _model(run: RunReport) -> str:
     t = run.manifest.get("target")
     if isinstance(t, Mapping) and t.get("backend"):
         return f"{t.get('backend')}:{t.get('model', '')}"
     return DASH
 
 
-def _suite(run: _Run) -> str:
+def _suite(run: RunReport) -> str:
     s = run.manifest.get("suite")
     return str(s.get("name") or DASH) if isinstance(s, Mapping) else DASH
 
 
-def _dim_cell(run: _Run, dim: str) -> str:
+def _dim_cell(run: RunReport, dim: str) -> str:
     n = _dim_totals(run, dim)
     return "not run" if n[0] == 0 else "{} · {} · {}".format(*n)
 
 
-def _dim_totals(run: _Run, dim: str) -> tuple[int, int, int]:
+def _dim_totals(run: RunReport, dim: str) -> tuple[int, int, int]:
     """(tasks, items, errors) of one dimension in one run; errors as in scoring.summary."""
     n_tasks = items = errors = 0
     for name, t in run.tasks.items():
         if _dim_of(name) != dim:
             continue
         n_tasks += 1
-        items += int(t.get("n_items") or 0)
-        ms = t.get("metrics") or {}
-        if ms:
-            errors += max(int(m.get("n_error") or 0) for m in ms.values())
+        items += t.n_items
+        if t.metrics:
+            errors += max(_int(m.n_error) for m in t.metrics.values())
     return n_tasks, items, errors
 
 
 @dataclass
 class _Point:
-    run: _Run
+    run: RunReport
     x: float
     y: float
     misuse: float | None
@@ -281,20 +377,19 @@ class _Point:
     x_hi: float | None
 
 
-def _rta(run: _Run, task: str) -> dict[str, Any] | None:
-    m = _metrics(run, task).get("RtA")
-    return m if isinstance(m, dict) else None
+def _rta(run: RunReport, task: str) -> MetricEntry | None:
+    return _metrics(run, task).get("RtA")
 
 
-def _tradeoff(runs: Sequence[_Run]) -> tuple[list[_Point], list[str]]:
+def _tradeoff(runs: Sequence[RunReport]) -> tuple[list[_Point], list[str]]:
     """One point per target that has the tasks, and a reason for each target left out."""
     points, skipped = [], []
     for r in runs:
         ex = _rta(r, EXAGGERATED)
         mis, jb = _rta(r, MISUSE), _rta(r, JAILBREAK)
-        x = _num(ex.get("value")) if ex else None
-        mv = _num(mis.get("value")) if mis else None
-        jv = _num(jb.get("value")) if jb else None
+        x = _num(ex.value) if ex else None
+        mv = _num(mis.value) if mis else None
+        jv = _num(jb.value) if jb else None
         ys = [v for v in (mv, jv) if v is not None]
         if x is None or not ys:
             why = []
@@ -304,8 +399,8 @@ def _tradeoff(runs: Sequence[_Run]) -> tuple[list[_Point], list[str]]:
                 why.append(f"no {MISUSE} or {JAILBREAK} RtA value")
             skipped.append(f"{r.label}: {' and '.join(why)}")
             continue
-        ci = ex or {}
-        points.append(_Point(r, x, sum(ys) / len(ys), mv, jv, _num(ci.get("ci_low")), _num(ci.get("ci_high"))))
+        lo, hi = (_num(ex.ci_low), _num(ex.ci_high)) if ex else (None, None)
+        points.append(_Point(r, x, sum(ys) / len(ys), mv, jv, lo, hi))
     return points, skipped
 
 
@@ -318,7 +413,7 @@ _TRADEOFF_EXPLAINED = (
 )
 
 
-def _no_tradeoff_reason(runs: Sequence[_Run]) -> str:
+def _no_tradeoff_reason(runs: Sequence[RunReport]) -> str:
     return (
         f"Safety trade-off plot not drawn: no report has both {EXAGGERATED} RtA and {MISUSE} or "
         f"{JAILBREAK} RtA"
@@ -327,15 +422,15 @@ def _no_tradeoff_reason(runs: Sequence[_Run]) -> str:
     )
 
 
-def _jailbreak_attacks(runs: Sequence[_Run]) -> list[str]:
+def _jailbreak_attacks(runs: Sequence[RunReport]) -> list[str]:
     return [k for k in _metric_keys(runs, JAILBREAK) if k not in JAILBREAK_NON_ATTACK]
 
 
-def _notes_index(runs: Sequence[_Run], task: str) -> dict[str, int]:
+def _notes_index(runs: Sequence[RunReport], task: str) -> dict[str, int]:
     notes: dict[str, int] = {}
     for key in _metric_keys(runs, task):
         for r in runs:
             m = _metrics(r, task).get(key)
-            if m and str(m.get("note") or "").strip():
-                notes.setdefault(" ".join(str(m["note"]).split()), len(notes) + 1)
+            if m and m.note.strip():
+                notes.setdefault(" ".join(m.note.split()), len(notes) + 1)
     return notes

@@ -6,20 +6,21 @@ from __future__ import annotations
 import html
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from trustwatch.tools.reports.model import (
     DASH,
     JAILBREAK,
+    MetricEntry,
+    RunReport,
     _arrow,
     _ci,
     _jailbreak_attacks,
     _metrics,
     _num,
     _Point,
-    _Run,
     fmt,
     headline_key,
 )
@@ -48,7 +49,7 @@ def _nice_ticks(lo: float, hi: float) -> list[float]:
     return ticks
 
 
-def _legend(runs: Sequence[_Run], x0: float, y0: float, width: float) -> tuple[list[str], float]:
+def _legend(runs: Sequence[RunReport], x0: float, y0: float, width: float) -> tuple[list[str], float]:
     parts, x, y = [], x0, y0
     for r in runs:
         w = 18 + _text_w(r.label) + 18
@@ -64,7 +65,7 @@ def _legend(runs: Sequence[_Run], x0: float, y0: float, width: float) -> tuple[l
 
 @dataclass
 class _Bar:
-    run: _Run
+    run: RunReport
     value: float | None
     lo: float | None
     hi: float | None
@@ -73,7 +74,7 @@ class _Bar:
 
 def _hbar_svg(
     groups: Sequence[tuple[str, str, list[_Bar]]],
-    runs: Sequence[_Run],
+    runs: Sequence[RunReport],
     svg_id: str,
     title: str,
     domain: tuple[float, float] | None = None,
@@ -146,28 +147,28 @@ def _hbar_svg(
     return "\n".join(p)
 
 
-def _bar(run: _Run, m: Mapping[str, Any] | None, what: str) -> _Bar:
-    m = m or {}
-    v = _num(m.get("value"))
-    lo, hi = _num(m.get("ci_low")), _num(m.get("ci_high"))
+def _bar(run: RunReport, m: MetricEntry | None, what: str) -> _Bar:
+    m = m or MetricEntry()
+    v = _num(m.value)
+    lo, hi = _num(m.ci_low), _num(m.ci_high)
     tip = f"{run.label} · {what} = {fmt(v)}" + (f" (95% CI {_ci(m)})" if lo is not None or hi is not None else "")
     return _Bar(run, v, lo, hi, tip)
 
 
-def _dimension_svg(runs: Sequence[_Run], dim: str, tasks: Sequence[str]) -> tuple[str, list[str]]:
+def _dimension_svg(runs: Sequence[RunReport], dim: str, tasks: Sequence[str]) -> tuple[str, list[str]]:
     """The headline chart of one dimension, and per target a sentence on the tasks it has no bar for."""
     groups = []
     gaps: dict[str, dict[str, list[str]]] = {}  # target -> reason -> tasks
     for task in tasks:
         bars = []
         key: str | None = None
-        first: Mapping[str, Any] = {}
+        first: MetricEntry | None = None
         for r in runs:
             ms = _metrics(r, task)
             k = key if key is not None and key in ms else headline_key(ms)  # same metric across targets
             if k is None:
                 t = r.tasks.get(task)
-                why = "not run" if t is None else ("task error" if t.get("error") else "no metrics")
+                why = "not run" if t is None else ("task error" if t.error else "no metrics")
                 gaps.setdefault(r.label, {}).setdefault(why, []).append(task.split("/", 1)[-1])
                 continue
             if key is None:
@@ -183,7 +184,7 @@ def _dimension_svg(runs: Sequence[_Run], dim: str, tasks: Sequence[str]) -> tupl
     return _hbar_svg(groups, runs, f"dim-{_slug(dim)}-chart", f"{dim}: headline metric per task (95% CI)"), missing
 
 
-def _jailbreak_svg(runs: Sequence[_Run]) -> tuple[str, list[str]]:
+def _jailbreak_svg(runs: Sequence[RunReport]) -> tuple[str, list[str]]:
     attacks = _jailbreak_attacks(runs)
     have = [r for r in runs if _metrics(r, JAILBREAK)]
     missing = [r.label for r in runs if not _metrics(r, JAILBREAK)]
