@@ -17,7 +17,8 @@ from tests.fuzz._fuzz import fuzz, json_values, mutated_record, small_texts
 from tests.fuzz.test_datasets import TASKS
 from trustwatch.benchmark import tasks as task_registry
 from trustwatch.benchmark.evaluators.base import Evaluator
-from trustwatch.tools.rescore import OfflineEvaluators, _OfflineJudge, evaluate_results, score_file
+from trustwatch.judge.offline import OfflineEvaluators, _OfflineJudge
+from trustwatch.tools.rescore import evaluate_results, score_file
 
 #: Evaluators that run a local embedding model: replaced by the offline placeholder, so that the fuzz
 #: cases exercise rescoring (reading, items, metrics), not model inference (tests/benchmark covers it).

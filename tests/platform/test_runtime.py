@@ -3,7 +3,7 @@ from prometheus_client import CollectorRegistry
 
 from trustwatch.platform.bus import MemoryBus, Topics
 from trustwatch.platform.messages import decode_job
-from trustwatch.platform.runtime import Out, Result, TransientError, Worker, is_transient
+from trustwatch.platform.runtime import ConsumerLoop, Out, Result, TransientError, Worker, is_transient, set_sub_batch
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -183,3 +183,37 @@ def test_a_failing_dead_letter_produce_in_the_decode_path_commits_nothing():
     assert w.run_once(0) == 3
     assert sorted(m.value for m in bus.messages("out")) == [b"r/t/1/0", b"r/t/2/0"]
     assert len(bus.messages("tw.dlq")) == 1 and w.consumer.lag() == 0
+
+
+def test_sub_batch_splits_a_poll_into_handler_calls_and_keeps_the_consumer_alive_between_them():
+    bus, reg = MemoryBus(), CollectorRegistry()
+    _fill(bus, 10)
+    sizes: list[int] = []
+
+    def handler(jobs):
+        sizes.append(len(jobs))
+        return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+
+    w = _worker(bus, handler, reg)
+    set_sub_batch([w], 4, "TRUSTWATCH_TEST_SUB_BATCH")
+    keepalives = []
+    consumer = w.consumer
+    original = consumer.keepalive
+    consumer.keepalive = lambda: (keepalives.append(len(sizes)), original())[1]
+    assert w.run_once(0) == 10
+    assert sizes == [4, 4, 2]
+    assert keepalives == [1, 2]  # between the calls, not before the first
+    assert len(bus.messages("out")) == 10
+    assert consumer.lag() == 0  # the whole poll committed once its outputs were flushed
+
+
+def test_set_sub_batch_sets_batch_workers_only_and_refuses_a_negative_size():
+    bus, reg = MemoryBus(), CollectorRegistry()
+    w = _worker(bus, lambda jobs: [Result() for _ in jobs], reg)
+    other = ConsumerLoop("other", bus, ["in2"], "g2", ServiceMetrics(CollectorRegistry()), Topics("tw"))
+    set_sub_batch([w, other], 3, "TRUSTWATCH_TEST_SUB_BATCH")
+    assert w.sub_batch == 3
+    assert not hasattr(other, "sub_batch")
+    with pytest.raises(ValueError, match="TRUSTWATCH_TEST_SUB_BATCH=-2"):
+        set_sub_batch([w], -2, "TRUSTWATCH_TEST_SUB_BATCH")
+    assert w.sub_batch == 3

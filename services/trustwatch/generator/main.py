@@ -8,8 +8,8 @@ from prometheus_client import CollectorRegistry
 
 from trustwatch.generator.backends import backend_for
 from trustwatch.generator.service import generator_worker
-from trustwatch.platform import wiring
-from trustwatch.platform.runtime import install_signal_handlers
+from trustwatch.platform import config, wiring
+from trustwatch.platform.runtime import install_signal_handlers, set_sub_batch
 from trustwatch.platform.targets import parse_target
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 
@@ -34,6 +34,8 @@ def main(
     worker = generator_worker(
         wiring.kafka(bootstrap), topics, spec.name, spec.backend, backend, metrics, max_batch=batch or None
     )
+    # batch mode only: a streaming generator has no batches to split
+    set_sub_batch([worker], config.env_int("TRUSTWATCH_GENERATOR_SUB_BATCH"), "TRUSTWATCH_GENERATOR_SUB_BATCH")
     liveness.watch(worker)
     install_signal_handlers(worker)
     log.info("generator for target %s (%s) consuming %s", spec.name, spec.backend, topics.jobs(spec.name))

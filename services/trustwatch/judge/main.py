@@ -11,8 +11,9 @@ from trustwatch.benchmark.evaluators.base import EvaluatorSettings
 from trustwatch.judge.client import EvaluatorClient, GrpcEvaluators, LocalEvaluators
 from trustwatch.judge.dispatcher import dispatcher_worker
 from trustwatch.judge.grpc_server import ServerTLS, serve
+from trustwatch.judge.offline import OfflineEvaluators
 from trustwatch.platform import config, wiring
-from trustwatch.platform.runtime import install_signal_handlers
+from trustwatch.platform.runtime import install_signal_handlers, set_sub_batch
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 
 
@@ -43,19 +44,25 @@ def grpc_client(addr: str) -> GrpcEvaluators:
 
 
 def serve_main(
-    settings: EvaluatorSettings, host: str | None = None, port: int | None = None, metrics_port: int | None = None
+    settings: EvaluatorSettings,
+    host: str | None = None,
+    port: int | None = None,
+    metrics_port: int | None = None,
+    offline: bool = False,
 ) -> int:
     """Serve evaluators over gRPC until SIGTERM/SIGINT; on TRUSTWATCH_GRPC_HOST (loopback) unless
-    ``host`` is given."""
+    ``host`` is given. ``offline``: the offline set (:class:`OfflineEvaluators`: evaluators that
+    need an external model give counted "not judged" verdicts), as ``trustwatch run --offline``."""
     registry = CollectorRegistry()
     metrics = ServiceMetrics(registry)
     wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
     host = host or config.env("TRUSTWATCH_GRPC_HOST")
     port = port if port is not None else config.env_int("TRUSTWATCH_GRPC_PORT")
     tls = server_tls()
-    server, bound = serve(LocalEvaluators(settings), host=host, port=port, metrics=metrics, tls=tls)
+    local = OfflineEvaluators(settings) if offline else LocalEvaluators(settings)
+    server, bound = serve(local, host=host, port=port, metrics=metrics, tls=tls)
     mode = "plaintext" if tls is None else ("mutual TLS" if tls.client_ca_file else "TLS")
-    print(f"evaluator service listening on {host}:{bound} ({mode})", flush=True)
+    print(f"evaluator service listening on {host}:{bound} ({mode}{', offline' if offline else ''})", flush=True)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -77,6 +84,7 @@ def dispatch_main(
     addr = evaluator_addr or config.env("TRUSTWATCH_EVALUATOR_ADDR")
     client: EvaluatorClient = grpc_client(addr) if addr else LocalEvaluators(settings)
     worker = dispatcher_worker(wiring.kafka(bootstrap), wiring.topics(), client, metrics)
+    set_sub_batch([worker], config.env_int("TRUSTWATCH_DISPATCHER_SUB_BATCH"), "TRUSTWATCH_DISPATCHER_SUB_BATCH")
     liveness.watch(worker)
     install_signal_handlers(worker)
     worker.run_forever()

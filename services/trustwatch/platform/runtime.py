@@ -11,7 +11,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -310,6 +310,7 @@ class Worker(ConsumerLoop, Generic[T]):
     ``sub_batch`` (0: the whole poll) splits a polled batch into handler calls of at most that many
     messages; between them (and between the steps of a poison search) the consumer is kept alive in
     its group (:meth:`Consumer.keepalive`), so a long batch does not outlive ``max.poll.interval``.
+    The services set it from TRUSTWATCH_<SERVICE>_SUB_BATCH with :func:`set_sub_batch`.
     """
 
     def __init__(
@@ -432,6 +433,18 @@ class Worker(ConsumerLoop, Generic[T]):
         first = self._process(items[:mid])
         self._keepalive()
         return first + self._process(items[mid:])
+
+
+def set_sub_batch(loops: Iterable[ConsumerLoop], size: int, setting: str = "sub_batch") -> None:
+    """Give every batch :class:`Worker` among ``loops`` handler calls of at most ``size`` messages (0:
+    the whole poll; see :class:`Worker`). A streaming loop (:mod:`trustwatch.platform.streaming`) has
+    no batch to split: its work in flight has its own bound and it keeps itself alive while busy, so
+    it is left as it is. ``setting`` names where ``size`` came from, for the error a negative one raises."""
+    if size < 0:
+        raise ValueError(f"{setting}={size}: set it to 0 (whole polls) or a positive number of messages")
+    for loop in loops:
+        if isinstance(loop, Worker):
+            loop.sub_batch = size
 
 
 def install_signal_handlers(*workers: ConsumerLoop) -> None:

@@ -12,56 +12,22 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections import defaultdict
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trustwatch.benchmark import evaluators as evaluator_registry
+from tqdm import tqdm
+
 from trustwatch.benchmark import tasks as task_registry
-from trustwatch.benchmark.evaluators.base import EvalItem, Evaluator, EvaluatorSettings, Verdict, judges_identity
+from trustwatch.benchmark.evaluators.base import EvalItem, EvaluatorSettings, Verdict, judges_identity
 from trustwatch.benchmark.scoring import compute_task
 from trustwatch.benchmark.tasks.base import ScoredItem
 from trustwatch.judge.client import LocalEvaluators
 
-OFFLINE_SKIP = "not judged: needs an external model, and --offline was given"
-
-
-class _OfflineJudge(Evaluator):
-    """Stands in for an LLM judge in offline mode: every item it gets is reported, not judged."""
-
-    name = "offline-placeholder"
-
-    def evaluate(self, items: Sequence[EvalItem]) -> list[Verdict]:
-        return [Verdict.failed(OFFLINE_SKIP) for _ in items]
-
-
-class OfflineEvaluators(LocalEvaluators):
-    """Evaluators that need no external model run; the others give counted 'not judged' verdicts.
-
-    Hybrid evaluators (keyword first, LLM judge for the rest) still decide what their rule can.
-    """
-
-    def get(self, name: str) -> Evaluator:
-        with self._lock:
-            if name not in self._cache:
-                from trustwatch.benchmark.evaluators.hybrid import HybridEvaluator
-
-                cls = evaluator_registry.known().get(name)
-                if cls is None:
-                    raise evaluator_registry.UnknownEvaluator(f"unknown evaluator {name!r}")
-                ev: Evaluator
-                if issubclass(cls, HybridEvaluator):
-                    hybrid = cls.from_settings(self.settings)
-                    hybrid.use_judge(_OfflineJudge())
-                    ev = hybrid
-                elif not cls.offline:
-                    ev = _OfflineJudge()
-                else:
-                    ev = cls.from_settings(self.settings)
-                self._cache[name] = ev
-            return self._cache[name]
+# The offline evaluator set lives with the judge (`trustwatch judge serve --offline` serves it too).
+from trustwatch.judge.offline import OFFLINE_SKIP, OfflineEvaluators
 
 
 @dataclass
@@ -221,7 +187,8 @@ def evaluate_results(
         raise FileNotFoundError(f"no <dimension>/<file>.json files under {results_dir}")
     client = OfflineEvaluators(settings) if offline else LocalEvaluators(settings)
     out: dict[str, dict[str, Any]] = {}
-    for p in files:
+    # a progress bar (rate, ETA) on a terminal; none in a log (disable=None)
+    for p in tqdm(files, desc="evaluate", unit="file", disable=None, file=sys.stderr, leave=False):
         key = f"{p.parent.name}/{p.stem}"
         out[key] = score_file(p, key, client, data_dir, offline).to_json()
     return out

@@ -21,7 +21,7 @@ from trustwatch.benchmark import tasks
 from trustwatch.benchmark.evaluators.base import EvalItem, EvaluatorSettings, Verdict
 from trustwatch.benchmark.evaluators.refusal.rules import judge_refusal
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem
-from trustwatch.tools.rescore import OfflineEvaluators
+from trustwatch.judge.offline import OfflineEvaluators
 
 Row = dict[str, Any]
 

@@ -82,3 +82,46 @@ def test_the_bus_passes_the_settings_to_its_clients(monkeypatch):
     monkeypatch.setenv("TRUSTWATCH_KAFKA_SESSION_TIMEOUT_MS", "soon")
     with pytest.raises(SystemExit, match="TRUSTWATCH_KAFKA_SESSION_TIMEOUT_MS"):
         KafkaBus("127.0.0.1:1")
+
+
+class _NoMetadataConsumer:
+    """What kafka-python's consumer looks like to a member that joined without its topics' metadata."""
+
+    def __init__(self) -> None:
+        self.rejoins = 0
+        self.updates = 0
+        self._coordinator = self
+        self._cluster = self
+
+    def assignment(self):
+        return set()
+
+    def partitions_for_topic(self, topic):
+        return None
+
+    def request_rejoin(self):
+        self.rejoins += 1
+
+    def request_update(self):
+        self.updates += 1
+
+
+def test_a_member_without_partitions_or_metadata_rejoins_after_the_setting(monkeypatch):
+    # Seen in the fault campaign: after NotCoordinator on a fresh broker the member never had the topic's
+    # metadata, so the lag read as 0 and the unassigned check never re-joined.
+    from trustwatch.platform.bus import kafka as kmod
+
+    member = object.__new__(kmod._KafkaConsumer)
+    fake = _NoMetadataConsumer()
+    member._consumer, member._topics, member._group = fake, ["t"], "g"
+    member._rejoin_after, member._unassigned_since, member._unassigned_snapshot = 10.0, None, {}
+    clock = [100.0]
+    monkeypatch.setattr(kmod.time, "monotonic", lambda: clock[0])
+    member._check_assignment()  # first seen without a partition: asks for metadata, starts the period
+    assert (fake.updates, fake.rejoins) == (1, 0)
+    clock[0] = 105.0
+    member._check_assignment()
+    assert fake.rejoins == 0
+    clock[0] = 111.0
+    member._check_assignment()
+    assert fake.rejoins == 1
