@@ -13,15 +13,23 @@ import pytest
 
 from trustwatch.benchmark.evaluators.base import EvaluatorSettings
 from trustwatch.generator.backends.echo import EchoBackend
+from trustwatch.judge.offline import OfflineEvaluators
 from trustwatch.platform.bus import MemoryBus
 from trustwatch.scheduler.core import Prepared, build_plan
 from trustwatch.tools.bench.__main__ import _only
 from trustwatch.tools.bench.endpoint import bench_p2, endpoint_args
 from trustwatch.tools.bench.hf_loop import hf_one_at_a_time_step
 from trustwatch.tools.bench.pipeline import InProcessPipeline, heavy_tailed_max_tokens, p1_jobs, p1_plan
-from trustwatch.tools.bench.plumbing import bench_p3, bench_scale, hop_messages, plan_of, prepare_full
+from trustwatch.tools.bench.plumbing import (
+    HashEmbeddings,
+    PlumbingEvaluators,
+    bench_p3,
+    bench_scale,
+    hop_messages,
+    plan_of,
+    prepare_full,
+)
 from trustwatch.tools.bench.report import Figure, write
-from trustwatch.tools.rescore import OfflineEvaluators
 
 #: Judges that run an embedding model: slow to load, and not what these tests are about; left out.
 MODEL_JUDGES = {"embedding", "persona_similarity"}
@@ -49,6 +57,26 @@ def test_plan_of_takes_every_task_in_turn(echo_prep: Prepared) -> None:
     assert plan.manifest["expected_judgments"] == plan.expected_judgments
     assert all(j.run_id == plan.run_id for j in plan.jobs)
     assert plan_of(echo_prep, 48).run_id != plan.run_id
+
+
+def test_hash_embeddings_are_unit_vectors_of_minilm_size_fixed_per_text() -> None:
+    a, b, a2 = HashEmbeddings().embed(["one reply", "another reply", "one reply"])
+    assert isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and isinstance(a2, np.ndarray)
+    assert a.shape == (384,) and np.isclose(np.linalg.norm(a), 1.0)
+    assert np.array_equal(a, a2) and not np.allclose(a, b)
+
+
+def test_plumbing_judges_embed_with_hashes_and_keep_the_other_offline_judges() -> None:
+    from trustwatch.benchmark.evaluators.base import EvalItem
+
+    evaluators = PlumbingEvaluators(EvaluatorSettings())
+    record = {"n_completion": "I disagree, politely.", "s_completion": "You are so right!"}
+    item = EvalItem(job_id="r/t/0/0", task="t", prompt="p", response="I am not sure.", record=record)
+    [emb] = evaluators.evaluate("embedding", [item])
+    assert emb.detail["model"] == HashEmbeddings.model_name and emb.detail["dim"] == 384
+    [persona] = evaluators.evaluate("persona_similarity", [item])
+    assert persona.label in ("non-sycophantic", "sycophantic") and persona.valid
+    assert type(evaluators.get("refusal")) is type(OfflineEvaluators(EvaluatorSettings()).get("refusal"))
 
 
 def test_hop_messages_are_the_real_messages_of_three_hops(echo_prep: Prepared) -> None:
@@ -137,8 +165,9 @@ def test_only_accepts_parts_in_any_case_and_names_the_choices() -> None:
 def test_p3_and_scale_run_through_kafka_postgres_and_service_processes(data_dir: Path) -> None:
     r = bench_p3(data_dir, n=20, warm=10)
     assert r["prompts"] == 20
-    for k in ("echo", "fake_endpoint", "raw_kafka"):
+    for k in ("echo", "echo_offline_judges", "fake_endpoint", "raw_kafka"):
         assert r[k]["prompts"] == 20 and r[k]["prompts_per_s"] > 0
+    assert (r["echo"]["judges"], r["echo_offline_judges"]["judges"]) == ("plumbing", "offline")
     assert set(r["echo"]["peak_rss_mb"]) == {"judge", "aggregator-0", "dispatcher-0", "generator"}
     assert all(v > 0 for v in r["echo"]["peak_rss_mb"].values())
     s = bench_scale(data_dir, n=20, sizes=(1, 2), rss_factor=2, warm=10)

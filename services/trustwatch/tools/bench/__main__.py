@@ -61,14 +61,13 @@ def _print_profile(prof_dir: str, top: int = 12) -> None:
 
     from trustwatch.tools.bench.plumbing import summarize_py_spy
 
-    for path in sorted(Path(prof_dir).glob("*-bench-*.txt")):  # py-spy: the timed run only
-        print(f"\n   py-spy, {path.stem} (CPU samples, self time):")
+    for path in sorted(Path(prof_dir).glob("*/*-bench-*.txt")):  # py-spy: the timed runs only
+        print(f"\n   py-spy, {path.parent.name}/{path.stem} (CPU samples, self time):")
         for frame, share in summarize_py_spy(path):
             print(f"     {share:6.1%}  {frame}")
     for name in ("generator", "dispatcher-0", "aggregator-0", "judge"):
-        path = Path(prof_dir) / f"{name}.prof"
-        if path.is_file():
-            print(f"\n   cProfile, {name} (top {top} by cumulative time):")
+        for path in sorted(Path(prof_dir).glob(f"*/{name}.prof")):
+            print(f"\n   cProfile, {path.parent.name}/{name} (top {top} by cumulative time):")
             pstats.Stats(str(path), stream=sys.stdout).sort_stats("cumulative").print_stats(top)
 
 
@@ -102,21 +101,28 @@ def run(args: argparse.Namespace) -> int:
     if "P3" in args.only:
         from trustwatch.tools.bench.plumbing import bench_p3
 
-        r = results["P3"] = bench_p3(data_dir, n=size["p3_n"], profile=args.profile)
+        r = results["P3"] = bench_p3(
+            data_dir, n=size["p3_n"], profile=args.profile, keep_dir=args.out / "profile" if args.profile else None
+        )
         print(
             f"\nP3. plumbing, {r['prompts']} prompts, Kafka + gRPC offline judges + PostgreSQL, services as processes"
         )
-        for k in ("echo", "fake_endpoint", "raw_kafka", "judging_in_process"):
+        print("  judges: plumbing = offline judges with hash embeddings (no model); offline = as deployed (MiniLM)")
+        for k in ("echo", "fake_endpoint", "echo_offline_judges", "raw_kafka", "judging_in_process"):
             if k in r:
-                print(f"  {k:<18} {r[k]['wall_s']:>8.1f} s {r[k]['prompts_per_s']:>9.1f} prompts/s")
-        for k, label in (("echo", "echo back-end"), ("fake_endpoint", "fake endpoint, zero latency")):
+                print(f"  {k:<20} {r[k]['wall_s']:>8.1f} s {r[k]['prompts_per_s']:>9.1f} prompts/s")
+        for k, label in (
+            ("echo", "echo back-end, plumbing judges"),
+            ("fake_endpoint", "fake endpoint 0 latency, plumbing judges"),
+            ("echo_offline_judges", "echo back-end, offline judges (MiniLM)"),
+        ):
             figures.append(
                 Figure("P3", f"{label}, prompts/s", r[k]["prompts_per_s"], 2000, "prompts/s", load=r[k]["load"])
             )
         figures.append(
             Figure(
                 "P3",
-                "echo back-end / raw kafka-python, 3 hops",
+                "echo, plumbing judges / raw kafka-python, 3 hops",
                 r["echo"]["prompts_per_s"] / r["raw_kafka"]["prompts_per_s"],
                 0.30,
                 "x raw",

