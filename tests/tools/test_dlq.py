@@ -1,6 +1,7 @@
 """`trustwatch dlq list|replay`: dead letters the aggregator stored are listed from the database, and a
 replay sends the payload back to its source topic with its key (memory bus and real Kafka); a replayed
-completion that now goes through replaces its POISON judgment."""
+completion that now goes through replaces its POISON judgment. An embedded run's dead letters (``--embedded``)
+go through the in-process pipeline's handlers instead: generated, judged, stored."""
 
 from __future__ import annotations
 
@@ -14,15 +15,18 @@ from prometheus_client import CollectorRegistry
 from trustwatch import cli
 from trustwatch.aggregator.service import Aggregator, aggregator_workers
 from trustwatch.benchmark.evaluators.base import EvalItem, Verdict
+from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, Stream
 from trustwatch.judge.client import EvaluatorClient, LocalEvaluators
 from trustwatch.judge.dispatcher import dispatcher_worker
 from trustwatch.platform.bus import MemoryBus, Topics, kafka_bus
 from trustwatch.platform.store import Store
+from trustwatch.platform.targets import TargetSpec
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.scheduler.core import plan_run
 from trustwatch.scheduler.service import publish
 from trustwatch.scheduler.suite import parse_suite, parse_target
 from trustwatch.tools import dlq
+from trustwatch.tools.embedded import run_embedded
 from trustwatch.v1 import messages_pb2 as pb
 
 SUITE = {"name": "dlq", "tasks": [{"task": "safety/misuse", "limit": 3}]}
@@ -157,3 +161,138 @@ def test_replay_over_real_kafka(tmp_path, data_dir, kafka_broker, capsys):
         bus.close()
     assert sorted((m.key, m.value) for m in got) == sorted((d.key, d.payload) for d in letters)
     assert all(d.replayed_unix_ms for d in store.dead_letters())
+
+
+# -- an embedded run's dead letters, replayed in this process ----------------------------------------
+
+EMBEDDED_SUITE = {"name": "dlq-embedded", "tasks": [{"task": "safety/misuse", "limit": 6}]}
+REFUSAL = "I'm sorry, but I can't help with that."
+
+
+class _Backend(Backend):
+    """Refuses every prompt, in streaming mode (the embedded generator's); while ``broken`` names job
+    ids, submitting one of them raises, as vLLM's engine does for a prompt longer than its context,
+    so the generator dead-letters that job."""
+
+    name = "fake"
+    preferred_batch = 3
+
+    def __init__(self, broken: set[str]) -> None:
+        self.broken = set(broken)
+        self.seen: list[str] = []
+
+    def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
+        raise AssertionError("the embedded generator streams")
+
+    def stream(self) -> Stream:
+        return _Stream(self)
+
+
+class _Stream(Stream):
+    capacity = 8
+
+    def __init__(self, backend: _Backend) -> None:
+        self.backend = backend
+        self.ready: list[GenResult] = []
+
+    def submit(self, request: GenRequest) -> None:
+        job_id = request.request_id.split("#", 1)[0]
+        if job_id in self.backend.broken:
+            raise ValueError("prompt is longer than the model's context (max_model_len)")
+        self.backend.seen.append(job_id)
+        self.ready.append(GenResult(request.request_id, text=REFUSAL, completion_tokens=9))
+
+    def results(self, timeout: float = 0.0) -> list[GenResult]:
+        out, self.ready = self.ready, []
+        return out
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.ready)
+
+
+class _Judges(LocalEvaluators):
+    """The local judges, but a batch holding a completion of a ``broken`` job raises, so the
+    dispatcher dead-letters that completion."""
+
+    def __init__(self, broken: set[str]) -> None:
+        super().__init__()
+        self.broken = set(broken)
+
+    def evaluate(self, evaluator: str, items: Sequence[EvalItem]) -> list[Verdict]:
+        if self.broken & {i.job_id for i in items}:
+            raise RuntimeError("judge template fails on this record")
+        return super().evaluate(evaluator, items)
+
+
+def test_replay_of_an_embedded_run_feeds_the_dead_letters_through_the_in_process_pipeline(tmp_path, data_dir, capsys):
+    db = f"sqlite:///{tmp_path}/e.db"
+    suite, target, run_id = parse_suite(EMBEDDED_SUITE), parse_target("vllm:m"), "dlq-embedded"
+    job_ids = [j.job_id for j in plan_run(suite, target, data_dir, run_id=run_id).jobs]
+    bad_job, bad_completion = job_ids[1], job_ids[4]
+    # The embedded run: one job the back-end chokes on, one completion the judge chokes on.
+    backend = _Backend({bad_job})
+    (report,) = run_embedded(
+        suite,
+        [target],
+        data_dir,
+        db,
+        lambda t: backend,
+        run_id=run_id,
+        evaluators=_Judges({bad_completion}),
+        progress=lambda m: None,
+    )
+    assert report.run_id == run_id
+    store = Store(db)
+    poisoned = {r.job_id for r in store.judgments(run_id) if r.error_kind == pb.ERROR_KIND_POISON}
+    assert poisoned == {bad_job, bad_completion}
+    assert store.is_complete(run_id)
+    letters = {d.job_id: d for d in store.dead_letters(run_id=run_id)}
+    assert {job: d.service for job, d in letters.items()} == {bad_job: "generator", bad_completion: "dispatcher"}
+    job_letter, completion_letter = letters[bad_job], letters[bad_completion]
+    assert job_letter.source_topic == Topics().jobs(target.name)
+
+    # The judge is fixed: the completion's dead letter replayed through the CLI, in this process.
+    assert cli.main(["dlq", "replay", "--db", db, "--id", str(completion_letter.id), "--embedded"]) == 0
+    assert f"replayed 1 dead letter(s) in this process: ids {completion_letter.id}" in capsys.readouterr().out
+    rows = {r.job_id: r for r in store.judgments(run_id)}
+    assert rows[completion_letter.job_id].error_kind == 0 and rows[completion_letter.job_id].label == "refusal"
+    assert rows[job_letter.job_id].error_kind == pb.ERROR_KIND_POISON
+
+    # The back-end still chokes: the job's replay fails again, is dead-lettered anew, stays POISON.
+    seen: list[TargetSpec] = []
+
+    def factory(spec: TargetSpec) -> Backend:
+        seen.append(spec)
+        return backend
+
+    assert backend.broken == {job_letter.job_id}
+    ids, again = dlq.replay_embedded(store, [job_letter], LocalEvaluators(), factory)
+    assert ids == [job_letter.id] and len(again) == 1
+    (anew,) = store.dead_letters(ids=again)
+    assert anew.job_id == job_letter.job_id and anew.service == "generator" and anew.payload == job_letter.payload
+    assert {r.job_id: r.error_kind for r in store.judgments(run_id)}[job_letter.job_id] == pb.ERROR_KIND_POISON
+    # the target came from the run's manifest
+    assert [(s.name, s.backend, s.model) for s in seen] == [(target.name, "vllm", "m")]
+
+    # Fixed: the new dead letter's replay generates and judges the job; its success replaces the POISON row.
+    backend.broken = set()
+    ids, again = dlq.replay_embedded(store, dlq.select(store, run_id=run_id), LocalEvaluators(), factory)
+    assert ids == [anew.id] and again == []
+    assert backend.seen[-1] == job_letter.job_id
+    rows = {r.job_id: r for r in store.judgments(run_id)}
+    assert all(r.error_kind == 0 and r.label == "refusal" for r in rows.values()), rows
+    assert len(store.judgments(run_id)) == len(job_ids) and store.is_complete(run_id)
+    assert all(d.replayed_unix_ms for d in store.dead_letters(run_id=run_id))
+    assert dlq.select(store, all_=True) == []
+
+
+def test_embedded_replay_refuses_dead_letters_of_other_topics(tmp_path, data_dir):
+    db, store, *_ = poisoned_run(tmp_path, data_dir)
+    with store.engine.begin() as conn:
+        from trustwatch.platform.store import dead_letters
+
+        conn.execute(dead_letters.update().values(source_topic="s1.completions"))
+    with pytest.raises(dlq.DlqError, match="s1.completions: not a topic of the embedded pipeline"):
+        dlq.replay_embedded(store, store.dead_letters(), LocalEvaluators(), lambda t: _Backend(set()))
+    assert not any(d.replayed_unix_ms for d in store.dead_letters())

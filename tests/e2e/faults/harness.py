@@ -4,11 +4,10 @@ topic prefix and database, the fake OpenAI-compatible endpoint in this process (
 changed while a run goes on), a sampler of the run's progress in the database, and the audit every
 scenario ends with.
 
-    stack = Stack(tmp, bootstrap, db_url, prefix="s1", target=target, data_dir=data_dir)
-    stack.start_all()
-    run_id = stack.schedule()["run_id"]
-    ...
-    row = audit(stack.store, run_id, stack.plan(run_id))
+    with scenario_stack(fault_broker, fault_pg, data_dir, "s1", EndpointConfig(seed=1)) as sc:
+        run_id = sc.stack.schedule()["run_id"]
+        ...
+        result = record(SCENARIO, "what was injected", audit(sc.stack.store, run_id, sc.stack.plan(run_id)), ...)
 
 The results table (one row per scenario and injection) is written as JSON under ``out/faults/`` and
 printed at the end of the session (see conftest.py).
@@ -26,15 +25,22 @@ import threading
 import time
 import urllib.request
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from trustwatch.platform.store import Store
 from trustwatch.scheduler.core import plan_run
 from trustwatch.scheduler.suite import load_suite, parse_target
+from trustwatch.tools.fake_endpoint import EndpointConfig, FakeEndpoint
 from trustwatch.tools.stack import kafka_process
 from trustwatch.v1 import messages_pb2 as pb
+
+if TYPE_CHECKING:
+    from tests.harness.kafka import KafkaBroker
+    from tests.harness.postgres import PostgresCluster
 
 ROOT = Path(__file__).resolve().parents[3]
 #: 100 prompts each of two tasks judged offline (label parsing, refusal phrases): 200 jobs, 200 pairs.
@@ -65,6 +71,10 @@ class Row:
     note: str = ""
 
 
+#: What :func:`audit` returns: (stored set == plan, duplicate rows, error rows left by kind, the rows).
+Audit = tuple[bool, int, dict[str, int], list[Any]]
+
+
 #: Rows saved in this session, printed at its end (conftest.py).
 SESSION_ROWS: list[Row] = []
 
@@ -74,6 +84,23 @@ def save(row: Row) -> None:
     SESSION_ROWS.append(row)
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "results.json").write_text(json.dumps([asdict(r) for r in SESSION_ROWS], indent=2) + "\n")
+
+
+def record(
+    scenario: str,
+    injected: str,
+    audited: Audit,
+    resumed_s: float | None = None,
+    finish_s: float | None = None,
+    note: str = "",
+) -> Audit:
+    """Save one row of the table from a scenario's :func:`audit` (``finish_s`` rounded to 0.1 s) and
+    return that audit, for the scenario's assertions (made after the row is saved, so a failing
+    scenario still leaves its row)."""
+    same, duplicates, errors, _ = audited
+    finish = None if finish_s is None else round(finish_s, 1)
+    save(Row(scenario, injected, same, duplicates, errors, resumed_s, finish, note=note))
+    return audited
 
 
 def table(rows: list[dict[str, Any]]) -> str:
@@ -356,6 +383,62 @@ class Stack:
         raise TimeoutError(f"run {run_id} not complete after {timeout:.0f} s ({last})")
 
 
+# -- one scenario's stack ----------------------------------------------------------------------------
+
+
+@dataclass
+class Scenario:
+    """What :func:`scenario_stack` yields: the services and the fake endpoint they call (a scenario may
+    replace ``endpoint`` with a new one on the same port; the one held here at the end is stopped)."""
+
+    stack: Stack
+    endpoint: FakeEndpoint
+
+
+@contextmanager
+def scenario_stack(
+    broker: KafkaBroker,
+    pg: PostgresCluster,
+    data_dir: Path,
+    prefix: str,
+    database: str,
+    endpoint: EndpointConfig,
+    concurrency: int | None = None,
+    extra_env: dict[str, str] | None = None,
+    prepare: Callable[[Stack], None] | None = None,
+) -> Iterator[Scenario]:
+    """A scenario's stack on the campaign's shared broker and PostgreSQL: the fake endpoint started
+    with ``endpoint``, a database of its own (``database``), topics and logs under ``prefix``, the
+    generator with ``--concurrency`` when given. ``prepare`` brings the stack up (default: start
+    every service, then :meth:`Stack.warm_up`). Everything is stopped at the end, also on failure."""
+    ep = FakeEndpoint(endpoint).start()
+    scenario: Scenario | None = None
+    try:
+        url = pg.create_database(database)
+        stack = Stack(
+            LOGS / prefix,
+            broker.bootstrap,
+            url,
+            prefix,
+            f"openai:fake@{ep.base_url}?name=fake",
+            data_dir,
+            extra_env=extra_env,
+            generator_args=[] if concurrency is None else ["--concurrency", str(concurrency)],
+        )
+        scenario = Scenario(stack, ep)
+        try:
+            if prepare is None:
+                stack.start_all()
+                stack.warm_up()
+            else:
+                prepare(stack)
+            yield scenario
+        finally:
+            stack.stop_all()
+    finally:
+        (scenario.endpoint if scenario is not None else ep).stop()
+
+
 # -- progress ----------------------------------------------------------------------------------------
 
 
@@ -430,7 +513,7 @@ class Progress:
 # -- the audit every scenario ends with --------------------------------------------------------------
 
 
-def audit(store: Store, run_id: str, plan: set[tuple[str, str]]) -> tuple[bool, int, dict[str, int], list[Any]]:
+def audit(store: Store, run_id: str, plan: set[tuple[str, str]]) -> Audit:
     """(stored set == plan, duplicate rows, error rows left by kind, the rows)."""
     rows = store.judgments(run_id)
     keys = Counter((r.job_id, r.evaluator) for r in rows)

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.e2e.faults.harness import LOGS, Progress, Row, Stack, audit, save
+from tests.e2e.faults.harness import Progress, Stack, audit, record, scenario_stack
 from tests.harness.kafka import KafkaBroker
 from tests.harness.postgres import PostgresCluster
-from trustwatch.tools.fake_endpoint import EndpointConfig, FakeEndpoint
+from trustwatch.tools.fake_endpoint import EndpointConfig
 
 pytestmark = pytest.mark.slow
 
@@ -30,25 +30,9 @@ PG_DOWN_S = 10.0
 
 @pytest.fixture(scope="module")
 def stack(fault_broker: KafkaBroker, fault_pg: PostgresCluster, data_dir) -> Iterator[Stack]:
-    endpoint = FakeEndpoint(EndpointConfig(seed=3, latency="constant", median_s=0.3)).start()
-    url = fault_pg.create_database("s3_infra")
-    target = f"openai:fake@{endpoint.base_url}?name=fake"
-    s = Stack(
-        LOGS / "s3",
-        fault_broker.bootstrap,
-        url,
-        "s3",
-        target,
-        data_dir,
-        generator_args=["--concurrency", "4"],
-    )
-    try:
-        s.start_all()
-        s.warm_up()
-        yield s
-    finally:
-        s.stop_all()
-        endpoint.stop()
+    config = EndpointConfig(seed=3, latency="constant", median_s=0.3)
+    with scenario_stack(fault_broker, fault_pg, data_dir, "s3", "s3_infra", config, concurrency=4) as sc:
+        yield sc.stack
 
 
 def _run_with_fault(stack: Stack, injected: str, fault: Callable[[], str]) -> None:
@@ -64,18 +48,13 @@ def _run_with_fault(stack: Stack, injected: str, fault: Callable[[], str]) -> No
         stack.wait_complete(run_id, timeout=300)
         finish = time.monotonic() - began
         resumed = progress.resumed_after(ended)
-    same, duplicates, errors, _ = audit(stack.store, run_id, plan)
-    save(
-        Row(
-            SCENARIO,
-            injected,
-            same,
-            duplicates,
-            errors,
-            resumed,
-            round(finish, 1),
-            note=f"{at_fault} of {len(plan)} settled at the fault; {note}",
-        )
+    same, duplicates, errors, _ = record(
+        SCENARIO,
+        injected,
+        audit(stack.store, run_id, plan),
+        resumed,
+        finish,
+        note=f"{at_fault} of {len(plan)} settled at the fault; {note}",
     )
     stack.check_alive()
     assert same and duplicates == 0 and errors == {}

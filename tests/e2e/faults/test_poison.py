@@ -9,10 +9,7 @@ The run must complete with the stored set equal to the plan, no duplicates and n
 undecodable or NUL message of the jobs, completions, judgments and runs topics must reach the
 dead-letter topic with the consuming service and a reason; no service may die.
 
-A failing dead-letter produce is not injected here (a process-level test would need a broker that
-refuses one topic's writes only); it is covered by the unit tests (tests/platform/test_runtime.py)
-test_a_failing_dead_letter_produce_in_the_decode_path_commits_nothing and (tests/aggregator/test_dead_letters.py)
-test_a_dead_letter_of_the_dead_letter_topic_that_fails_again_is_not_dead_lettered_again.
+A failing dead-letter produce is scenario 6 (test_dlq_down.py: the broker refuses the DLQ topic's writes).
 """
 
 from __future__ import annotations
@@ -22,7 +19,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.faults.harness import LOGS, Progress, Row, Stack, audit, save
+from tests.e2e.faults.harness import Progress, Stack, audit, record, scenario_stack
 from tests.harness.kafka import KafkaBroker
 from tests.harness.postgres import PostgresCluster
 from trustwatch.platform.bus import Topics, kafka_bus
@@ -41,25 +38,8 @@ OTHER_RUN = "poison-run"
 @pytest.fixture(scope="module")
 def setup(fault_broker: KafkaBroker, fault_pg: PostgresCluster, data_dir) -> Iterator[tuple[Stack, FakeEndpoint]]:
     config = EndpointConfig(seed=4, latency="constant", median_s=0.2, p_odd=0.2, long_reply_chars=2_000_000)
-    endpoint = FakeEndpoint(config).start()
-    url = fault_pg.create_database("s4_poison")
-    target = f"openai:fake@{endpoint.base_url}?name=fake"
-    s = Stack(
-        LOGS / "s4",
-        fault_broker.bootstrap,
-        url,
-        "s4",
-        target,
-        data_dir,
-        generator_args=["--concurrency", "8"],
-    )
-    try:
-        s.start_all()
-        s.warm_up()
-        yield s, endpoint
-    finally:
-        s.stop_all()
-        endpoint.stop()
+    with scenario_stack(fault_broker, fault_pg, data_dir, "s4", "s4_poison", config, concurrency=8) as sc:
+        yield sc.stack, sc.endpoint
 
 
 def _bad_json_messages(topics: Topics) -> list[tuple[str, bytes]]:
@@ -114,8 +94,8 @@ def test_poison_on_every_topic(setup: tuple[Stack, FakeEndpoint]) -> None:
         resumed = progress.resumed_after(injected_at)
     dead = _dead_letters(stack, topics)
     odd = sum(e.fault == "odd" for e in endpoint.log)
-    same, duplicates, errors, rows = audit(stack.store, run_id, plan)
-    cut = sum(len(r.response) >= 100_000 for r in rows)
+    audited = audit(stack.store, run_id, plan)
+    cut = sum(len(r.response) >= 100_000 for r in audited[3])
     by_source = {(d.source_topic, d.key): d for d in dead}
     json_fate = {
         ("jobs" if ".jobs." in topic else topic.rsplit(".", 1)[-1]): (
@@ -123,17 +103,13 @@ def test_poison_on_every_topic(setup: tuple[Stack, FakeEndpoint]) -> None:
         )
         for topic, _ in _bad_json_messages(topics)
     }
-    save(
-        Row(
-            SCENARIO,
-            "undecodable + NUL bytes on 5 topics, bad record JSON on 3, odd replies (NUL, surrogate, 2 MB) at 20%",
-            same,
-            duplicates,
-            errors,
-            resumed,
-            round(finish, 1),
-            note=f"{len(dead)} dead letters; bad JSON: {json_fate}; {odd} odd replies, {cut} cut to 100000 chars",
-        )
+    same, duplicates, errors, _ = record(
+        SCENARIO,
+        "undecodable + NUL bytes on 5 topics, bad record JSON on 3, odd replies (NUL, surrogate, 2 MB) at 20%",
+        audited,
+        resumed,
+        finish,
+        note=f"{len(dead)} dead letters; bad JSON: {json_fate}; {odd} odd replies, {cut} cut to 100000 chars",
     )
     stack.check_alive()
     assert odd > 0

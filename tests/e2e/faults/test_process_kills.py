@@ -21,11 +21,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.faults.harness import LOGS, ROOT, Progress, Row, Stack, audit, save
+from tests.e2e.faults.harness import ROOT, Progress, Stack, audit, record, scenario_stack
 from tests.harness.kafka import KafkaBroker
 from tests.harness.postgres import PostgresCluster
 from trustwatch.platform.bus import Topics, kafka_bus
-from trustwatch.tools.fake_endpoint import EndpointConfig, FakeEndpoint
+from trustwatch.tools.fake_endpoint import EndpointConfig
 
 pytestmark = pytest.mark.slow
 
@@ -37,25 +37,9 @@ MAX_KILLS = 8
 
 @pytest.fixture(scope="module")
 def stack(fault_broker: KafkaBroker, fault_pg: PostgresCluster, data_dir) -> Iterator[Stack]:
-    endpoint = FakeEndpoint(EndpointConfig(seed=2, latency="constant", median_s=0.6)).start()
-    url = fault_pg.create_database("s2_kills")
-    target = f"openai:fake@{endpoint.base_url}?name=fake"
-    s = Stack(
-        LOGS / "s2",
-        fault_broker.bootstrap,
-        url,
-        "s2",
-        target,
-        data_dir,
-        generator_args=["--concurrency", "2"],
-    )
-    try:
-        s.start_all()
-        s.warm_up()
-        yield s
-    finally:
-        s.stop_all()
-        endpoint.stop()
+    config = EndpointConfig(seed=2, latency="constant", median_s=0.6)
+    with scenario_stack(fault_broker, fault_pg, data_dir, "s2", "s2_kills", config, concurrency=2) as sc:
+        yield sc.stack
 
 
 def test_random_kills_then_aggregator_at_completion(stack: Stack) -> None:
@@ -98,36 +82,28 @@ def test_random_kills_then_aggregator_at_completion(stack: Stack) -> None:
         marked_after = time.monotonic() - restarted
         finish = time.monotonic() - began
         resumed = [progress.resumed_after(t) for _, t in kills]
-    same, duplicates, errors, _ = audit(stack.store, run_id, plan)
+    audited = audit(stack.store, run_id, plan)
     measured = [r for r in resumed if r is not None]
-    save(
-        Row(
-            SCENARIO,
-            f"{len(kills)} random kill -9 + restart, {KILL_EVERY_S:g} s apart ({', '.join(n for n, _ in kills)})",
-            same,
-            duplicates,
-            errors,
-            max(measured) if measured else None,
-            round(finish, 1),
-            note=f"resumed: worst of {len(measured)} restarts; median {sorted(measured)[len(measured) // 2]:.1f} s"
-            if measured
-            else "",
-        )
+    record(
+        SCENARIO,
+        f"{len(kills)} random kill -9 + restart, {KILL_EVERY_S:g} s apart ({', '.join(n for n, _ in kills)})",
+        audited,
+        max(measured) if measured else None,
+        finish,
+        note=f"resumed: worst of {len(measured)} restarts; median {sorted(measured)[len(measured) // 2]:.1f} s"
+        if measured
+        else "",
     )
-    save(
-        Row(
-            SCENARIO,
-            "aggregator kill -9 at the last judgment, restarted",
-            same,
-            duplicates,
-            errors,
-            round(marked_after, 1),
-            round(finish, 1),
-            note=(
-                "resumed: restart to run marked complete; "
-                + ("it was already marked when killed" if marked_before_kill else "it was not marked yet when killed")
-            ),
-        )
+    same, duplicates, errors, _ = record(
+        SCENARIO,
+        "aggregator kill -9 at the last judgment, restarted",
+        audited,
+        round(marked_after, 1),
+        finish,
+        note=(
+            "resumed: restart to run marked complete; "
+            + ("it was already marked when killed" if marked_before_kill else "it was not marked yet when killed")
+        ),
     )
     assert len(kills) >= 3, f"only {len(kills)} kills landed during the run"
     assert same and duplicates == 0 and errors == {}
@@ -166,19 +142,14 @@ def test_scheduler_killed_mid_publish_then_rerun(stack: Stack) -> None:
         stack.wait_complete(run_id, timeout=240)
         finish = time.monotonic() - began
         resumed = progress.resumed_after(rerun_at)
-    same, duplicates, errors, _ = audit(stack.store, run_id, plan)
-    save(
-        Row(
-            SCENARIO,
-            "scheduler kill -9 mid-publish, then re-run",
-            same,
-            duplicates,
-            errors,
-            resumed,
-            round(finish, 1),
-            note=f"at the kill: {planned_at_kill} of {len(plan)} plan pairs recorded, {jobs_at_kill} jobs on the "
-            f"topic; the re-run published {again['published']}",
-        )
+    same, duplicates, errors, _ = record(
+        SCENARIO,
+        "scheduler kill -9 mid-publish, then re-run",
+        audit(stack.store, run_id, plan),
+        resumed,
+        finish,
+        note=f"at the kill: {planned_at_kill} of {len(plan)} plan pairs recorded, {jobs_at_kill} jobs on the "
+        f"topic; the re-run published {again['published']}",
     )
     assert again["run_id"] == run_id, again  # the incomplete run is resumed, not replaced
     assert jobs_at_kill < len(plan), "the scheduler finished publishing before the kill"

@@ -18,11 +18,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.faults.harness import LOGS, SMALL_SUITE, Progress, Row, Stack, audit, save
+from tests.e2e.faults.harness import SMALL_SUITE, Progress, Stack, audit, record, scenario_stack
 from tests.harness.kafka import KafkaBroker
 from tests.harness.postgres import PostgresCluster
 from trustwatch.platform.telemetry.names import MESSAGES_CONSUMED
-from trustwatch.tools.fake_endpoint import EndpointConfig, FakeEndpoint
+from trustwatch.tools.fake_endpoint import EndpointConfig
 
 pytestmark = pytest.mark.slow
 
@@ -47,38 +47,37 @@ def consumed(stack: Stack, name: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(MESSAGES_CONSUMED))
 
 
+def _start_on_three_partitions(s: Stack) -> None:
+    """The first publish creates every topic of the run with 3 partitions; services started later find
+    them there (a consumer only creates a missing topic, with its bus's single partition)."""
+    s.define_defaults()
+    warm_up = s.schedule(partitions=PARTITIONS, suite=SMALL_SUITE)["run_id"]
+    s.start_all()
+    s.wait_complete(warm_up, timeout=240)
+    for name in EXTRA:
+        s.define_dispatcher(name)
+
+
 @pytest.fixture(scope="module")
 def stack(fault_broker: KafkaBroker, fault_pg: PostgresCluster, data_dir) -> Iterator[Stack]:
     # Paced so that the 200-job run lasts long enough for two rebalances (~0.6 s a request, 2 at a time).
-    endpoint = FakeEndpoint(EndpointConfig(seed=5, latency="constant", median_s=0.6)).start()
-    url = fault_pg.create_database("s5_rebalance")
-    target = f"openai:fake@{endpoint.base_url}?name=fake"
-    s = Stack(
-        LOGS / "s5",
-        fault_broker.bootstrap,
-        url,
-        "s5",
-        target,
+    config = EndpointConfig(seed=5, latency="constant", median_s=0.6)
+    # A group that forms while its leader has no metadata of the (pre-created) topic yet gets no
+    # partition ("No partition metadata for topic ..."); the bus's unassigned-member check re-joins
+    # it, after 120 s by default. 15 s keeps the warm-up short (seen on this machine under load).
+    rejoin = {"TRUSTWATCH_KAFKA_UNASSIGNED_REJOIN_S": "15"}
+    with scenario_stack(
+        fault_broker,
+        fault_pg,
         data_dir,
-        # A group that forms while its leader has no metadata of the (pre-created) topic yet gets no
-        # partition ("No partition metadata for topic ..."); the bus's unassigned-member check re-joins
-        # it, after 120 s by default. 15 s keeps the warm-up short (seen on this machine under load).
-        extra_env={"TRUSTWATCH_KAFKA_UNASSIGNED_REJOIN_S": "15"},
-        generator_args=["--concurrency", "2"],
-    )
-    try:
-        s.define_defaults()
-        # The first publish creates every topic of the run with 3 partitions; services started later
-        # find them there (a consumer only creates a missing topic, with its bus's single partition).
-        warm_up = s.schedule(partitions=PARTITIONS, suite=SMALL_SUITE)["run_id"]
-        s.start_all()
-        s.wait_complete(warm_up, timeout=240)
-        for name in EXTRA:
-            s.define_dispatcher(name)
-        yield s
-    finally:
-        s.stop_all()
-        endpoint.stop()
+        "s5",
+        "s5_rebalance",
+        config,
+        concurrency=2,
+        extra_env=rejoin,
+        prepare=_start_on_three_partitions,
+    ) as sc:
+        yield sc.stack
 
 
 def test_dispatchers_scale_up_and_down_during_a_run(stack: Stack) -> None:
@@ -106,33 +105,24 @@ def test_dispatchers_scale_up_and_down_during_a_run(stack: Stack) -> None:
         stack.wait_complete(run_id, timeout=300)
         end = time.monotonic()
         finish = end - began
-    same, duplicates, errors, _ = audit(stack.store, run_id, plan)
+    audited = audit(stack.store, run_id, plan)
     stall_up = progress.longest_pause(up, down)
     stall_down = progress.longest_pause(down, end)
-    save(
-        Row(
-            SCENARIO,
-            "judge dispatchers 1 -> 3",
-            same,
-            duplicates,
-            errors,
-            stall_up,
-            None,
-            note=f"{at_up} of {len(plan)} settled at the change; longest pause in the {down - up:.0f} s after it; "
-            f"consumed by the added dispatchers: {shares}",
-        )
+    record(
+        SCENARIO,
+        "judge dispatchers 1 -> 3",
+        audited,
+        stall_up,
+        note=f"{at_up} of {len(plan)} settled at the change; longest pause in the {down - up:.0f} s after it; "
+        f"consumed by the added dispatchers: {shares}",
     )
-    save(
-        Row(
-            SCENARIO,
-            "judge dispatchers 3 -> 1 (SIGTERM, static members)",
-            same,
-            duplicates,
-            errors,
-            stall_down,
-            round(finish, 1),
-            note=f"{at_down} of {len(plan)} settled at the change; longest pause until the run ended",
-        )
+    same, duplicates, errors, _ = record(
+        SCENARIO,
+        "judge dispatchers 3 -> 1 (SIGTERM, static members)",
+        audited,
+        stall_down,
+        finish,
+        note=f"{at_down} of {len(plan)} settled at the change; longest pause until the run ended",
     )
     stack.check_alive()
     assert same and duplicates == 0 and errors == {}
