@@ -19,6 +19,7 @@ from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, S
 from trustwatch.judge.client import EvaluatorClient, LocalEvaluators
 from trustwatch.judge.dispatcher import dispatcher_worker
 from trustwatch.platform.bus import MemoryBus, Topics, kafka_bus
+from trustwatch.platform.messages import now_ms
 from trustwatch.platform.store import Store
 from trustwatch.platform.targets import TargetSpec
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
@@ -296,3 +297,14 @@ def test_embedded_replay_refuses_dead_letters_of_other_topics(tmp_path, data_dir
     with pytest.raises(dlq.DlqError, match="s1.completions: not a topic of the embedded pipeline"):
         dlq.replay_embedded(store, store.dead_letters(), LocalEvaluators(), lambda t: _Backend(set()))
     assert not any(d.replayed_unix_ms for d in store.dead_letters())
+
+
+def test_replay_never_sends_a_payload_retention_cleared(tmp_path, data_dir):
+    _db, store, bus, topics, _agg, _metrics, plan = poisoned_run(tmp_path, data_dir)
+    letters = store.dead_letters()
+    dlq.replay(store, bus, letters[:1])  # replayed, so retention may clear its payload
+    later = now_ms() + 2 * 86_400_000
+    assert store.prune(1, now=later).dead_letter_payloads == 1
+    with pytest.raises(dlq.DlqError, match="no payload left"):
+        dlq.select(store, ids=[letters[0].id], force=True)
+    assert [d.id for d in dlq.select(store, all_=True, force=True)] == [d.id for d in letters[1:]]

@@ -101,7 +101,8 @@ def select(
     force: bool = False,
 ) -> list[DeadLetterRow]:
     """The dead letters a replay sends: by id, of a run, or all; replayed ones only with ``force``
-    (raises :class:`DlqError` for unknown ids, or ids already replayed without ``force``)."""
+    (raises :class:`DlqError` for unknown ids, or ids already replayed without ``force``). Entries whose
+    payload retention cleared (``TRUSTWATCH_RETENTION_DAYS``) are never sent: by id, they are an error."""
     if sum((bool(ids), run_id is not None, all_)) != 1:
         raise DlqError("dlq replay: choose the dead letters with one of --id N..., --run RUN_ID or --all")
     if ids:
@@ -114,8 +115,14 @@ def select(
             raise DlqError(
                 f"dead letter(s) {', '.join(map(str, done))} were replayed already; pass --force to send them again"
             )
+        pruned = [d.id for d in rows if not d.payload]
+        if pruned:
+            raise DlqError(
+                f"dead letter(s) {', '.join(map(str, pruned))} have no payload left (cleared by retention, "
+                "TRUSTWATCH_RETENTION_DAYS): nothing to replay"
+            )
         return rows
-    rows = store.dead_letters(run_id=run_id)
+    rows = [d for d in store.dead_letters(run_id=run_id) if d.payload]
     return rows if force else [d for d in rows if not d.replayed_unix_ms]
 
 
