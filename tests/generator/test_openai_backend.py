@@ -1,5 +1,8 @@
-"""The openai back-end: against vLLM's real OpenAI-compatible server, and against a scripted local
-HTTP server for what a healthy server never does (429, 503, slow or broken replies)."""
+"""The openai back-end: against vLLM's real OpenAI-compatible server, against the fake endpoint
+(``trustwatch.tools.fake_endpoint``: seeded latency and faults), and against a scripted local HTTP
+server for what the fake endpoint does not do: a fixed sequence of replies (two 429s, then a
+success), replies it never sends (401, 404, a body with no choices), and a record of each request's
+headers and body."""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -18,6 +21,7 @@ from tests.harness.vllm_fixtures import VllmEndpoint
 from tests.harness.vllm_server import free_port
 from trustwatch.generator.backends.base import GenRequest, create
 from trustwatch.generator.backends.openai_api import OpenAIBackend, parse_retry_after
+from trustwatch.tools.fake_endpoint import EndpointConfig, FakeEndpoint
 
 SECRET = "sk-test-0123456789abcdef"
 
@@ -38,18 +42,17 @@ Reply = tuple[int, dict[str, str], Any]
 
 
 class FakeServer:
-    """A threaded HTTP server on 127.0.0.1 answering POST /v1/chat/completions from a script.
+    """A threaded HTTP server on 127.0.0.1 answering POST /v1/chat/completions from a script
+    (for what :class:`FakeEndpoint` does not do; see the module's docstring).
 
     ``script(n, request_json, headers)`` gives the reply to the n-th request (0-based). The server
-    records every request and the peak number handled at once.
+    records every request.
     """
 
     def __init__(self, script: Callable[[int, dict[str, Any], dict[str, str]], Reply], delay_s: float = 0.0) -> None:
         self.script = script
         self.delay_s = delay_s
         self.requests: list[tuple[float, dict[str, Any], dict[str, str]]] = []
-        self.in_flight = 0
-        self.peak = 0
         self.lock = threading.Lock()
         outer = self
 
@@ -60,16 +63,8 @@ class FakeServer:
                 with outer.lock:
                     n = len(outer.requests)
                     outer.requests.append((time.monotonic(), body, headers))
-                    outer.in_flight += 1
-                    outer.peak = max(outer.peak, outer.in_flight)
-                try:
-                    time.sleep(outer.delay_s)
-                    status, extra, payload = outer.script(n, body, headers)
-                finally:
-                    # Counted out BEFORE the reply leaves: once the client has it, it may send the
-                    # next request at once, which must not overlap this one in the count.
-                    with outer.lock:
-                        outer.in_flight -= 1
+                time.sleep(outer.delay_s)
+                status, extra, payload = outer.script(n, body, headers)
                 if isinstance(payload, bytes):
                     data = payload
                 else:
@@ -115,23 +110,6 @@ def reqs(n: int, max_tokens: int = 8) -> list[GenRequest]:
     return [GenRequest(f"r{i}", f"prompt {i}", temperature=0.0, max_tokens=max_tokens) for i in range(n)]
 
 
-@pytest.fixture
-def backend_factory() -> Iterator[Callable[..., OpenAIBackend]]:
-    made: list[OpenAIBackend] = []
-
-    def make(**kw: Any) -> OpenAIBackend:
-        kw.setdefault("model", "fake")
-        kw.setdefault("backoff_base_s", 0.05)
-        kw.setdefault("backoff_max_s", 0.2)
-        b = OpenAIBackend(**kw)
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.close()
-
-
 # ---------------------------------------------------------------------------------------------
 # Against the real vLLM server
 # ---------------------------------------------------------------------------------------------
@@ -175,14 +153,17 @@ def test_real_vllm_server_prompt_too_long_is_an_immediate_error(
 
 
 def test_concurrency_limit_is_respected(backend_factory: Any) -> None:
-    with FakeServer(ok, delay_s=0.15) as srv:
-        backend = backend_factory(base_url=srv.base_url, concurrency=3)
-        t0 = time.monotonic()
-        out = backend.generate(reqs(12))
-        elapsed = time.monotonic() - t0
-    assert [r.text for r in out] == [f"reply to prompt {i}" for i in range(12)]
-    assert srv.peak == 3 and backend.peak_in_flight == 3
-    assert elapsed >= 4 * 0.15  # 12 requests, 3 at a time
+    with FakeEndpoint(EndpointConfig(seed=0, latency="constant", median_s=0.15)) as ep:
+        backend = backend_factory(base_url=ep.base_url, concurrency=3)
+        out = backend.generate(reqs(12, max_tokens=400))
+        log = sorted(ep.log, key=lambda e: e.arrival)
+    # In request order, each result the reply to its own prompt (the reply lengths are seeded draws).
+    tokens = {e.prompt_head: e.completion_tokens for e in log}
+    assert [r.request_id for r in out] == [f"r{i}" for i in range(12)]
+    assert [r.completion_tokens for r in out] == [tokens[f"prompt {i}"] for i in range(12)]
+    assert len(set(tokens.values())) > 6 and all(r.text for r in out)
+    assert max(e.in_flight for e in log) == 3 and backend.peak_in_flight == 3
+    assert log[-1].arrival - log[0].arrival >= 3 * 0.15  # 12 requests, 3 at a time: four waves
 
 
 def test_retries_429_then_succeeds_with_backoff(backend_factory: Any) -> None:
@@ -214,20 +195,21 @@ def test_retries_503_and_honours_retry_after(backend_factory: Any) -> None:
 
 
 def test_gives_up_after_max_retries(backend_factory: Any) -> None:
-    with FakeServer(lambda n, b, h: error(500, "internal")) as srv:
-        backend = backend_factory(base_url=srv.base_url, max_retries=3)
+    with FakeEndpoint(EndpointConfig(p_500=1.0)) as ep:
+        backend = backend_factory(base_url=ep.base_url, max_retries=3)
         out = backend.generate(reqs(2))
-    assert len(srv.requests) == 2 * 4
+        assert len(ep.log) == 2 * 4
     for r in out:
         assert r.text == "" and r.error.startswith("gave up after 4 attempts: HTTP 500 from "), r.error
 
 
 def test_other_4xx_are_not_retried(backend_factory: Any) -> None:
-    with FakeServer(lambda n, b, h: error(400, "prompt too long")) as srv:
-        backend = backend_factory(base_url=srv.base_url)
+    with FakeEndpoint(EndpointConfig(p_400=1.0)) as ep:
+        backend = backend_factory(base_url=ep.base_url)
         [r] = backend.generate(reqs(1))
-    assert len(srv.requests) == 1
-    assert r.error == f"HTTP 400 from {srv.base_url}: prompt too long"
+        assert len(ep.log) == 1
+    # The server's own message, as it wrote it.
+    assert r.error.startswith(f"HTTP 400 from {ep.base_url}: This model's maximum context length is 4096"), r.error
 
 
 def test_api_key_is_sent_but_never_leaks(backend_factory: Any, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -299,8 +281,8 @@ def test_malformed_reply_is_an_error_not_an_exception(backend_factory: Any) -> N
 
 
 def test_generate_is_reusable_and_works_inside_a_running_loop(backend_factory: Any) -> None:
-    with FakeServer(ok) as srv:
-        backend = backend_factory(base_url=srv.base_url)
+    with FakeEndpoint() as ep:
+        backend = backend_factory(base_url=ep.base_url)
         assert len(backend.generate(reqs(3))) == 3
         assert backend.generate([]) == []
 
@@ -313,7 +295,7 @@ def test_generate_is_reusable_and_works_inside_a_running_loop(backend_factory: A
             t.start()
         for t in threads:
             t.join()
-    assert len(srv.requests) == 3 + 2 + 12
+        assert len(ep.log) == 3 + 2 + 12
     backend.close()
     with pytest.raises(RuntimeError):
         backend.generate(reqs(1))

@@ -4,14 +4,13 @@ endpoint busy with that many requests."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from trustwatch.generator.backends._kinds import error_kind_of
 from trustwatch.generator.backends.base import GenRequest, GenResult
-from trustwatch.generator.backends.openai_api import OpenAIBackend
+from trustwatch.tools.bench.endpoint import stream_results
 from trustwatch.tools.fake_endpoint import EndpointConfig, FakeEndpoint, concurrency_profile
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -20,48 +19,12 @@ def reqs(n: int, max_tokens: int = 16, tag: str = "p") -> list[GenRequest]:
     return [GenRequest(f"r{i}", f"{tag} {i}", temperature=0.0, max_tokens=max_tokens) for i in range(n)]
 
 
-def drive(backend: OpenAIBackend, requests: list[GenRequest], wait_s: float = 30.0) -> list[GenResult]:
-    """The transport loop in miniature: keep ``capacity`` submitted, submit one more per result."""
-    stream = backend.stream()
-    todo = list(reversed(requests))
-    out: list[GenResult] = []
-    try:
-        while todo and stream.in_flight < stream.capacity:
-            stream.submit(todo.pop())
-        while stream.in_flight:
-            got = stream.results(timeout=wait_s)
-            assert got, f"no result within {wait_s} s with {stream.in_flight} in flight"
-            out.extend(got)
-            while todo and stream.in_flight < stream.capacity:
-                stream.submit(todo.pop())
-    finally:
-        stream.close()
-    return out
-
-
-@pytest.fixture
-def backend_factory() -> Iterator[Callable[..., OpenAIBackend]]:
-    made: list[OpenAIBackend] = []
-
-    def make(**kw: Any) -> OpenAIBackend:
-        kw.setdefault("model", "fake")
-        kw.setdefault("backoff_base_s", 0.02)
-        kw.setdefault("backoff_max_s", 0.1)
-        b = OpenAIBackend(**kw)
-        made.append(b)
-        return b
-
-    yield make
-    for b in made:
-        b.close()
-
-
 def test_a_full_stream_keeps_the_endpoint_at_capacity(backend_factory: Any) -> None:
     c, n = 8, 96
     cfg = EndpointConfig(seed=0, latency="lognormal", median_s=0.2, sigma=1.0)
     with FakeEndpoint(cfg) as ep:
         backend = backend_factory(base_url=ep.base_url, concurrency=c)
-        out = drive(backend, reqs(n))
+        out = stream_results(backend, reqs(n))
         log = sorted(ep.log, key=lambda e: e.arrival)
     assert sorted(r.request_id for r in out) == sorted(f"r{i}" for i in range(n))
     assert all(not r.error and r.text and r.completion_tokens > 0 for r in out), [r.error for r in out if r.error]
@@ -106,7 +69,7 @@ def test_failures_become_error_results_of_the_right_kind(backend_factory: Any) -
     cfg = EndpointConfig(seed=1, p_400=0.25, p_500=0.25, p_not_json=0.1)
     with FakeEndpoint(cfg) as ep:
         backend = backend_factory(base_url=ep.base_url, concurrency=4, max_retries=0)
-        out = drive(backend, reqs(40))
+        out = stream_results(backend, reqs(40))
         fault = {e.prompt_head: e.fault for e in ep.log}
     assert len(out) == 40
     kinds = {"": pb.ERROR_KIND_UNSPECIFIED, "400": pb.ERROR_KIND_FINAL}

@@ -47,9 +47,9 @@ def env(fault_broker: KafkaBroker, fault_pg: PostgresCluster, data_dir) -> Itera
 # (what is injected, the endpoint's fault settings, a burst of 100% of this setting mid-run, or None)
 CASES: list[tuple[str, dict[str, Any], dict[str, Any] | None]] = [
     ("429 Retry-After 0 at 20%", {"p_429": 0.2, "retry_after_s": 0.0}, None),
-    # The injected 429 says the quota is spent until Retry-After (x-ratelimit-remaining-requests: 0), and
-    # the back-end rightly holds every new request that long: about one request a second gets through,
-    # so this case runs the 40-prompt suite.
+    # The injected 429 says the quota is spent until Retry-After (x-ratelimit-remaining-requests: 0): the
+    # back-end holds new requests until a request sent after it succeeds, and each refused request waits
+    # its own 5 s; the 40-prompt suite keeps the case short.
     ("429 Retry-After 5 at 20% (40 prompts)", {"p_429": 0.2, "retry_after_s": 5.0}, None),
     ("500 at 20% + 3 s burst of 100%", {"p_500": 0.2}, {"p_500": 1.0}),
     ("503 at 20% + 3 s burst of 100%", {"p_503": 0.2}, {"p_503": 1.0}),

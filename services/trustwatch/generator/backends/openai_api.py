@@ -17,11 +17,13 @@ spent on a retryable fault, or an unexpected exception), which a re-run of the r
 
 At most ``concurrency`` requests are on the wire at any moment (a place in the window is held
 while a request is paced and on the wire, not while it waits to retry). Rate limits (see ``_ratelimit``) apply to every
-attempt: the window of requests on the wire shrinks on HTTP 429 (AIMD: halved, then +1 per window
-of successes, never above ``concurrency``); optional ``rpm`` / ``tpm`` ceilings (the target's
-``?rpm=...&tpm=...``) pace attempts so one run leaves a shared quota to others; and when a reply's
-``x-ratelimit-remaining-requests`` or ``-tokens`` reaches 0, new attempts are held until the
-matching ``x-ratelimit-reset-*``.
+attempt: a refused request waits out its own ``Retry-After``; the window of requests on the wire
+shrinks when HTTP 429s are a large share of a round's replies (AIMD: halved at most once per
+round, then +1 per window of successes, never above ``concurrency``), not on a 429 here and there;
+optional ``rpm`` / ``tpm`` ceilings (the target's ``?rpm=...&tpm=...``) pace attempts so one run
+leaves a shared quota to others; and when a reply's ``x-ratelimit-remaining-requests`` or
+``-tokens`` reaches 0, new attempts are held until the matching ``x-ratelimit-reset-*``, or until
+an attempt sent after that reply succeeds.
 
 Two ways in: ``generate`` (a batch, one result per request, in order) and ``stream`` (a
 :class:`~trustwatch.generator.backends.base.Stream`: requests go in one at a time and results come
@@ -51,9 +53,10 @@ from concurrent.futures import Future
 from typing import Any
 
 from trustwatch.generator.backends import _kinds
-from trustwatch.generator.backends._ratelimit import AimdWindow, TokenBucket, estimate_tokens, hold_from_headers
+from trustwatch.generator.backends._ratelimit import AimdWindow, QuotaHold, TokenBucket, estimate_tokens
 from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, Stream, register
 from trustwatch.platform import config
+from trustwatch.platform.extras import BASE_INSTALL, require
 from trustwatch.platform.targets import TargetSpec, redact_url
 
 log = logging.getLogger(__name__)
@@ -149,13 +152,15 @@ class OpenAIBackend(Backend):
         adaptive: bool = True,
     ) -> None:
         """``rpm`` / ``tpm``: ceilings on requests (attempts) and tokens per minute (0: none);
-        ``adaptive``: shrink the window of requests on the wire on HTTP 429 (AIMD)."""
+        ``adaptive``: shrink the window of requests on the wire when HTTP 429s are a large share
+        of the replies (AIMD)."""
         if not base_url:
             raise ValueError("the openai back-end needs a base_url, e.g. http://host:8000/v1")
         if concurrency < 1:
             raise ValueError(f"concurrency must be at least 1, got {concurrency}")
         if rpm < 0 or tpm < 0:
             raise ValueError(f"rpm and tpm must be >= 0 (0: no ceiling), got rpm={rpm} tpm={tpm}")
+        require("openai", "the openai generation back-end (openai:... targets)", BASE_INSTALL)  # says what to install
         import openai  # imported here: only the generator needs it
 
         self._openai = openai
@@ -190,8 +195,6 @@ class OpenAIBackend(Backend):
         self.rpm = float(rpm)
         self.tpm = float(tpm)
         self.adaptive = adaptive
-        #: Monotonic time before which no new attempt starts (a server's x-ratelimit reset).
-        self._hold_until = 0.0
 
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-backend", daemon=True)
@@ -200,6 +203,8 @@ class OpenAIBackend(Backend):
         # The client and the limits belong to the loop, so they are created on it.
         self._client: Any = None
         self._window: AimdWindow | None = None
+        #: The server's x-ratelimit holds (a spent quota holds new attempts until its reset).
+        self.quota = QuotaHold()
         self._rpm: TokenBucket | None = None
         self._tpm: TokenBucket | None = None
         self._submit(self._setup()).result()
@@ -314,9 +319,10 @@ class OpenAIBackend(Backend):
             self._in_flight += 1
             self.peak_in_flight = max(self.peak_in_flight, self._in_flight)
             self.attempts += 1
+            seq = self.quota.sent()
             try:
                 raw = await self._client.chat.completions.with_raw_response.create(**kwargs)
-                self._observe(raw.headers)
+                self._observe(seq, raw.headers, ok=True)
                 resp = raw.parse()
             except oa.APITimeoutError as e:
                 raise _Retryable(f"no reply from {self._shown_url} within {self.timeout_s:g} s") from e
@@ -328,7 +334,7 @@ class OpenAIBackend(Backend):
                     "path) is right"
                 ) from e
             except oa.APIStatusError as e:
-                self._observe(getattr(e.response, "headers", None))
+                self._observe(seq, getattr(e.response, "headers", None), ok=False)
                 if int(e.status_code) == 429:
                     self.rate_limited += 1
                     window.overloaded(granted)
@@ -340,7 +346,7 @@ class OpenAIBackend(Backend):
                 ) from e
             finally:
                 self._in_flight -= 1
-            window.succeeded()
+            window.succeeded(granted)
         finally:
             window.release()
         if isinstance(resp, (str, bytes)) or not hasattr(resp, "choices"):
@@ -362,22 +368,18 @@ class OpenAIBackend(Backend):
     async def _pace(self, req: GenRequest) -> None:
         """Wait, before an attempt goes on the wire, for the server's x-ratelimit hold to pass and
         for the rpm / tpm ceilings to allow it."""
-        while (wait := self._hold_until - time.monotonic()) > 0:
-            self.held_s += wait
-            await asyncio.sleep(wait)
+        self.held_s += await self.quota.wait()
         if self._rpm is not None:
             self.paced_s += await self._rpm.acquire(1)
         if self._tpm is not None:
             self.paced_s += await self._tpm.acquire(estimate_tokens(req.prompt, req.max_tokens))
 
-    def _observe(self, headers: Any) -> None:
-        """Note a reply's x-ratelimit headers: a spent quota holds new attempts until its reset."""
-        hold = hold_from_headers(headers)
+    def _observe(self, seq: int, headers: Any, ok: bool) -> None:
+        """Note the reply to attempt ``seq``: a spent quota (x-ratelimit headers) holds new attempts
+        until its reset, and a success sent after the reply that imposed it lifts it."""
+        hold = self.quota.observe(seq, headers, ok)
         if hold:
-            until = time.monotonic() + hold
-            if until > self._hold_until:
-                self._hold_until = until
-                log.debug("%s says its rate limit is spent; holding new requests %.2f s", self._shown_url, hold)
+            log.debug("%s says its rate limit is spent; holding new requests up to %.2f s", self._shown_url, hold)
 
     def _status_error(self, e: Any) -> Exception:
         status = int(e.status_code)
@@ -433,7 +435,7 @@ class OpenAIStream(Stream):
     submitted keeps that many on the wire. Every submitted request counts in :attr:`in_flight`
     until :meth:`results` returns it, but not every one is on the wire: one waiting out a backoff
     before a retry holds no place in the window (so a retry never blocks a fresh request), and
-    after HTTP 429s the window is the back-end's AIMD window (``backend.window.window``, at most
+    after many HTTP 429s the window is the back-end's AIMD window (``backend.window.window``, at most
     ``capacity``); the others wait inside the back-end. (One waiting on an rpm / tpm ceiling or a
     server's x-ratelimit hold keeps its place in the window while it waits: nothing may go out
     then anyway, and paced requests leave in order.) The caller needs no rate-limit logic of its
