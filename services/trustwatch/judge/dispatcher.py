@@ -9,6 +9,11 @@ Every judgment with an error carries its kind (``error_kind``):
   evaluator that raised or could not be loaded; final otherwise (e.g. a record the judge prompt
   cannot be built from). The rule reads the evaluators' documented error wording; it is kept here,
   in one function, so it changes in one place.
+
+A judge that is down pauses the dispatcher (``outage_after``; the distributed service reads
+``TRUSTWATCH_DISPATCHER_OUTAGE_AFTER``): once an evaluator gave that many transient error verdicts in a
+row, the batch raises :class:`JudgeDown`, a transient error, so the transport loop retries it with
+backoff and nothing of it is produced or committed, instead of storing the backlog as error rows.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from trustwatch.benchmark.evaluators.base import EvalItem, Verdict
 from trustwatch.judge.client import EvaluatorClient
 from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.platform.messages import decode_completion, loads_record, now_ms
-from trustwatch.platform.runtime import Out, Result, Worker
+from trustwatch.platform.runtime import Out, Result, TransientError, Worker
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -87,7 +92,38 @@ def judgment(c: pb.Completion, evaluator: str, v: Verdict) -> pb.Judgment:
     )
 
 
-def judge_batch(client: EvaluatorClient, completions: Sequence[pb.Completion]) -> list[Result]:
+class JudgeDown(TransientError):
+    """An evaluator gave many transient error verdicts in a row: its judge is down; retry later."""
+
+
+class JudgeBreaker:
+    """Per evaluator, the transient error verdicts in a row (generation failures do not count: they are
+    the endpoint's); at ``after`` (0: never) :meth:`observe` raises :class:`JudgeDown`, and keeps raising
+    until that evaluator gives any other verdict."""
+
+    def __init__(self, after: int) -> None:
+        if after < 0:
+            raise ValueError(f"TRUSTWATCH_DISPATCHER_OUTAGE_AFTER={after}: set 0 (off) or a number of verdicts")
+        self.after = after
+        self.streaks: dict[str, int] = defaultdict(int)
+
+    def observe(self, evaluator: str, c: pb.Completion, v: Verdict) -> None:
+        if c.error:
+            return
+        if error_kind(c, v) != pb.ERROR_KIND_TRANSIENT:
+            self.streaks[evaluator] = 0
+            return
+        self.streaks[evaluator] += 1
+        if self.after and self.streaks[evaluator] >= self.after:
+            raise JudgeDown(
+                f"evaluator {evaluator} gave {self.streaks[evaluator]} transient errors in a row "
+                f"(last: {v.error[:300]}); pausing until its judge answers again"
+            )
+
+
+def judge_batch(
+    client: EvaluatorClient, completions: Sequence[pb.Completion], breaker: JudgeBreaker | None = None
+) -> list[Result]:
     """Pure dispatch logic: group a batch by evaluator, call each once, reassemble per completion."""
     results = [Result() for _ in completions]
     by_evaluator: dict[str, list[tuple[int, EvalItem]]] = defaultdict(list)
@@ -103,6 +139,8 @@ def judge_batch(client: EvaluatorClient, completions: Sequence[pb.Completion]) -
     for name, pairs in by_evaluator.items():
         verdicts = client.evaluate(name, [it for _, it in pairs])
         for (i, _), v in zip(pairs, verdicts):
+            if breaker is not None:
+                breaker.observe(name, completions[i], v)  # raises while the judge is down: nothing produced
             results[i].outputs.append(
                 Out("", judgment(completions[i], name, v).SerializeToString(), completions[i].job_id.encode())
             )
@@ -110,10 +148,19 @@ def judge_batch(client: EvaluatorClient, completions: Sequence[pb.Completion]) -
 
 
 def dispatcher_worker(
-    bus: Bus, topics: Topics, client: EvaluatorClient, metrics: ServiceMetrics, max_batch: int = 512
+    bus: Bus,
+    topics: Topics,
+    client: EvaluatorClient,
+    metrics: ServiceMetrics,
+    max_batch: int = 512,
+    outage_after: int = 0,
 ) -> Worker[pb.Completion]:
+    """``outage_after``: transient error verdicts in a row of one evaluator that pause the dispatcher
+    (0: never; the embedded mode stores them as transient rows, which the next invocation retries)."""
+    breaker = JudgeBreaker(outage_after)
+
     def handle(batch: Sequence[pb.Completion]) -> list[Result]:
-        results = judge_batch(client, batch)
+        results = judge_batch(client, batch, breaker)
         for r in results:
             for o in r.outputs:
                 o.topic = topics.judgments

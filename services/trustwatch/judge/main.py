@@ -83,7 +83,13 @@ def dispatch_main(
     liveness = wiring.serve_metrics(wiring.metrics_port(metrics_port), registry)
     addr = evaluator_addr or config.env("TRUSTWATCH_EVALUATOR_ADDR")
     client: EvaluatorClient = grpc_client(addr) if addr else LocalEvaluators(settings)
-    worker = dispatcher_worker(wiring.kafka(bootstrap), wiring.topics(), client, metrics)
+    worker = dispatcher_worker(
+        wiring.kafka(bootstrap),
+        wiring.topics(),
+        client,
+        metrics,
+        outage_after=config.env_int("TRUSTWATCH_DISPATCHER_OUTAGE_AFTER"),
+    )
     set_sub_batch([worker], config.env_int("TRUSTWATCH_DISPATCHER_SUB_BATCH"), "TRUSTWATCH_DISPATCHER_SUB_BATCH")
     liveness.watch(worker)
     install_signal_handlers(worker)

@@ -259,6 +259,20 @@ VARIABLES: dict[str, Var] = {
             "2000-judgment write takes well under a second).",
         ),
         Var(
+            "TRUSTWATCH_GENERATOR_OUTAGE_AFTER",
+            "8",
+            "Requests in a row that end in a transient error (after the back-end's retries) before the "
+            "generator stops producing errors and pauses, retrying its uncommitted jobs with backoff until "
+            "the endpoint answers (0: never pause; every such job becomes a transient error row).",
+        ),
+        Var(
+            "TRUSTWATCH_DISPATCHER_OUTAGE_AFTER",
+            "8",
+            "Transient error verdicts in a row from one evaluator (its judge unreachable, timing out, 5xx "
+            "after retries) before the dispatcher stops producing them and pauses, retrying the batch with "
+            "backoff until the judge answers (0: never pause; each becomes a transient error row).",
+        ),
+        Var(
             "TRUSTWATCH_GENERATOR_SUB_BATCH",
             "0",
             "Most jobs per generate call of a batch-mode generator (0: the whole poll, sized by the "

@@ -196,7 +196,7 @@ def replay_embedded(
             spec = run_target(store, name)
             backend = backend_factory(spec)
             backends.append(backend)
-            workers.append(generator_worker(bus, topics, name, spec.backend, backend, metrics))
+            workers.append(generator_worker(bus, topics, name, spec.backend, backend, metrics, outage_after=0))
         workers.append(dispatcher_worker(bus, topics, evaluators, metrics))
         agg = Aggregator(store, metrics, topics)
         workers.extend(aggregator_workers(bus, topics, agg, metrics))

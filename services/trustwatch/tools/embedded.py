@@ -135,7 +135,13 @@ def run_embedded(
             if published[p.run_id]:
                 backend = backend_factory(p.target)
                 backends.append(backend)
-                stages.append(_Stage(generator_worker(bus, topics, p.target.name, p.target.backend, backend, metrics)))
+                # outage_after=0: an embedded run does not wait for an endpoint that is down; its transient
+                # errors are stored and the next invocation retries them
+                stages.append(
+                    _Stage(
+                        generator_worker(bus, topics, p.target.name, p.target.backend, backend, metrics, outage_after=0)
+                    )
+                )
         stages.append(_Stage(dispatcher_worker(bus, topics, evaluators or LocalEvaluators(settings), metrics)))
         aggregators: list[ConsumerLoop] = list(aggregator_workers(bus, topics, agg, metrics))
         expected = sum(p.expected_judgments for p in plans)

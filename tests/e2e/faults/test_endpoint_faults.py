@@ -11,13 +11,16 @@ prompts that got one keep an error, of kind FINAL.
 Then an outage: the endpoint's port refuses connections for 30 s in the middle of a run and comes back.
 30 s, not the two minutes of the campaign's brief, because what the length decides is whether the
 back-end's retries (about 8-15 s of backoff for 5 retries) outlast it, and 30 s is already twice that:
-every request caught by the outage gives up and is stored as a TRANSIENT error, exactly what a longer
-outage does, in a quarter of the time. Recovery: requests made after the endpoint is back succeed, and
-re-running the scheduler retries exactly the transient jobs; the run then completes with no error.
+the requests caught by the outage give up, as in a longer outage, in a quarter of the time. The
+generator's outage breaker lets at most 7 of them out as TRANSIENT errors (8 in a row trip it), then
+pauses and retries its uncommitted jobs until the endpoint is back. ``FAULTS_OUTAGE_S=120`` runs the
+brief's two minutes. Recovery: requests made after the endpoint is back succeed, and re-running the
+scheduler (when errors got out) retries exactly the transient jobs; the run then completes with no error.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -141,8 +144,12 @@ def _no_faults() -> dict[str, Any]:
     return {name: 0.0 for name in FAULT_OF}
 
 
+#: How long the endpoint stays down (seconds): 30 in CI, see the module's docstring.
+OUTAGE_S = float(os.environ.get("FAULTS_OUTAGE_S", "30"))
+
+
 def test_outage_then_recovery(env: Scenario) -> None:
-    """The endpoint down (connection refused) for 30 s mid-run, then back on the same port."""
+    """The endpoint down (connection refused) for OUTAGE_S mid-run, then back on the same port."""
     stack = env.stack
     slow = {**_no_faults(), "latency": "constant", "median_s": 1.0}
     env.endpoint.configure(**slow)
@@ -154,10 +161,11 @@ def test_outage_then_recovery(env: Scenario) -> None:
     with Progress(stack.db_url, run_id) as progress:
         progress.wait_settled(40, timeout=120)
         env.endpoint.stop()
-        time.sleep(30.0)
+        time.sleep(OUTAGE_S)
         env.endpoint = FakeEndpoint(BASE, port=port).start()
         env.endpoint.configure(**slow)
         up = time.monotonic()
+        settled_at_up = stack.store.judgment_count(run_id)
         # every job has been tried: each pair has a row (settled, or a transient error of the outage)
         deadline = time.monotonic() + 240
         while stack.store.judgment_count(run_id) < len(plan):
@@ -168,20 +176,24 @@ def test_outage_then_recovery(env: Scenario) -> None:
         answered_failed = [r for r in first_rows if r.error and "cannot reach" not in r.error]
         transient = first_errors.get("TRANSIENT", 0)
         # the re-run resumes the incomplete run and publishes exactly the transient jobs
-        again = stack.schedule()
-        assert again["run_id"] == run_id and again["published"] == transient, (again, first_errors)
+        if transient:
+            again = stack.schedule()
+            assert again["run_id"] == run_id and again["published"] == transient, (again, first_errors)
         stack.wait_complete(run_id, timeout=240)
         finish = time.monotonic() - began
         resumed = progress.resumed_after(up)
     same, duplicates, errors, _ = record(
         SCENARIO,
-        "outage 30 s (connection refused), then recovery + scheduler re-run",
+        f"outage {OUTAGE_S:.0f} s (connection refused), then recovery + scheduler re-run",
         audit(stack.store, run_id, plan),
         resumed,
         finish,
         note=f"{transient} transient errors after the outage, retried by the re-run",
     )
     assert "FINAL" not in first_errors, first_errors
-    assert transient > 0, "the outage caught no request: it did not happen during the run"
+    assert settled_at_up < len(plan), "the outage did not happen during the run"
+    # The generator's outage breaker (TRUSTWATCH_GENERATOR_OUTAGE_AFTER, 8) let at most 7 transient errors
+    # out; the backlog waited for the endpoint instead of turning into errors.
+    assert transient <= 7, first_errors
     assert not answered_failed, [r.error[:200] for r in answered_failed[:3]]
     assert same and duplicates == 0 and errors == {}
