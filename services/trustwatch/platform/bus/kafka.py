@@ -54,6 +54,12 @@ PRODUCER_LINGER_MS = 5
 
 #: How often a consumer refreshes its metadata at the latest, in ms (kafka-python's default: 5 min).
 METADATA_MAX_AGE_MS = 30_000
+#: Seconds after this member's metadata showed its topics' partitions change, with no assignment since,
+#: before it re-joins its group (the leader re-balances on such a change by itself, within seconds).
+METADATA_REJOIN_S = 20.0
+#: Least wait (ms) of a poll while a group re-join is due or in flight, so that a caller that polls
+#: without waiting (the streaming generator, while work is in flight) still lets the re-join finish.
+REJOIN_POLL_MS = 1000
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 
@@ -306,12 +312,14 @@ class _JoinListener(ConsumerRebalanceListener):  # type: ignore[misc]  # kafka-p
 
     def __init__(self) -> None:
         self.joined = False
+        self.assigned_at = 0.0  # time.monotonic() of the latest assignment
 
     def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
         return None
 
     def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
         self.joined = True
+        self.assigned_at = time.monotonic()
 
 
 class _KafkaConsumer(Consumer):
@@ -367,6 +375,10 @@ class _KafkaConsumer(Consumer):
         # nothing while the work waits and nobody commits is stuck).
         self._unassigned_since: float | None = None
         self._unassigned_snapshot: dict[TopicPartition, int] = {}
+        # The subscribed topics' partitions as this member's metadata last listed them, and since when
+        # (see _resume_dropped_join): a change no assignment followed within METADATA_REJOIN_S re-joins.
+        self._known_partitions: frozenset[tuple[str, int]] = frozenset()
+        self._known_changed_at: float | None = None
 
     def _release_slot(self) -> None:
         if self._slot is not None:
@@ -388,11 +400,52 @@ class _KafkaConsumer(Consumer):
         each poll returned, when nobody drives the join: a join task left in flight without
         ``need_rejoin()`` is such a join, and :meth:`request_rejoin` makes the next poll finish it."""
         coordinator = getattr(self._consumer, "_coordinator", None)
-        if coordinator is None or getattr(coordinator, "_join_task", None) is None:
+        if coordinator is None:
             return
-        if not coordinator.need_rejoin():
+        if getattr(coordinator, "_join_task", None) is not None and not coordinator.need_rejoin():
             log.debug("consumer of %s (group %s): resuming a group join left in flight", self._topics, self._group)
             coordinator.request_rejoin()
+            return
+        self._rejoin_after_metadata_change(coordinator)
+
+    def _rejoin_after_metadata_change(self, coordinator: Any) -> None:
+        """The backstop of :meth:`_resume_dropped_join`, which needs the dropped join still in hand
+        (it was not, once, in a CI run: the member kept its old assignment 120 s after a partition was
+        added). When this member's metadata lists other partitions of its topics than before and no
+        assignment came within :data:`METADATA_REJOIN_S`, the rebalance that should have followed was
+        lost (or the leader has not seen the change yet): re-join, once per change."""
+        cluster = getattr(self._consumer, "_cluster", None)
+        if cluster is None:
+            return
+        known = frozenset((t, p) for t in self._topics for p in (cluster.partitions_for_topic(t) or ()))
+        now = time.monotonic()
+        if known != self._known_partitions:
+            self._known_partitions, self._known_changed_at = known, now
+            return
+        changed = self._known_changed_at
+        if changed is None or self._listener.assigned_at >= changed or now - changed < METADATA_REJOIN_S:
+            return
+        self._known_changed_at = None
+        if self.assignment() == set(known):
+            return  # every partition is this member's already
+        log.warning(
+            "consumer of %s (group %s): its topics' partitions changed %.0f s ago and no assignment followed; "
+            "re-joining the group",
+            self._topics,
+            self._group,
+            now - changed,
+        )
+        coordinator.request_rejoin()
+
+    def _rejoining(self) -> bool:
+        """Whether a group re-join is due or in flight (kafka-python's coordinator, behind guards)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is None:
+            return False
+        try:
+            return bool(coordinator.need_rejoin() or getattr(coordinator, "_join_task", None) is not None)
+        except Exception:  # noqa: BLE001 - private API: never let it break a poll
+            return False
 
     def _ready(self) -> bool:
         """Whether the first group join is done, for the join guard of :meth:`poll`: an assignment
@@ -425,6 +478,10 @@ class _KafkaConsumer(Consumer):
             # slices so that the join is noticed.
             end = deadline if joined else max(deadline, self._join_deadline)
             remaining_ms = max(0, int((end - time.monotonic()) * 1000))
+            if joined and self._rejoining():
+                # A re-join cannot finish in a poll that does not wait (kafka-python gives up on the join
+                # at once and may drop it): while one is due or in flight, a poll waits up to this long.
+                remaining_ms = max(remaining_ms, REJOIN_POLL_MS)
             batches = self._consumer.poll(
                 timeout_ms=remaining_ms if joined else min(remaining_ms, 200),
                 max_records=max(1, min(max_records, self._max_poll_records)),
