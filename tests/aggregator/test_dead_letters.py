@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from prometheus_client import CollectorRegistry
 
 from tests.generator.fakes import ScriptedBackend
-from tests.platform.test_store_plan import own_postgres_database
+from tests.harness.postgres import own_database as own_postgres_database
 from trustwatch.aggregator.service import Aggregator, aggregator_workers
 from trustwatch.benchmark.evaluators.base import EvalItem, Verdict
 from trustwatch.judge.client import EvaluatorClient, LocalEvaluators

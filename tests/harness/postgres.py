@@ -18,8 +18,13 @@ import shutil
 import subprocess
 import tempfile
 import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+
+import sqlalchemy as sa
 
 from trustwatch.tools.stack.kafka_process import free_port, log_tail
 
@@ -178,3 +183,19 @@ class PostgresCluster:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.stop()
+
+
+@contextmanager
+def own_database(postgres_url: str) -> Iterator[str]:
+    """A database of its own in the session's PostgreSQL cluster (the shared one holds other tests'
+    rows), dropped afterwards; yields its URL."""
+    name = f"tw_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f"CREATE DATABASE {name}"))
+    try:
+        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+        admin.dispose()

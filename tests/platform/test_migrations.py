@@ -8,7 +8,6 @@ runs on SQLite and (marker slow) on a real PostgreSQL server."""
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -16,6 +15,7 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
+from tests.harness.postgres import own_database
 from trustwatch.platform import migrate as schema
 from trustwatch.platform import store as store_module
 from trustwatch.platform.migrations.versions import v0001_baseline
@@ -235,16 +235,8 @@ def test_the_store_schema_needs_a_revision_for_every_change() -> None:
 @pytest.fixture
 def pg_database(postgres_url: str) -> Iterator[str]:
     """A database of its own in the session's PostgreSQL cluster (the shared one has today's schema)."""
-    name = f"tw_mig_{uuid.uuid4().hex[:8]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
+    with own_database(postgres_url) as url:
+        yield url
 
 
 @pytest.mark.slow

@@ -5,14 +5,11 @@ source message and attributed to the planned pairs of their job."""
 
 from __future__ import annotations
 
-import contextlib
 import math
-import uuid
-from collections.abc import Iterator
 
 import pytest
-import sqlalchemy as sa
 
+from tests.harness.postgres import own_database as own_postgres_database
 from trustwatch.platform.store import DeadLetterRow, Store
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -206,22 +203,6 @@ def test_sqlite(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/plan.db")
     _exercise(store)
     store.close()
-
-
-@contextlib.contextmanager
-def own_postgres_database(postgres_url: str) -> Iterator[str]:
-    """A database of its own in the session's PostgreSQL cluster (the shared one holds other tests'
-    runs and dead letters), dropped afterwards."""
-    name = f"tw_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE DATABASE {name}"))
-    try:
-        yield postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-        admin.dispose()
 
 
 @pytest.mark.slow
