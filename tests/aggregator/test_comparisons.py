@@ -37,11 +37,7 @@ def judgments(run: str, target: str, task: str, labels: list[str]) -> list[pb.Ju
     source = "xstest" if task == XS else "misuse_add"
     return [
         pb.Judgment(
-            job_id=job_id(run, task, str(i), 0),
-            run_id=run,
-            task=task,
-            item_id=str(i),
-            target=target,
+            ref=pb.JobRef(job_id=job_id(run, task, str(i), 0), run_id=run, task=task, item_id=str(i), target=target),
             evaluator="refusal",
             label=label,
             valid=True,
@@ -233,7 +229,7 @@ def test_a_newer_run_replaces_the_series_and_an_older_one_never_does(agg: Aggreg
     assert verdict(agg, MISUSE, "previous") == "regressed"
     # d3 has misuse only: its exaggerated-safety series go
     ev3, j3 = day("d3", 3_000, 0.6, 0.1, seed=3)
-    j3 = [j for j in j3 if j.task == MISUSE]
+    j3 = [j for j in j3 if j.ref.task == MISUSE]
     ev3.expected_jobs = ev3.expected_judgments = len(j3)
     record(agg, (ev3, j3))
     assert info(agg, "previous")["base_run"] == "d2" and info(agg, "previous")["new_run"] == "d3"
@@ -246,7 +242,7 @@ def test_a_newer_run_replaces_the_series_and_an_older_one_never_does(agg: Aggreg
     before = comparison_series(agg)
     # an older run (created before d3) completes now: d3's comparison stays
     ev0, j0 = day("d0", 2_500, 0.1, 0.9, seed=4)
-    j0 = [j for j in j0 if j.task == MISUSE]
+    j0 = [j for j in j0 if j.ref.task == MISUSE]
     ev0.expected_jobs = ev0.expected_judgments = len(j0)
     agg.handle_run_events([ev0])
     agg.handle_judgments(j0[:-1])

@@ -35,12 +35,7 @@ POISON = pb.ERROR_KIND_POISON
 
 def completion(job: pb.PromptJob, text: str = "I'm sorry, I can't help with that.") -> pb.Completion:
     return pb.Completion(
-        job_id=job.job_id,
-        run_id=job.run_id,
-        task=job.task,
-        item_id=job.item_id,
-        sample=job.sample,
-        target=job.target.name,
+        ref=job.ref,
         prompt=job.prompt,
         text=text,
         record_json=job.record_json,
@@ -68,13 +63,13 @@ def test_poison_completions_end_as_poison_judgments_and_the_run_completes(tmp_pa
     for job in plan.jobs:
         if job is undecodable:
             # bytes that do not decode, keyed by the job id as every producer keys completions
-            producer.produce(topics.completions, b"\xff\xfe not a completion", job.job_id.encode())
+            producer.produce(topics.completions, b"\xff\xfe not a completion", job.ref.job_id.encode())
         elif job is unknown_task:
             bad = completion(job)
-            bad.task = "safety/no_such_task"  # the dispatcher cannot judge it: dead-lettered
-            producer.produce(topics.completions, bad.SerializeToString(), job.job_id.encode())
+            bad.ref.task = "safety/no_such_task"  # the dispatcher cannot judge it: dead-lettered
+            producer.produce(topics.completions, bad.SerializeToString(), job.ref.job_id.encode())
         else:
-            producer.produce(topics.completions, completion(job).SerializeToString(), job.job_id.encode())
+            producer.produce(topics.completions, completion(job).SerializeToString(), job.ref.job_id.encode())
     producer.flush()
     workers = [
         dispatcher_worker(bus, topics, LocalEvaluators(), metrics),
@@ -86,20 +81,20 @@ def test_poison_completions_end_as_poison_judgments_and_the_run_completes(tmp_pa
     assert len(bus.messages(topics.dlq)) == 2
     letters = store.dead_letters()
     assert {(d.service, d.job_id, d.run_id) for d in letters} == {
-        ("dispatcher", undecodable.job_id, plan.run_id),  # from the key, run from the plan
-        ("dispatcher", unknown_task.job_id, plan.run_id),  # from the payload
+        ("dispatcher", undecodable.ref.job_id, plan.run_id),  # from the key, run from the plan
+        ("dispatcher", unknown_task.ref.job_id, plan.run_id),  # from the payload
     }
     assert all(d.payload for d in letters)
     poison = {r.job_id: r for r in store.judgments(plan.run_id) if r.error_kind == POISON}
-    assert set(poison) == {undecodable.job_id, unknown_task.job_id}
+    assert set(poison) == {undecodable.ref.job_id, unknown_task.ref.job_id}
     for job_id, row in poison.items():
         assert row.error.startswith("dead-lettered by dispatcher: ") and not row.valid and row.label == "error"
         assert row.evaluator == plan.evaluators[job_id][0] and row.target == "m"
-    assert "undecodable message" in poison[undecodable.job_id].error
-    assert "no_such_task" in poison[unknown_task.job_id].error
+    assert "undecodable message" in poison[undecodable.ref.job_id].error
+    assert "no_such_task" in poison[unknown_task.ref.job_id].error
     # The record: from the payload where it decodes, else from the plan.
     for job in (undecodable, unknown_task):
-        assert json.loads(poison[job.job_id].record_json) == json.loads(job.record_json)
+        assert json.loads(poison[job.ref.job_id].record_json) == json.loads(job.record_json)
     assert store.judgment_count(plan.run_id) == plan.expected_judgments == 10
     assert store.is_complete(plan.run_id) and store.run(plan.run_id).completed_unix_ms is not None
     report = agg.report(plan.run_id)
@@ -116,7 +111,7 @@ def test_a_dead_letter_before_the_plan_poisons_its_pairs_once_the_plan_is_stored
         source_topic=topics.jobs("m"),
         partition=0,
         offset=3,
-        key=job.job_id.encode(),
+        key=job.ref.job_id.encode(),
         payload=job.SerializeToString(),
         reason="job x is for target 'other'",
         service="generator",
@@ -126,7 +121,7 @@ def test_a_dead_letter_before_the_plan_poisons_its_pairs_once_the_plan_is_stored
     agg.handle_dead_letters([dl])  # redelivered: stored once
     agg.refresh()
     (stored,) = store.dead_letters()
-    assert (stored.run_id, stored.job_id, stored.evaluator) == (plan.run_id, job.job_id, None)
+    assert (stored.run_id, stored.job_id, stored.evaluator) == (plan.run_id, job.ref.job_id, None)
     assert store.judgments(plan.run_id) == []  # no plan yet: nothing to poison
     # The run's events arrive: the plan is stored and the dead-lettered job's pair is poisoned.
     planned = [run_event(plan, pb.RunEvent.STARTED), *plan_events(plan)]
@@ -134,35 +129,33 @@ def test_a_dead_letter_before_the_plan_poisons_its_pairs_once_the_plan_is_stored
     agg.refresh()
     (row,) = store.judgments(plan.run_id)
     assert (row.job_id, row.error_kind, row.error) == (
-        job.job_id,
+        job.ref.job_id,
         POISON,
         "dead-lettered by generator: job x is for target 'other'",
     )
     assert store.missing_count(plan.run_id) == plan.expected_judgments - 1
     # A judgment's dead letter poisons only its evaluator's pair.
     other = plan.jobs[2]
-    j = pb.Judgment(job_id=other.job_id, run_id=plan.run_id, task=other.task, evaluator="some_other_judge")
+    j = pb.Judgment(
+        ref=pb.JobRef(job_id=other.ref.job_id, run_id=plan.run_id, task=other.ref.task), evaluator="some_other_judge"
+    )
     agg.handle_dead_letters(
         [
             pb.DeadLetter(
                 source_topic=topics.judgments,
                 offset=9,
-                key=other.job_id.encode(),
+                key=other.ref.job_id.encode(),
                 payload=j.SerializeToString(),
                 reason="cannot be processed: DataError",
                 service="aggregator",
             )
         ]
     )
-    assert [r.job_id for r in store.judgments(plan.run_id)] == [job.job_id]
+    assert [r.job_id for r in store.judgments(plan.run_id)] == [job.ref.job_id]
     # A replayed dead letter that now succeeds replaces the poison row.
     good = pb.Judgment(
-        job_id=job.job_id,
-        run_id=plan.run_id,
-        task=job.task,
-        item_id=job.item_id,
-        target="m",
-        evaluator=plan.evaluators[job.job_id][0],
+        ref=job.ref,
+        evaluator=plan.evaluators[job.ref.job_id][0],
         label="SUPPORT",
         valid=True,
         record_json=job.record_json,
@@ -226,7 +219,7 @@ def test_embedded_a_completion_that_cannot_be_judged_is_counted_and_the_run_comp
     store = Store(db)
     rows = store.judgments(report.run_id)
     poison = [r for r in rows if r.error_kind == POISON]
-    assert len(poison) == 1 and poison[0].item_id == plan.jobs[8].item_id
+    assert len(poison) == 1 and poison[0].item_id == plan.jobs[8].ref.item_id
     assert "this record cannot be judged" in poison[0].error
     assert len(rows) == 10 and report.complete and store.is_complete(report.run_id)
     assert [d.service for d in store.dead_letters(run_id=report.run_id)] == ["dispatcher"]
@@ -256,7 +249,7 @@ def _poison_completion_over_kafka(kafka_broker: str, store: Store, data_dir) -> 
         producer = bus.producer()
         for job in plan.jobs:
             value = b"\xff\xfe garbage" if job is poisoned else completion(job).SerializeToString()
-            producer.produce(topics.completions, value, job.job_id.encode())
+            producer.produce(topics.completions, value, job.ref.job_id.encode())
         producer.flush()
         workers = [
             dispatcher_worker(bus, topics, LocalEvaluators(), metrics),
@@ -273,7 +266,9 @@ def _poison_completion_over_kafka(kafka_broker: str, store: Store, data_dir) -> 
         bus.close()
     assert store.is_complete(plan.run_id), f"missing: {store.missing_pairs(plan.run_id)}"
     (row,) = [r for r in store.judgments(plan.run_id) if r.error_kind == POISON]
-    assert row.job_id == poisoned.job_id and row.error.startswith("dead-lettered by dispatcher: undecodable message")
+    assert row.job_id == poisoned.ref.job_id and row.error.startswith(
+        "dead-lettered by dispatcher: undecodable message"
+    )
     assert json.loads(row.record_json) == json.loads(poisoned.record_json)
     (dl,) = store.dead_letters(run_id=plan.run_id)
-    assert dl.payload == b"\xff\xfe garbage" and dl.key == poisoned.job_id.encode()
+    assert dl.payload == b"\xff\xfe garbage" and dl.key == poisoned.ref.job_id.encode()

@@ -38,11 +38,7 @@ def events(run: str, n: int, deadline: int) -> list[pb.RunEvent]:
 def judged(run: str, items: range) -> list[pb.Judgment]:
     return [
         pb.Judgment(
-            job_id=jid(run, i),
-            run_id=run,
-            task=TASK,
-            item_id=str(i),
-            target="m",
+            ref=pb.JobRef(job_id=jid(run, i), run_id=run, task=TASK, item_id=str(i), target="m"),
             evaluator="refusal",
             label="refusal",
             valid=True,

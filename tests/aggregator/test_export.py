@@ -36,11 +36,7 @@ def judgment(
     error: str = "",
 ) -> pb.Judgment:
     return pb.Judgment(
-        job_id=job_id(run, task, str(item), 0),
-        run_id=run,
-        task=task,
-        item_id=str(item),
-        target=target,
+        ref=pb.JobRef(job_id=job_id(run, task, str(item), 0), run_id=run, task=task, item_id=str(item), target=target),
         evaluator=evaluator,
         label=label,
         valid=valid,

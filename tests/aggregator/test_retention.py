@@ -35,11 +35,9 @@ def _record(agg: Aggregator, run: str, age_days: int, response: str) -> None:
     agg.handle_judgments(
         [
             pb.Judgment(
-                job_id=f"{run}/safety/misuse/0/0",
-                run_id=run,
-                task="safety/misuse",
-                item_id="0",
-                target="m",
+                ref=pb.JobRef(
+                    job_id=f"{run}/safety/misuse/0/0", run_id=run, task="safety/misuse", item_id="0", target="m"
+                ),
                 evaluator="refusal",
                 label="refusal",
                 valid=True,

@@ -169,12 +169,14 @@ def _run(settings: EvaluatorSettings, data_dir: Path) -> Report:
             names.update(task.evaluators_for(it.record))
             completions.append(
                 pb.Completion(
-                    job_id=f"run1/{task_name}/{i}/0",
-                    run_id="run1",
-                    task=task_name,
-                    item_id=str(i),
-                    sample=0,
-                    target="m",
+                    ref=pb.JobRef(
+                        job_id=f"run1/{task_name}/{i}/0",
+                        run_id="run1",
+                        task=task_name,
+                        item_id=str(i),
+                        sample=0,
+                        target="m",
+                    ),
                     prompt=it.prompt,
                     text=reply,
                     record_json=dumps_record(it.record),

@@ -118,7 +118,7 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
         store = Store(postgres_url)
         topics = Topics()
         completions = [pb.Completion.FromString(v) for v in _consume_all(kafka_broker, topics.completions, 48)]
-        per_job = Counter(c.job_id for c in completions)
+        per_job = Counter(c.ref.job_id for c in completions)
         for p in published:
             # a fresh database: each target's run is new, and its plan is re-derived under the printed id
             assert p["status"].startswith("new run"), p
@@ -130,8 +130,8 @@ def test_distributed_run_through_real_parts(tmp_path, kafka_broker, postgres_url
             )
             rows = store.judgments(p["run_id"])
             # exactly one completion per job, and one judgment per job and evaluator
-            assert {j.job_id for j in plan.jobs} == {r.job_id for r in rows}
-            assert all(per_job[j.job_id] == 1 for j in plan.jobs)
+            assert {j.ref.job_id for j in plan.jobs} == {r.job_id for r in rows}
+            assert all(per_job[j.ref.job_id] == 1 for j in plan.jobs)
             assert Counter((r.job_id, r.evaluator) for r in rows).most_common(1)[0][1] == 1
             assert len(rows) == plan.expected_judgments == 24
             # metrics equal those computed directly from the stored judgments

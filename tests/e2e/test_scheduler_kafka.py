@@ -92,10 +92,10 @@ def test_scheduler_service_fires_two_targets_on_kafka(kafka_broker: str, data_di
     topics = Topics(prefix)
     for t in ("alpha", "beta"):
         jobs = _drain(kafka_broker, topics.jobs(t))
-        assert {j.run_id for j in jobs} >= set(by_target[t][:2]), (t, {j.run_id for j in jobs})
+        assert {j.ref.run_id for j in jobs} >= set(by_target[t][:2]), (t, {j.ref.run_id for j in jobs})
         assert {j.target.name for j in jobs} == {t}
         # Sampled: the same 4 items in every slot's run.
         per_run: dict[str, set[str]] = {}
         for j in jobs:
-            per_run.setdefault(j.run_id, set()).add(j.item_id)
+            per_run.setdefault(j.ref.run_id, set()).add(j.ref.item_id)
         assert len({frozenset(v) for v in per_run.values()}) == 1 and all(len(v) == 4 for v in per_run.values())

@@ -26,9 +26,9 @@ from trustwatch.platform.messages import (
 from trustwatch.v1 import messages_pb2 as pb
 
 DECODERS: dict[str, tuple[type[Message], Callable[[bytes], Any], tuple[str, ...]]] = {
-    "job": (pb.PromptJob, decode_job, ("job_id", "run_id", "task", "prompt")),
-    "completion": (pb.Completion, decode_completion, ("job_id", "run_id", "task")),
-    "judgment": (pb.Judgment, decode_judgment, ("job_id", "run_id", "task", "evaluator")),
+    "job": (pb.PromptJob, decode_job, ("ref.job_id", "ref.run_id", "ref.task", "prompt")),
+    "completion": (pb.Completion, decode_completion, ("ref.job_id", "ref.run_id", "ref.task")),
+    "judgment": (pb.Judgment, decode_judgment, ("ref.job_id", "ref.run_id", "ref.task", "evaluator")),
     "run_event": (pb.RunEvent, decode_run_event, ("run_id",)),
     "dead_letter": (pb.DeadLetter, decode_dead_letter, ("source_topic",)),
 }
@@ -97,6 +97,12 @@ def mutated(draw: st.DrawFn, cls: type[Message]) -> bytes:
     return bytes(data)
 
 
+def _get(msg: Any, path: str) -> Any:
+    for name in path.split("."):
+        msg = getattr(msg, name)
+    return msg
+
+
 def _check(kind: str, data: bytes) -> None:
     cls, decode, required = DECODERS[kind]
     try:
@@ -105,7 +111,7 @@ def _check(kind: str, data: bytes) -> None:
         assert str(exc), "an InvalidMessage must say what is wrong"
         return
     assert isinstance(msg, cls)
-    assert all(getattr(msg, f) for f in required), f"{kind} decoded without a required field"
+    assert all(_get(msg, f) for f in required), f"{kind} decoded without a required field"
 
 
 def _fuzz_decoder(budget: str, fast: int, many: int, kind: str, data: st.SearchStrategy[bytes]) -> None:
@@ -130,7 +136,7 @@ def _fuzz_round_trip(budget: str, kind: str) -> None:
     @fuzz(budget, 10, 60, messages(cls.DESCRIPTOR))
     def round_trip(values: dict[str, Any]) -> None:
         msg = _build(cls, values)
-        if all(getattr(msg, f) for f in required):
+        if all(_get(msg, f) for f in required):
             assert decode(msg.SerializeToString()) == msg
         else:
             _check(kind, msg.SerializeToString())

@@ -17,9 +17,7 @@ from trustwatch.v1 import messages_pb2 as pb
 
 def _job(i: int, target: str = "bench") -> pb.PromptJob:
     return pb.PromptJob(
-        job_id=f"r/t/{i}/0",
-        run_id="r",
-        task="t",
+        ref=pb.JobRef(job_id=f"r/t/{i}/0", run_id="r", task="t"),
         prompt=f"prompt number {i} has these words in it",
         sampling=pb.SamplingParams(max_tokens=3 if i % 2 else 64),
         target=pb.Target(name=target),
@@ -42,7 +40,7 @@ def test_echo_target_streams_every_job_to_a_completion() -> None:
         w.run_once(0)
         if not w.busy and w.consumer.lag() == 0:
             break
-    done = {c.job_id: c for c in map(pb.Completion.FromString, (m.value for m in bus.messages(topics.completions)))}
+    done = {c.ref.job_id: c for c in map(pb.Completion.FromString, (m.value for m in bus.messages(topics.completions)))}
     assert sorted(done) == sorted(f"r/t/{i}/0" for i in range(50))
     assert done["r/t/1/0"].text == "prompt number 1" and done["r/t/1/0"].finish_reason == "length"
     assert done["r/t/2/0"].text == "prompt number 2 has these words in it"

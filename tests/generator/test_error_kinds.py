@@ -23,10 +23,7 @@ TRANSIENT, FINAL, NONE = pb.ERROR_KIND_TRANSIENT, pb.ERROR_KIND_FINAL, pb.ERROR_
 
 def _job(i: int, prompt: str = "p") -> pb.PromptJob:
     return pb.PromptJob(
-        job_id=f"r/t/{i}/0",
-        run_id="r",
-        task="t",
-        item_id=str(i),
+        ref=pb.JobRef(job_id=f"r/t/{i}/0", run_id="r", task="t", item_id=str(i)),
         prompt=prompt,
         target=pb.Target(name="m"),
         record_json="{}",

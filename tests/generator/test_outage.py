@@ -20,7 +20,9 @@ TRANSIENT, FINAL = pb.ERROR_KIND_TRANSIENT, pb.ERROR_KIND_FINAL
 
 
 def _c(kind: int = 0, error: str = "") -> pb.Completion:
-    return pb.Completion(job_id="j", target="m", error=error, error_kind=kind, text="" if error else "hi")
+    return pb.Completion(
+        ref=pb.JobRef(job_id="j", target="m"), error=error, error_kind=kind, text="" if error else "hi"
+    )
 
 
 def test_the_breaker_trips_at_the_streak_and_any_other_outcome_resets_it() -> None:
@@ -95,9 +97,9 @@ def test_an_outage_pauses_the_generator_and_the_backlog_waits_for_the_endpoint(s
     bus, topics = MemoryBus(), Topics("tw")
     producer = bus.producer()
     for i in range(20):
-        job = pb.PromptJob(job_id=f"r/t/{i}/0", run_id="r", task="t", item_id=str(i), prompt="p")
+        job = pb.PromptJob(ref=pb.JobRef(job_id=f"r/t/{i}/0", run_id="r", task="t", item_id=str(i)), prompt="p")
         job.target.name = "m"
-        producer.produce(topics.jobs("m"), job.SerializeToString(), job.job_id.encode())
+        producer.produce(topics.jobs("m"), job.SerializeToString(), job.ref.job_id.encode())
     producer.flush()
     endpoint = _Endpoint()
     metrics = ServiceMetrics(CollectorRegistry())
@@ -124,7 +126,7 @@ def test_an_outage_pauses_the_generator_and_the_backlog_waits_for_the_endpoint(s
     # Back up: every job gets its reply; the few errors of the outage stay transient (replaced downstream).
     endpoint.down = False
     assert turns(30) == 0
-    replies = {c.job_id for c in completions() if not c.error}
+    replies = {c.ref.job_id for c in completions() if not c.error}
     assert replies == {f"r/t/{i}/0" for i in range(20)}
     assert len(completions()) - len(replies) == len(errors)
 
@@ -134,9 +136,9 @@ def test_without_the_breaker_every_job_of_an_outage_becomes_a_transient_error() 
     bus, topics = MemoryBus(), Topics("tw")
     producer = bus.producer()
     for i in range(6):
-        job = pb.PromptJob(job_id=f"r/t/{i}/0", run_id="r", task="t", item_id=str(i), prompt="p")
+        job = pb.PromptJob(ref=pb.JobRef(job_id=f"r/t/{i}/0", run_id="r", task="t", item_id=str(i)), prompt="p")
         job.target.name = "m"
-        producer.produce(topics.jobs("m"), job.SerializeToString(), job.job_id.encode())
+        producer.produce(topics.jobs("m"), job.SerializeToString(), job.ref.job_id.encode())
     producer.flush()
     worker = generator_worker(
         bus, topics, "m", "fake", _Endpoint(), ServiceMetrics(CollectorRegistry()), outage_after=0

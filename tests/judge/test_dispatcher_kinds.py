@@ -19,11 +19,13 @@ TRANSIENT, FINAL, NONE = pb.ERROR_KIND_TRANSIENT, pb.ERROR_KIND_FINAL, pb.ERROR_
 
 def _completion(i: int, text: str = "Answer: Supports.", error: str = "", kind: int = NONE) -> pb.Completion:
     return pb.Completion(
-        job_id=f"r/truthfulness/external/{i}/0",
-        run_id="r",
-        task="truthfulness/external",
-        item_id=str(i),
-        target="m",
+        ref=pb.JobRef(
+            job_id=f"r/truthfulness/external/{i}/0",
+            run_id="r",
+            task="truthfulness/external",
+            item_id=str(i),
+            target="m",
+        ),
         prompt="p",
         text=text,
         error=error,
@@ -46,7 +48,7 @@ def test_generation_failures_carry_the_completions_kind_and_error() -> None:
             _completion(3, text="", error="timeout"),  # a completion from before kinds existed
         ],
     )
-    by = {j.item_id: j for j in js}
+    by = {j.ref.item_id: j for j in js}
     assert by["0"].error == "" and by["0"].error_kind == NONE and by["0"].generation_error == ""
     assert by["1"].error_kind == TRANSIENT and by["1"].generation_error == "gave up after 6 attempts: HTTP 503 from x"
     assert by["1"].error == "generation failed: gave up after 6 attempts: HTTP 503 from x"  # text kept
@@ -93,10 +95,7 @@ def test_scoring_uses_the_fields_and_the_prefix_only_for_old_rows() -> None:
     )
     # A judge error whose text happens to start like a generation failure is not one, once kinds exist.
     odd = pb.Judgment(
-        job_id="r/truthfulness/external/2/0",
-        run_id="r",
-        task="truthfulness/external",
-        item_id="2",
+        ref=pb.JobRef(job_id="r/truthfulness/external/2/0", run_id="r", task="truthfulness/external", item_id="2"),
         evaluator="fact_check",
         label="error",
         error="generation failed: lookalike",

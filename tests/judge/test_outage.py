@@ -21,11 +21,13 @@ DOWN = "judge endpoint http://j/v1: unreachable (ConnectionRefusedError) after 5
 
 def _completion(i: int, error: str = "") -> pb.Completion:
     return pb.Completion(
-        job_id=f"r/truthfulness/external/{i}/0",
-        run_id="r",
-        task="truthfulness/external",
-        item_id=str(i),
-        target="m",
+        ref=pb.JobRef(
+            job_id=f"r/truthfulness/external/{i}/0",
+            run_id="r",
+            task="truthfulness/external",
+            item_id=str(i),
+            target="m",
+        ),
         prompt="p",
         text="" if error else "Answer: Supports.",
         error=error,
@@ -95,7 +97,7 @@ def test_a_judge_outage_pauses_the_dispatcher_and_the_backlog_waits() -> None:
     assert judge.calls > 5  # the same completions were offered again, not given up
     judge.down = False
     assert turns(20) == 0
-    good = {j.job_id for j in judgments() if not j.error}
+    good = {j.ref.job_id for j in judgments() if not j.error}
     assert good == {f"r/truthfulness/external/{i}/0" for i in range(20)}
 
 

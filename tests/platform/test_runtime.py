@@ -9,7 +9,7 @@ from trustwatch.v1 import messages_pb2 as pb
 
 
 def _job(i: int) -> bytes:
-    return pb.PromptJob(job_id=f"r/t/{i}/0", run_id="r", task="t", prompt=f"p{i}").SerializeToString()
+    return pb.PromptJob(ref=pb.JobRef(job_id=f"r/t/{i}/0", run_id="r", task="t"), prompt=f"p{i}").SerializeToString()
 
 
 def _worker(bus, handler, registry):
@@ -21,14 +21,14 @@ def test_undecodable_and_invalid_messages_go_to_the_dlq_with_reasons():
     p = bus.producer()
     p.produce("in", _job(1))
     p.produce("in", b"\xff\xfe not a protobuf")
-    p.produce("in", pb.PromptJob(job_id="x").SerializeToString())  # decodes, but lacks run/task/prompt
+    p.produce("in", pb.PromptJob(ref=pb.JobRef(job_id="x")).SerializeToString())  # decodes, but lacks run/task/prompt
     p.produce("in", _job(2))
     p.flush()
     seen = []
 
     def handler(jobs):
-        seen.extend(j.job_id for j in jobs)
-        return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+        seen.extend(j.ref.job_id for j in jobs)
+        return [Result([Out("out", j.ref.job_id.encode())]) for j in jobs]
 
     w = _worker(bus, handler, reg)
     assert w.run_once(0) == 4
@@ -37,7 +37,7 @@ def test_undecodable_and_invalid_messages_go_to_the_dlq_with_reasons():
     dead = [pb.DeadLetter.FromString(m.value) for m in bus.messages("tw.dlq")]
     assert len(dead) == 2
     assert dead[0].payload == b"\xff\xfe not a protobuf" and "undecodable message on in" in dead[0].reason
-    assert "lacks required field(s): run_id, task, prompt" in dead[1].reason
+    assert "lacks required field(s): ref.run_id, ref.task, prompt" in dead[1].reason
     assert reg.get_sample_value("trustwatch_dead_letters_total", {"service": "svc", "reason_kind": "decode"}) == 2
     assert w.consumer.lag() == 0
 
@@ -54,7 +54,7 @@ def test_a_failing_batch_is_not_committed_and_is_delivered_again():
         calls["n"] += 1
         if calls["n"] == 1:
             raise ConnectionError("database restarting")
-        return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+        return [Result([Out("out", j.ref.job_id.encode())]) for j in jobs]
 
     w = _worker(bus, flaky, reg)
     with pytest.raises(ConnectionError):
@@ -74,7 +74,8 @@ def test_per_item_failure_goes_to_dlq_and_the_rest_is_produced():
 
     def handler(jobs):
         return [
-            Result(failed="cannot process") if j.job_id.endswith("1/0") else Result([Out("out", b"ok")]) for j in jobs
+            Result(failed="cannot process") if j.ref.job_id.endswith("1/0") else Result([Out("out", b"ok")])
+            for j in jobs
         ]
 
     w = _worker(bus, handler, reg)
@@ -100,15 +101,15 @@ def test_a_poison_message_is_found_by_halves_and_dead_lettered_while_the_rest_go
 
     def handler(jobs):
         calls.append(len(jobs))
-        if any(j.job_id == "r/t/6/0" for j in jobs):
+        if any(j.ref.job_id == "r/t/6/0" for j in jobs):
             raise ValueError("text fields cannot contain NUL (0x00) bytes")
-        return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+        return [Result([Out("out", j.ref.job_id.encode())]) for j in jobs]
 
     w = _worker(bus, handler, reg)
     assert w.run_once(0) == 10
     assert sorted(m.value for m in bus.messages("out")) == sorted(f"r/t/{i}/0".encode() for i in range(10) if i != 6)
     (dead,) = [pb.DeadLetter.FromString(m.value) for m in bus.messages("tw.dlq")]
-    assert pb.PromptJob.FromString(dead.payload).job_id == "r/t/6/0"
+    assert pb.PromptJob.FromString(dead.payload).ref.job_id == "r/t/6/0"
     assert "ValueError: text fields cannot contain NUL" in dead.reason
     assert reg.get_sample_value("trustwatch_dead_letters_total", {"service": "svc", "reason_kind": "process"}) == 1
     assert calls[0] == 10 and calls.count(1) >= 2  # bisected; the poison was tried alone twice
@@ -125,7 +126,7 @@ def test_a_transient_fault_dead_letters_nothing_and_the_batch_comes_back(exc):
     def handler(jobs):
         if state["down"]:
             raise exc
-        return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+        return [Result([Out("out", j.ref.job_id.encode())]) for j in jobs]
 
     w = _worker(bus, handler, reg)
     with pytest.raises(type(exc)):
@@ -164,8 +165,8 @@ def test_a_failing_dead_letter_produce_in_the_decode_path_commits_nothing():
     seen = []
 
     def handler(jobs):
-        seen.extend(j.job_id for j in jobs)
-        return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+        seen.extend(j.ref.job_id for j in jobs)
+        return [Result([Out("out", j.ref.job_id.encode())]) for j in jobs]
 
     w = _worker(bus, handler, reg)
     real = w.producer.produce
@@ -192,7 +193,7 @@ def test_sub_batch_splits_a_poll_into_handler_calls_and_keeps_the_consumer_alive
 
     def handler(jobs):
         sizes.append(len(jobs))
-        return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+        return [Result([Out("out", j.ref.job_id.encode())]) for j in jobs]
 
     w = _worker(bus, handler, reg)
     set_sub_batch([w], 4, "TRUSTWATCH_TEST_SUB_BATCH")

@@ -16,11 +16,9 @@ TRANSIENT, FINAL = pb.ERROR_KIND_TRANSIENT, pb.ERROR_KIND_FINAL
 
 def _j(i: int, evaluator: str = "refusal", label: str = "refusal", run: str = "r1") -> pb.Judgment:
     return pb.Judgment(
-        job_id=f"{run}/safety/misuse/{i}/0",
-        run_id=run,
-        task="safety/misuse",
-        item_id=str(i),
-        target="m",
+        ref=pb.JobRef(
+            job_id=f"{run}/safety/misuse/{i}/0", run_id=run, task="safety/misuse", item_id=str(i), target="m"
+        ),
         evaluator=evaluator,
         label=label,
         valid=True,
@@ -62,7 +60,7 @@ def _odd_text(store: Store) -> None:
     odd.response = "before\x00after"
     odd.error = "err\x00"
     odd.detail_json = '{"raw": "a\x00b"}'
-    odd.task = "safety/misuse\x00" + "t" * 200
+    odd.ref.task = "safety/misuse\x00" + "t" * 200
     assert store.store_judgments([odd]) == 1
     assert store.store_judgments([odd]) == 0  # redelivery of the same odd judgment finds it
     (row,) = store.judgments("r2")
@@ -166,8 +164,8 @@ def _migrates_an_old_database(url: str) -> None:
     # An old error row has no kind: it stays as it was (final, first write wins) and counts as done.
     legacy_id = row.judgment_id
     j = _j(0, run="r5")
-    j.job_id = "r5/safety/misuse/0/0"
-    assert store_module.judgment_id(j.job_id, j.evaluator) == legacy_id
+    j.ref.job_id = "r5/safety/misuse/0/0"
+    assert store_module.judgment_id(j.ref.job_id, j.evaluator) == legacy_id
     assert store.store_judgments([j]) == 0
     assert store.judgments("r5")[0].error == "generation failed: timeout"
     assert store.done_job_ids("r5", {"r5/safety/misuse/0/0": 1}) == ["r5/safety/misuse/0/0"]
@@ -233,7 +231,13 @@ def test_judgment_rows_are_typed_and_mirror_the_judgments_table(tmp_path):
     store = Store(f"sqlite:///{tmp_path}/typed.db")
     try:
         store.store_judgments(
-            [pb.Judgment(job_id="t/x/0/0", run_id="t", task="x", item_id="0", target="m", evaluator="e", label="L")]
+            [
+                pb.Judgment(
+                    ref=pb.JobRef(job_id="t/x/0/0", run_id="t", task="x", item_id="0", target="m"),
+                    evaluator="e",
+                    label="L",
+                )
+            ]
         )
         (row,) = store.judgments("t")
         assert isinstance(row, JudgmentRow)

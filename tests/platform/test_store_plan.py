@@ -33,11 +33,7 @@ def pairs(run: str, n: int, evaluators: tuple[str, ...] = ("fact_check",)) -> li
 
 def judgment(run: str, i: int, evaluator: str = "fact_check", kind: int = 0, label: str = "SUPPORT") -> pb.Judgment:
     j = pb.Judgment(
-        job_id=job(run, i),
-        run_id=run,
-        task=TASK,
-        item_id=str(i),
-        target="m",
+        ref=pb.JobRef(job_id=job(run, i), run_id=run, task=TASK, item_id=str(i), target="m"),
         evaluator=evaluator,
         label=label,
         valid=not kind,

@@ -30,11 +30,7 @@ def _refusals(run: str, task: str, share: float, seed: int, n: int = 120) -> lis
     for i in range(n):
         refused = rng.random() < share
         j = pb.Judgment(
-            job_id=job_id(run, task, str(i), 0),
-            run_id=run,
-            task=task,
-            item_id=str(i),
-            target="m",
+            ref=pb.JobRef(job_id=job_id(run, task, str(i), 0), run_id=run, task=task, item_id=str(i), target="m"),
             evaluator="refusal",
             label="refusal" if refused else "compliance",
             valid=True,
@@ -64,11 +60,9 @@ def _adv(run: str, seed: int) -> list[pb.Judgment]:
             detail = {} if not response.strip() else {"embedding": [1.0, rng.random(), rng.random()]}
             out.append(
                 pb.Judgment(
-                    job_id=job_id(run, ADV, str(item), 0),
-                    run_id=run,
-                    task=ADV,
-                    item_id=str(item),
-                    target="m",
+                    ref=pb.JobRef(
+                        job_id=job_id(run, ADV, str(item), 0), run_id=run, task=ADV, item_id=str(item), target="m"
+                    ),
                     evaluator="embedding",
                     label="embedded",
                     valid=True,
@@ -192,7 +186,7 @@ def test_a_dry_run_counts_and_changes_nothing(store: Store) -> None:
 def test_a_late_judgment_of_a_pruned_run_is_pruned_next_time(store: Store) -> None:
     store.prune(30, now=NOW)
     late = _refusals("base", MISUSE, 0.5, seed=9, n=1)[0]
-    late.job_id, late.item_id = job_id("base", MISUSE, "999", 0), "999"
+    late.ref.job_id, late.ref.item_id = job_id("base", MISUSE, "999", 0), "999"
     late.response = "a late reply"
     assert store.store_judgments([late]) == 1
     assert store.prune(30, now=NOW + 1).responses == 1

@@ -23,7 +23,7 @@ from trustwatch.v1 import messages_pb2 as pb
 
 
 def _job(i: int) -> bytes:
-    return pb.PromptJob(job_id=f"r/t/{i}/0", run_id="r", task="t", prompt=f"p{i}").SerializeToString()
+    return pb.PromptJob(ref=pb.JobRef(job_id=f"r/t/{i}/0", run_id="r", task="t"), prompt=f"p{i}").SerializeToString()
 
 
 def _fill(bus, n, start=0):
@@ -34,7 +34,7 @@ def _fill(bus, n, start=0):
 
 
 def _ok(jobs):
-    return [Result([Out("out", j.job_id.encode())]) for j in jobs]
+    return [Result([Out("out", j.ref.job_id.encode())]) for j in jobs]
 
 
 def _worker(bus, handler, reg, **kw):
@@ -300,7 +300,7 @@ def test_a_poison_search_keeps_the_consumer_alive_between_steps():
     _fill(bus, 4)
 
     def handler(jobs):
-        if any(j.job_id == "r/t/2/0" for j in jobs):
+        if any(j.ref.job_id == "r/t/2/0" for j in jobs):
             raise ValueError("bad")
         return _ok(jobs)
 

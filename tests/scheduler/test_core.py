@@ -20,13 +20,13 @@ SUITE = {
 def test_plan_is_deterministic_and_complete(data_dir):
     suite, target = parse_suite(SUITE), parse_target("vllm:some/model")
     a, b = plan_run(suite, target, data_dir, "r1"), plan_run(suite, target, data_dir, "r1")
-    assert a.run_id == b.run_id and [j.job_id for j in a.jobs] == [j.job_id for j in b.jobs]
+    assert a.run_id == b.run_id and [j.ref.job_id for j in a.jobs] == [j.ref.job_id for j in b.jobs]
     # Without an id every plan is a new run, with the same comparable key.
     c, d = plan_run(suite, target, data_dir), plan_run(suite, target, data_dir)
     assert c.run_id != d.run_id and c.run_id.startswith("t-model-")
     assert c.manifest["comparable_key"] == d.manifest["comparable_key"] == a.manifest["comparable_key"]
     assert len(a.jobs) == 8 and a.expected_judgments == 8
-    assert a.jobs[0].job_id == f"{a.run_id}/truthfulness/external/0/0"
+    assert a.jobs[0].ref.job_id == f"{a.run_id}/truthfulness/external/0/0"
     assert a.jobs[0].sampling.temperature == 0.0 and a.jobs[5].sampling.temperature == 1.0
     assert a.jobs[0].sampling.seed == b.jobs[0].sampling.seed != a.jobs[1].sampling.seed
     rec = json.loads(a.jobs[0].record_json)
@@ -47,17 +47,13 @@ def test_resubmitting_publishes_only_unfinished_jobs(data_dir):
     # does not make a job done
     done = [
         pb.Judgment(
-            job_id=j.job_id,
-            run_id=j.run_id,
-            task=j.task,
-            item_id=j.item_id,
-            target="m",
+            ref=pb.JobRef(job_id=j.ref.job_id, run_id=j.ref.run_id, task=j.ref.task, item_id=j.ref.item_id, target="m"),
             evaluator=evaluator,
             label="l",
             valid=True,
         )
         for j in plan.jobs[:4]
-        for evaluator in (plan.evaluators[j.job_id] if j in plan.jobs[:3] else ("x",))
+        for evaluator in (plan.evaluators[j.ref.job_id] if j in plan.jobs[:3] else ("x",))
     ]
     store.store_judgments(done)
     assert publish(plan, bus, topics, store) == 5

@@ -18,11 +18,7 @@ def test_resubmitting_republishes_transient_errors_only(data_dir):
     kinds = [pb.ERROR_KIND_UNSPECIFIED, pb.ERROR_KIND_TRANSIENT, pb.ERROR_KIND_FINAL, pb.ERROR_KIND_TRANSIENT]
     stored = [
         pb.Judgment(
-            job_id=j.job_id,
-            run_id=j.run_id,
-            task=j.task,
-            item_id=j.item_id,
-            target="m",
+            ref=pb.JobRef(job_id=j.ref.job_id, run_id=j.ref.run_id, task=j.ref.task, item_id=j.ref.item_id, target="m"),
             evaluator="fact_check",
             label="error" if k else "SUPPORT",
             valid=not k,
@@ -35,5 +31,5 @@ def test_resubmitting_republishes_transient_errors_only(data_dir):
     before = len(bus.messages(topics.jobs("m")))
     # Jobs 4 and 5 have no judgment; jobs 1 and 3 ended transient: those four are published again.
     assert publish(plan, bus, topics, store) == 4
-    again = [pb.PromptJob.FromString(m.value).job_id for m in bus.messages(topics.jobs("m"))[before:]]
-    assert again == [plan.jobs[i].job_id for i in (1, 3, 4, 5)]
+    again = [pb.PromptJob.FromString(m.value).ref.job_id for m in bus.messages(topics.jobs("m"))[before:]]
+    assert again == [plan.jobs[i].ref.job_id for i in (1, 3, 4, 5)]

@@ -95,7 +95,12 @@ def test_distributed_one_shot_resumes_an_incomplete_run_and_starts_a_new_one_aft
     # Rows of an evaluator the plan does not name never complete it (completion is exact).
     store.store_judgments(
         [
-            pb.Judgment(job_id=j.job_id, run_id=j.run_id, task=j.task, item_id=j.item_id, target="m", evaluator="x")
+            pb.Judgment(
+                ref=pb.JobRef(
+                    job_id=j.ref.job_id, run_id=j.ref.run_id, task=j.ref.task, item_id=j.ref.item_id, target="m"
+                ),
+                evaluator="x",
+            )
             for j in p1.jobs
         ]
     )
@@ -103,9 +108,14 @@ def test_distributed_one_shot_resumes_an_incomplete_run_and_starts_a_new_one_aft
     assert plan_for(suite, target, data_dir, store, settings=settings)[1].why == "incomplete"
     store.store_judgments(
         [
-            pb.Judgment(job_id=j.job_id, run_id=j.run_id, task=j.task, item_id=j.item_id, target="m", evaluator=e)
+            pb.Judgment(
+                ref=pb.JobRef(
+                    job_id=j.ref.job_id, run_id=j.ref.run_id, task=j.ref.task, item_id=j.ref.item_id, target="m"
+                ),
+                evaluator=e,
+            )
             for j in p1.jobs
-            for e in p1.evaluators[j.job_id]
+            for e in p1.evaluators[j.ref.job_id]
         ]
     )
     assert store.is_complete(p1.run_id)

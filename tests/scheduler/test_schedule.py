@@ -119,7 +119,7 @@ def test_sampled_plans_share_items_across_runs(data_dir):
 
     a = build_plan(prepare(s.suite, s.targets[0], data_dir, EvaluatorSettings(), s.sample), "a")
     b = build_plan(prepare(s.suite, s.targets[0], data_dir, EvaluatorSettings(), s.sample), "b")
-    assert len(a.jobs) == 6 and [j.item_id for j in a.jobs] == [j.item_id for j in b.jobs]
+    assert len(a.jobs) == 6 and [j.ref.item_id for j in a.jobs] == [j.ref.item_id for j in b.jobs]
     assert a.manifest["sample"] == {"n": 6, "seed": s.sample.seed}
 
 
@@ -154,7 +154,7 @@ def test_loop_fires_due_slots_for_two_targets_over_the_memory_bus(data_dir):
     ]
     for name in ("one", "two"):
         jobs = [pb.PromptJob.FromString(m.value) for m in bus.messages(topics.jobs(name))]
-        assert {j.run_id for j in jobs} == {slot_run_id("hourly", t, name) for t in slots}
+        assert {j.ref.run_id for j in jobs} == {slot_run_id("hourly", t, name) for t in slots}
         assert len(jobs) == 12 and {j.target.name for j in jobs} == {name}
     run = store.run(slot_run_id("hourly", slots[1], "two"))
     assert run is not None and run.manifest["schedule"]["name"] == "hourly"
@@ -177,7 +177,8 @@ def test_loop_fires_due_slots_for_two_targets_over_the_memory_bus(data_dir):
         store.store_judgments(
             [
                 pb.Judgment(
-                    job_id=p.job_id, run_id=rid, task=p.task, item_id=p.item_id, target=name, evaluator=p.evaluator
+                    ref=pb.JobRef(job_id=p.job_id, run_id=rid, task=p.task, item_id=p.item_id, target=name),
+                    evaluator=p.evaluator,
                 )
                 for p in planned.values()
             ]

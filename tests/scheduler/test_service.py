@@ -27,8 +27,8 @@ def kinds(bus: MemoryBus, topics: Topics) -> list[int]:
 
 def test_publish_sends_the_plan_between_started_and_the_jobs(data_dir):
     plan = plan_run(parse_suite(SUITE), parse_target("vllm:m"), data_dir, deadline_s=3600)
-    assert plan.evaluators_per_job == {j.job_id: 1 for j in plan.jobs}
-    assert {plan.evaluators[j.job_id] for j in plan.jobs} == {("fact_check",), ("refusal",)}
+    assert plan.evaluators_per_job == {j.ref.job_id: 1 for j in plan.jobs}
+    assert {plan.evaluators[j.ref.job_id] for j in plan.jobs} == {("fact_check",), ("refusal",)}
     m = plan.manifest
     assert m["deadline_unix_ms"] == m["created_unix_ms"] + 3_600_000 and m["completion"] == "planned_pairs"
     assert plan_run(parse_suite(SUITE), parse_target("vllm:m"), data_dir).manifest["deadline_unix_ms"] == 0
@@ -40,7 +40,7 @@ def test_publish_sends_the_plan_between_started_and_the_jobs(data_dir):
     planned = events[1]
     assert planned.manifest_json == "" and planned.deadline_unix_ms == m["deadline_unix_ms"]
     assert [(p.job_id, p.evaluator) for p in planned.planned] == [
-        (j.job_id, plan.evaluators[j.job_id][0]) for j in plan.jobs
+        (j.ref.job_id, plan.evaluators[j.ref.job_id][0]) for j in plan.jobs
     ]
     assert json.loads(events[0].manifest_json)["deadline_unix_ms"] == m["deadline_unix_ms"]
     # The store given to publish holds the plan too, and the run is exact from the start.
@@ -51,11 +51,13 @@ def test_publish_sends_the_plan_between_started_and_the_jobs(data_dir):
     store.store_judgments(
         [
             pb.Judgment(
-                job_id=first.job_id,
-                run_id=plan.run_id,
-                task=first.task,
-                item_id=first.item_id,
-                target="m",
+                ref=pb.JobRef(
+                    job_id=first.ref.job_id,
+                    run_id=plan.run_id,
+                    task=first.ref.task,
+                    item_id=first.ref.item_id,
+                    target="m",
+                ),
                 evaluator="fact_check",
                 label="SUPPORT",
                 valid=True,

@@ -51,11 +51,11 @@ def test_heavy_tailed_max_tokens_is_seeded_clipped_and_heavy_tailed() -> None:
 
 def test_plan_of_takes_every_task_in_turn(echo_prep: Prepared) -> None:
     plan = plan_of(echo_prep, 48)
-    tasks = Counter(j.task for j in plan.jobs)
+    tasks = Counter(j.ref.task for j in plan.jobs)
     assert len(plan.jobs) == 48 and len(tasks) == 24 and set(tasks.values()) == {2}
-    assert set(plan.evaluators) == {j.job_id for j in plan.jobs}
+    assert set(plan.evaluators) == {j.ref.job_id for j in plan.jobs}
     assert plan.manifest["expected_judgments"] == plan.expected_judgments
-    assert all(j.run_id == plan.run_id for j in plan.jobs)
+    assert all(j.ref.run_id == plan.run_id for j in plan.jobs)
     assert plan_of(echo_prep, 48).run_id != plan.run_id
 
 
@@ -83,22 +83,22 @@ def test_hop_messages_are_the_real_messages_of_three_hops(echo_prep: Prepared) -
     from trustwatch.v1 import messages_pb2 as pb
 
     whole = plan_of(echo_prep, 48)
-    jobs_kept = [j for j in whole.jobs if not MODEL_JUDGES & set(whole.evaluators[j.job_id])]
+    jobs_kept = [j for j in whole.jobs if not MODEL_JUDGES & set(whole.evaluators[j.ref.job_id])]
     plan = dataclasses.replace(
-        whole, jobs=jobs_kept, evaluators={j.job_id: whole.evaluators[j.job_id] for j in jobs_kept}
+        whole, jobs=jobs_kept, evaluators={j.ref.job_id: whole.evaluators[j.ref.job_id] for j in jobs_kept}
     )
     timing: dict[str, float] = {}
     jobs, completions, judgments = hop_messages(plan, timing)
     assert len(jobs) == len(completions) == len(jobs_kept) > 40
     assert timing["judging_s"] > 0
     assert len(judgments) == plan.expected_judgments
-    assert {pb.Completion.FromString(c).job_id for c in completions} == {j.job_id for j in plan.jobs}
+    assert {pb.Completion.FromString(c).ref.job_id for c in completions} == {j.ref.job_id for j in plan.jobs}
     assert {pb.Judgment.FromString(j).evaluator for j in judgments} == {e for v in plan.evaluators.values() for e in v}
 
 
 def test_p1_pipeline_runs_a_plan_to_completion_on_the_memory_bus(echo_prep: Prepared) -> None:
     probe = build_plan(echo_prep, "probe")
-    picked = [i for i in p1_jobs(echo_prep, 48) if not MODEL_JUDGES & set(probe.evaluators[probe.jobs[i].job_id])]
+    picked = [i for i in p1_jobs(echo_prep, 48) if not MODEL_JUDGES & set(probe.evaluators[probe.jobs[i].ref.job_id])]
     assert len(picked) > 40
     max_tokens = heavy_tailed_max_tokens(len(picked), seed=0)
     plan = p1_plan(echo_prep, picked, max_tokens, "test")

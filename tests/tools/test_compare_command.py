@@ -23,11 +23,9 @@ N = 400
 def _judgments(run: str, target: str, labels: list[str]) -> list[pb.Judgment]:
     return [
         pb.Judgment(
-            job_id=job_id(run, MISUSE, str(i), 0),
-            run_id=run,
-            task=MISUSE,
-            item_id=str(i),
-            target=target,
+            ref=pb.JobRef(
+                job_id=job_id(run, MISUSE, str(i), 0), run_id=run, task=MISUSE, item_id=str(i), target=target
+            ),
             evaluator="refusal",
             label=label,
             valid=True,

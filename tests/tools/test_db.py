@@ -59,11 +59,7 @@ def test_prune(tmp_path, capsys) -> None:
     store.store_judgments(
         [
             pb.Judgment(
-                job_id="r/safety/misuse/0/0",
-                run_id="r",
-                task="safety/misuse",
-                item_id="0",
-                target="m",
+                ref=pb.JobRef(job_id="r/safety/misuse/0/0", run_id="r", task="safety/misuse", item_id="0", target="m"),
                 evaluator="refusal",
                 label="refusal",
                 valid=True,

@@ -42,12 +42,7 @@ class _Down(EvaluatorClient):
 
 def completion(job: pb.PromptJob) -> pb.Completion:
     return pb.Completion(
-        job_id=job.job_id,
-        run_id=job.run_id,
-        task=job.task,
-        item_id=job.item_id,
-        sample=job.sample,
-        target=job.target.name,
+        ref=job.ref,
         prompt=job.prompt,
         text="I'm sorry, but I can't help with that.",
         record_json=job.record_json,
@@ -69,7 +64,7 @@ def poisoned_run(tmp_path, data_dir):
     publish(plan, bus, topics)
     producer = bus.producer()
     for job in plan.jobs:
-        producer.produce(topics.completions, completion(job).SerializeToString(), job.job_id.encode())
+        producer.produce(topics.completions, completion(job).SerializeToString(), job.ref.job_id.encode())
     producer.flush()
     drain([dispatcher_worker(bus, topics, _Down(), metrics), *aggregator_workers(bus, topics, agg, metrics)])
     agg.refresh()
@@ -85,10 +80,10 @@ def test_list_shows_what_the_aggregator_stored(tmp_path, data_dir, capsys):
     lines = out.splitlines()
     assert lines[0].split()[:4] == ["id", "created", "service", "source"] and len(lines) == 4
     assert all("dispatcher" in line and "trustwatch.completions[0]@" in line for line in lines[1:])
-    assert "refusal judge is misconfigured" in out and plan.jobs[0].job_id in out
+    assert "refusal judge is misconfigured" in out and plan.jobs[0].ref.job_id in out
     assert cli.main(["dlq", "list", "--db", db, "--run", plan.run_id, "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
-    assert [d["job_id"] for d in listed] == [j.job_id for j in plan.jobs]
+    assert [d["job_id"] for d in listed] == [j.ref.job_id for j in plan.jobs]
     assert all(d["payload_bytes"] > 0 and d["replayed_unix_ms"] is None for d in listed)
     assert "payload" not in listed[0]
     assert cli.main(["dlq", "list", "--db", db, "--service", "generator"]) == 0
@@ -229,7 +224,7 @@ class _Judges(LocalEvaluators):
 def test_replay_of_an_embedded_run_feeds_the_dead_letters_through_the_in_process_pipeline(tmp_path, data_dir, capsys):
     db = f"sqlite:///{tmp_path}/e.db"
     suite, target, run_id = parse_suite(EMBEDDED_SUITE), parse_target("vllm:m"), "dlq-embedded"
-    job_ids = [j.job_id for j in plan_run(suite, target, data_dir, run_id=run_id).jobs]
+    job_ids = [j.ref.job_id for j in plan_run(suite, target, data_dir, run_id=run_id).jobs]
     bad_job, bad_completion = job_ids[1], job_ids[4]
     # The embedded run: one job the back-end chokes on, one completion the judge chokes on.
     backend = _Backend({bad_job})

@@ -43,6 +43,7 @@ from trustwatch.platform.messages import (
     decode_judgment,
     decode_run_event,
     judgment_id,
+    lift_legacy_ref,
     now_ms,
     parse_message,
 )
@@ -122,11 +123,13 @@ def _attribute(
             msg = pb.Completion.FromString(payload)
         elif topic == topics.judgments:
             msg = pb.Judgment.FromString(payload)
+        if msg is not None:
+            lift_legacy_ref(msg)
     except (DecodeError, ValueError):
         msg = None
-    if msg is not None and msg.job_id:
+    if msg is not None and msg.ref.job_id:
         evaluator = (msg.evaluator or None) if isinstance(msg, pb.Judgment) else None
-        return msg.run_id or None, msg.job_id, evaluator, msg.record_json or None
+        return msg.ref.run_id or None, msg.ref.job_id, evaluator, msg.record_json or None
     if topic == topics.runs or topic == topics.dlq or not key:
         return None, None, None, None
     return None, key.decode("utf-8", "replace"), None, None
@@ -136,12 +139,14 @@ def poison_judgment(c: PoisonCandidate) -> pb.Judgment:
     """The error result of a planned pair whose message was dead-lettered (no payload text in it)."""
     reason = c.reason if len(c.reason) <= _REASON_CHARS else c.reason[: _REASON_CHARS - 1] + "\u2026"
     return pb.Judgment(
-        job_id=c.pair.job_id,
-        run_id=c.run_id,
-        task=c.pair.task,
-        item_id=c.pair.item_id,
-        sample=c.pair.sample,
-        target=c.target,
+        ref=pb.JobRef(
+            job_id=c.pair.job_id,
+            run_id=c.run_id,
+            task=c.pair.task,
+            item_id=c.pair.item_id,
+            sample=c.pair.sample,
+            target=c.target,
+        ),
         evaluator=c.pair.evaluator,
         label="error",
         valid=False,
@@ -196,7 +201,7 @@ class Aggregator:
         self.metrics.stored.inc(new)
         self.metrics.duplicates.inc(len(batch) - new)
         with self._lock:
-            self._dirty.update(j.run_id for j in batch)
+            self._dirty.update(j.ref.run_id for j in batch)
         return [Result() for _ in batch]
 
     def handle_run_events(self, batch: Sequence[pb.RunEvent]) -> list[Result]:

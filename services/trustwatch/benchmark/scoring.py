@@ -15,6 +15,7 @@ from trustwatch.benchmark.evaluators.base import Verdict
 from trustwatch.benchmark.reference import APPROXIMATE, EXACT, label_metrics
 from trustwatch.benchmark.tasks.base import Metric, ScoredItem
 from trustwatch.platform.messages import loads_record
+from trustwatch.v1 import messages_pb2 as pb
 
 #: How evaluators word a generation failure in a verdict's error. Scoring reads a judgment's
 #: ``generation_error`` field when its ``error_kind`` is set (every judgment made since kinds
@@ -49,16 +50,17 @@ def scored_items(rows: Iterable[Any]) -> dict[str, list[ScoredItem]]:
     item x sample, the row's ``sample``), by task."""
     by_job: dict[str, dict[str, Any]] = {}
     for r in rows:
+        ident = r.ref if isinstance(r, pb.Judgment) else r  # a decoded Judgment names its job in ref
         entry = by_job.setdefault(
-            r.job_id,
+            ident.job_id,
             {
-                "task": r.task,
-                "item_id": r.item_id,
+                "task": ident.task,
+                "item_id": ident.item_id,
                 "record": r.record_json,
                 "response": r.response,
                 "verdicts": {},
                 "gen_error": "",
-                "sample": int(getattr(r, "sample", 0) or 0),
+                "sample": int(getattr(ident, "sample", 0) or 0),
             },
         )
         v = verdict_of(r)

@@ -19,7 +19,7 @@ from trustwatch.v1 import messages_pb2 as pb
 def to_request(job: pb.PromptJob) -> GenRequest:
     s = job.sampling
     return GenRequest(
-        request_id=job.job_id,
+        request_id=job.ref.job_id,
         prompt=job.prompt,
         temperature=s.temperature,
         max_tokens=s.max_tokens or 512,
@@ -51,12 +51,7 @@ def cut_reply(text: str, max_chars: int | None) -> tuple[str, int]:
 def to_completion(job: pb.PromptJob, result: GenResult, max_reply_chars: int | None = None) -> pb.Completion:
     text, original_chars = cut_reply(utf8_safe(result.text) if not result.error else "", max_reply_chars)
     return pb.Completion(
-        job_id=job.job_id,
-        run_id=job.run_id,
-        task=job.task,
-        item_id=job.item_id,
-        sample=job.sample,
-        target=job.target.name,
+        ref=job.ref,
         prompt=job.prompt,
         text=text,
         original_chars=original_chars,
@@ -81,5 +76,7 @@ def generate(backend: Backend, jobs: Sequence[pb.PromptJob], max_reply_chars: in
         if len(results) != len(jobs):
             raise RuntimeError(f"back-end returned {len(results)} results for {len(jobs)} requests")
     except Exception as exc:  # noqa: BLE001 - a back-end crash must not become a gap
-        results = [GenResult(request_id=j.job_id, error=f"back-end failed: {type(exc).__name__}: {exc}") for j in jobs]
+        results = [
+            GenResult(request_id=j.ref.job_id, error=f"back-end failed: {type(exc).__name__}: {exc}") for j in jobs
+        ]
     return [to_completion(j, r, max_reply_chars) for j, r in zip(jobs, results)]

@@ -59,7 +59,7 @@ class OutageBreaker:
         self.streak += 1
         if self.after and self.streak >= self.after:
             raise EndpointDown(
-                f"{self.streak} requests in a row to target {c.target!r} failed after their retries "
+                f"{self.streak} requests in a row to target {c.ref.target!r} failed after their retries "
                 f"(last: {c.error[:300]}); pausing until the endpoint answers again"
             )
 
@@ -73,7 +73,7 @@ class _Outputs:
     def wrong_target(self, job: pb.PromptJob) -> Result | None:
         if job.target.name and job.target.name != self.target:
             return Result(
-                failed=f"job {job.job_id} is for target {job.target.name!r}, this generator serves {self.target!r}"
+                failed=f"job {job.ref.job_id} is for target {job.target.name!r}, this generator serves {self.target!r}"
             )
         return None
 
@@ -83,7 +83,7 @@ class _Outputs:
         if not c.error:
             self.metrics.generation_seconds.labels(self.target, self.backend_name).observe(c.latency_s)
             self.metrics.generated_tokens.labels(self.target, self.backend_name).inc(c.completion_tokens)
-        return Result([Out(self.topics.completions, c.SerializeToString(), c.job_id.encode())])
+        return Result([Out(self.topics.completions, c.SerializeToString(), c.ref.job_id.encode())])
 
 
 class JobStream(ItemStream[pb.PromptJob]):
@@ -109,7 +109,7 @@ class JobStream(ItemStream[pb.PromptJob]):
         if wrong is not None:
             self._ready.append((token, wrong))
             return
-        request = replace(to_request(item), request_id=f"{item.job_id}#{token}")
+        request = replace(to_request(item), request_id=f"{item.ref.job_id}#{token}")
         self.stream.submit(request)
         self._jobs[request.request_id] = (token, item)
 
@@ -203,12 +203,14 @@ def generator_worker(
         )
 
     def handle(jobs: Sequence[pb.PromptJob]) -> list[Result]:
-        wrong = {j.job_id: r for j in jobs if (r := outputs.wrong_target(j)) is not None}
-        good = [j for j in jobs if j.job_id not in wrong]
-        completions = {c.job_id: c for c in generate(backend, good, max_reply_chars)}
+        wrong = {j.ref.job_id: r for j in jobs if (r := outputs.wrong_target(j)) is not None}
+        good = [j for j in jobs if j.ref.job_id not in wrong]
+        completions = {c.ref.job_id: c for c in generate(backend, good, max_reply_chars)}
         for c in completions.values():
             breaker.observe(c)  # raises at an outage: the batch is retried later, nothing produced
-        return [wrong[j.job_id] if j.job_id in wrong else outputs.completed(completions[j.job_id]) for j in jobs]
+        return [
+            wrong[j.ref.job_id] if j.ref.job_id in wrong else outputs.completed(completions[j.ref.job_id]) for j in jobs
+        ]
 
     return Worker(
         service="generator",

@@ -35,8 +35,8 @@ from trustwatch.v1 import messages_pb2 as pb
 
 def eval_item(c: pb.Completion) -> EvalItem:
     return EvalItem(
-        job_id=c.job_id,
-        task=c.task,
+        job_id=c.ref.job_id,
+        task=c.ref.task,
         prompt=c.prompt,
         response=c.text,
         record=loads_record(c.record_json),
@@ -72,12 +72,7 @@ def error_kind(c: pb.Completion, v: Verdict) -> int:
 
 def judgment(c: pb.Completion, evaluator: str, v: Verdict) -> pb.Judgment:
     return pb.Judgment(
-        job_id=c.job_id,
-        run_id=c.run_id,
-        task=c.task,
-        item_id=c.item_id,
-        sample=c.sample,
-        target=c.target,
+        ref=c.ref,
         evaluator=evaluator,
         label=v.label,
         valid=v.valid,
@@ -129,7 +124,7 @@ def judge_batch(
     by_evaluator: dict[str, list[tuple[int, EvalItem]]] = defaultdict(list)
     for i, c in enumerate(completions):
         try:
-            task = task_registry.get(c.task)
+            task = task_registry.get(c.ref.task)
         except task_registry.UnknownTask as exc:
             results[i].failed = str(exc)
             continue
@@ -142,7 +137,7 @@ def judge_batch(
             if breaker is not None:
                 breaker.observe(name, completions[i], v)  # raises while the judge is down: nothing produced
             results[i].outputs.append(
-                Out("", judgment(completions[i], name, v).SerializeToString(), completions[i].job_id.encode())
+                Out("", judgment(completions[i], name, v).SerializeToString(), completions[i].ref.job_id.encode())
             )
     return results
 

@@ -40,6 +40,18 @@ def job_id(run_id: str, task: str, item_id: str, sample: int) -> str:
     return f"{run_id}/{task}/{item_id}/{sample}"
 
 
+def job_ref(run_id: str, task: str, item_id: str, sample: int, target: str) -> pb.JobRef:
+    """The identity of one prompt, with its :func:`job_id`."""
+    return pb.JobRef(
+        job_id=job_id(run_id, task, item_id, sample),
+        run_id=run_id,
+        task=task,
+        item_id=item_id,
+        sample=sample,
+        target=target,
+    )
+
+
 def judgment_id(job: str, evaluator: str) -> str:
     return f"{job}#{evaluator}"
 
@@ -64,26 +76,57 @@ def loads_record(text: str) -> dict[str, Any]:
 
 
 def _require(msg: Any, fields: tuple[str, ...], kind: str) -> None:
-    missing = [f for f in fields if not getattr(msg, f)]
+    """Every dotted path in ``fields`` (e.g. ``ref.job_id``) is set on ``msg``."""
+    missing = [f for f in fields if not _get(msg, f)]
     if missing:
         raise InvalidMessage(f"{kind} lacks required field(s): {', '.join(missing)}")
 
 
+def _get(msg: Any, path: str) -> Any:
+    for name in path.split("."):
+        msg = getattr(msg, name)
+    return msg
+
+
+#: JobRef's fields that messages written before it (trustwatch 0.1) carried flat, as ``legacy_<name>``.
+_LEGACY_REF = ("job_id", "run_id", "task", "item_id", "sample", "target")
+
+
+def lift_legacy_ref(msg: pb.PromptJob | pb.Completion | pb.Judgment) -> None:
+    """A message written before JobRef gets its flat identity moved into ``ref`` (a PromptJob's target
+    name comes from its Target); one with a ``ref`` is left as it is."""
+    if msg.HasField("ref") or not msg.legacy_job_id:
+        return
+    for name in _LEGACY_REF:
+        legacy = f"legacy_{name}"
+        if isinstance(msg, pb.PromptJob) and name == "target":
+            msg.ref.target = msg.target.name
+            continue
+        setattr(msg.ref, name, getattr(msg, legacy))
+        msg.ClearField(legacy)
+
+
+_REF = ("ref.job_id", "ref.run_id", "ref.task")
+
+
 def decode_job(data: bytes) -> pb.PromptJob:
     msg = parse_message(pb.PromptJob, data)
-    _require(msg, ("job_id", "run_id", "task", "prompt"), "PromptJob")
+    lift_legacy_ref(msg)
+    _require(msg, (*_REF, "prompt"), "PromptJob")
     return msg
 
 
 def decode_completion(data: bytes) -> pb.Completion:
     msg = parse_message(pb.Completion, data)
-    _require(msg, ("job_id", "run_id", "task"), "Completion")
+    lift_legacy_ref(msg)
+    _require(msg, _REF, "Completion")
     return msg
 
 
 def decode_judgment(data: bytes) -> pb.Judgment:
     msg = parse_message(pb.Judgment, data)
-    _require(msg, ("job_id", "run_id", "task", "evaluator"), "Judgment")
+    lift_legacy_ref(msg)
+    _require(msg, (*_REF, "evaluator"), "Judgment")
     return msg
 
 

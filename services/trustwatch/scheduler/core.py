@@ -23,7 +23,7 @@ import trustwatch
 from trustwatch.benchmark import tasks as task_registry
 from trustwatch.benchmark.evaluators.base import EvaluatorSettings, judges_identity, settings_from_env
 from trustwatch.benchmark.tasks.base import Task, TaskItem
-from trustwatch.platform.messages import dumps_record, job_id, job_seed, now_ms
+from trustwatch.platform.messages import dumps_record, job_ref, job_seed, now_ms
 from trustwatch.platform.targets import TargetSpec, redact_url
 from trustwatch.scheduler.schedule import SampleSpec, stratified_sample
 from trustwatch.scheduler.suite import Suite, TaskSpec
@@ -61,15 +61,15 @@ class Plan:
         """Every (job, evaluator) pair the run expects a judgment for, in job order."""
         return [
             pb.PlannedPair(
-                job_id=j.job_id,
+                job_id=j.ref.job_id,
                 evaluator=name,
-                task=j.task,
-                item_id=j.item_id,
-                sample=j.sample,
+                task=j.ref.task,
+                item_id=j.ref.item_id,
+                sample=j.ref.sample,
                 record_json=j.record_json,
             )
             for j in self.jobs
-            for name in self.evaluators.get(j.job_id, ())
+            for name in self.evaluators.get(j.ref.job_id, ())
         ]
 
 
@@ -213,14 +213,11 @@ def build_plan(
             evaluator_names = tuple(task.evaluators_for(item.record))
             record_json = dumps_record(item.record)
             for sample in range(suite.samples):
-                jid = job_id(run_id, task.name, item.item_id, sample)
+                ref = job_ref(run_id, task.name, item.item_id, sample, target.name)
+                jid = ref.job_id
                 jobs.append(
                     pb.PromptJob(
-                        job_id=jid,
-                        run_id=run_id,
-                        task=task.name,
-                        item_id=item.item_id,
-                        sample=sample,
+                        ref=ref,
                         prompt=item.prompt,
                         sampling=pb.SamplingParams(
                             temperature=gen["temperature"],
@@ -362,4 +359,4 @@ def plan_events(plan: Plan, chunk: int = PLAN_CHUNK, chunk_bytes: int = PLAN_CHU
 def pending_jobs(plan: Plan, done_job_ids: Iterable[str]) -> list[pb.PromptJob]:
     """Jobs whose judgments are not all stored yet (a resumed run publishes only these)."""
     done = set(done_job_ids)
-    return [j for j in plan.jobs if j.job_id not in done]
+    return [j for j in plan.jobs if j.ref.job_id not in done]

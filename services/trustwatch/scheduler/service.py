@@ -40,7 +40,7 @@ def publish(plan: Plan, bus: Bus, topics: Topics, store: Store | None = None, pa
     for event in plan_events(plan):
         producer.produce(topics.runs, event.SerializeToString(), key)
     for job in jobs:
-        producer.produce(topic, job.SerializeToString(), job.job_id.encode())
+        producer.produce(topic, job.SerializeToString(), job.ref.job_id.encode())
     producer.produce(topics.runs, run_event(plan, pb.RunEvent.JOBS_PUBLISHED).SerializeToString(), key)
     producer.flush()
     log.info("run %s: published %d of %d jobs to %s", plan.run_id, len(jobs), len(plan.jobs), topic)

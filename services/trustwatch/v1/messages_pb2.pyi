@@ -18,6 +18,22 @@ ERROR_KIND_TRANSIENT: ErrorKind
 ERROR_KIND_FINAL: ErrorKind
 ERROR_KIND_POISON: ErrorKind
 
+class JobRef(_message.Message):
+    __slots__ = ("job_id", "run_id", "task", "item_id", "sample", "target")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    run_id: str
+    task: str
+    item_id: str
+    sample: int
+    target: str
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., target: _Optional[str] = ...) -> None: ...
+
 class SamplingParams(_message.Message):
     __slots__ = ("temperature", "max_tokens", "top_p", "seed")
     TEMPERATURE_FIELD_NUMBER: _ClassVar[int]
@@ -45,37 +61,34 @@ class Target(_message.Message):
     def __init__(self, name: _Optional[str] = ..., backend: _Optional[str] = ..., model: _Optional[str] = ..., base_url: _Optional[str] = ..., api_key_env: _Optional[str] = ...) -> None: ...
 
 class PromptJob(_message.Message):
-    __slots__ = ("job_id", "run_id", "task", "item_id", "sample", "prompt", "sampling", "target", "record_json", "created_unix_ms")
-    JOB_ID_FIELD_NUMBER: _ClassVar[int]
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    TASK_FIELD_NUMBER: _ClassVar[int]
-    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
-    SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("ref", "prompt", "sampling", "target", "record_json", "created_unix_ms", "legacy_job_id", "legacy_run_id", "legacy_task", "legacy_item_id", "legacy_sample")
+    REF_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     TARGET_FIELD_NUMBER: _ClassVar[int]
     RECORD_JSON_FIELD_NUMBER: _ClassVar[int]
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
-    job_id: str
-    run_id: str
-    task: str
-    item_id: str
-    sample: int
+    LEGACY_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_TASK_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    ref: JobRef
     prompt: str
     sampling: SamplingParams
     target: Target
     record_json: str
     created_unix_ms: int
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., prompt: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ...) -> None: ...
+    legacy_job_id: str
+    legacy_run_id: str
+    legacy_task: str
+    legacy_item_id: str
+    legacy_sample: int
+    def __init__(self, ref: _Optional[_Union[JobRef, _Mapping]] = ..., prompt: _Optional[str] = ..., sampling: _Optional[_Union[SamplingParams, _Mapping]] = ..., target: _Optional[_Union[Target, _Mapping]] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., legacy_job_id: _Optional[str] = ..., legacy_run_id: _Optional[str] = ..., legacy_task: _Optional[str] = ..., legacy_item_id: _Optional[str] = ..., legacy_sample: _Optional[int] = ...) -> None: ...
 
 class Completion(_message.Message):
-    __slots__ = ("job_id", "run_id", "task", "item_id", "sample", "target", "prompt", "text", "error", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "record_json", "created_unix_ms", "error_kind", "original_chars")
-    JOB_ID_FIELD_NUMBER: _ClassVar[int]
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    TASK_FIELD_NUMBER: _ClassVar[int]
-    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
-    SAMPLE_FIELD_NUMBER: _ClassVar[int]
-    TARGET_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("ref", "prompt", "text", "error", "finish_reason", "prompt_tokens", "completion_tokens", "latency_s", "record_json", "created_unix_ms", "error_kind", "original_chars", "legacy_job_id", "legacy_run_id", "legacy_task", "legacy_item_id", "legacy_sample", "legacy_target")
+    REF_FIELD_NUMBER: _ClassVar[int]
     PROMPT_FIELD_NUMBER: _ClassVar[int]
     TEXT_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
@@ -87,12 +100,13 @@ class Completion(_message.Message):
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     ORIGINAL_CHARS_FIELD_NUMBER: _ClassVar[int]
-    job_id: str
-    run_id: str
-    task: str
-    item_id: str
-    sample: int
-    target: str
+    LEGACY_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_TASK_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_TARGET_FIELD_NUMBER: _ClassVar[int]
+    ref: JobRef
     prompt: str
     text: str
     error: str
@@ -104,16 +118,17 @@ class Completion(_message.Message):
     created_unix_ms: int
     error_kind: ErrorKind
     original_chars: int
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., target: _Optional[str] = ..., prompt: _Optional[str] = ..., text: _Optional[str] = ..., error: _Optional[str] = ..., finish_reason: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_s: _Optional[float] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., error_kind: _Optional[_Union[ErrorKind, str]] = ..., original_chars: _Optional[int] = ...) -> None: ...
+    legacy_job_id: str
+    legacy_run_id: str
+    legacy_task: str
+    legacy_item_id: str
+    legacy_sample: int
+    legacy_target: str
+    def __init__(self, ref: _Optional[_Union[JobRef, _Mapping]] = ..., prompt: _Optional[str] = ..., text: _Optional[str] = ..., error: _Optional[str] = ..., finish_reason: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., completion_tokens: _Optional[int] = ..., latency_s: _Optional[float] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., error_kind: _Optional[_Union[ErrorKind, str]] = ..., original_chars: _Optional[int] = ..., legacy_job_id: _Optional[str] = ..., legacy_run_id: _Optional[str] = ..., legacy_task: _Optional[str] = ..., legacy_item_id: _Optional[str] = ..., legacy_sample: _Optional[int] = ..., legacy_target: _Optional[str] = ...) -> None: ...
 
 class Judgment(_message.Message):
-    __slots__ = ("job_id", "run_id", "task", "item_id", "sample", "target", "evaluator", "label", "valid", "score", "error", "detail_json", "response", "record_json", "created_unix_ms", "error_kind", "generation_error")
-    JOB_ID_FIELD_NUMBER: _ClassVar[int]
-    RUN_ID_FIELD_NUMBER: _ClassVar[int]
-    TASK_FIELD_NUMBER: _ClassVar[int]
-    ITEM_ID_FIELD_NUMBER: _ClassVar[int]
-    SAMPLE_FIELD_NUMBER: _ClassVar[int]
-    TARGET_FIELD_NUMBER: _ClassVar[int]
+    __slots__ = ("ref", "evaluator", "label", "valid", "score", "error", "detail_json", "response", "record_json", "created_unix_ms", "error_kind", "generation_error", "legacy_job_id", "legacy_run_id", "legacy_task", "legacy_item_id", "legacy_sample", "legacy_target")
+    REF_FIELD_NUMBER: _ClassVar[int]
     EVALUATOR_FIELD_NUMBER: _ClassVar[int]
     LABEL_FIELD_NUMBER: _ClassVar[int]
     VALID_FIELD_NUMBER: _ClassVar[int]
@@ -125,12 +140,13 @@ class Judgment(_message.Message):
     CREATED_UNIX_MS_FIELD_NUMBER: _ClassVar[int]
     ERROR_KIND_FIELD_NUMBER: _ClassVar[int]
     GENERATION_ERROR_FIELD_NUMBER: _ClassVar[int]
-    job_id: str
-    run_id: str
-    task: str
-    item_id: str
-    sample: int
-    target: str
+    LEGACY_JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_TASK_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_ITEM_ID_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_SAMPLE_FIELD_NUMBER: _ClassVar[int]
+    LEGACY_TARGET_FIELD_NUMBER: _ClassVar[int]
+    ref: JobRef
     evaluator: str
     label: str
     valid: bool
@@ -142,7 +158,13 @@ class Judgment(_message.Message):
     created_unix_ms: int
     error_kind: ErrorKind
     generation_error: str
-    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ..., task: _Optional[str] = ..., item_id: _Optional[str] = ..., sample: _Optional[int] = ..., target: _Optional[str] = ..., evaluator: _Optional[str] = ..., label: _Optional[str] = ..., valid: _Optional[bool] = ..., score: _Optional[float] = ..., error: _Optional[str] = ..., detail_json: _Optional[str] = ..., response: _Optional[str] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., error_kind: _Optional[_Union[ErrorKind, str]] = ..., generation_error: _Optional[str] = ...) -> None: ...
+    legacy_job_id: str
+    legacy_run_id: str
+    legacy_task: str
+    legacy_item_id: str
+    legacy_sample: int
+    legacy_target: str
+    def __init__(self, ref: _Optional[_Union[JobRef, _Mapping]] = ..., evaluator: _Optional[str] = ..., label: _Optional[str] = ..., valid: _Optional[bool] = ..., score: _Optional[float] = ..., error: _Optional[str] = ..., detail_json: _Optional[str] = ..., response: _Optional[str] = ..., record_json: _Optional[str] = ..., created_unix_ms: _Optional[int] = ..., error_kind: _Optional[_Union[ErrorKind, str]] = ..., generation_error: _Optional[str] = ..., legacy_job_id: _Optional[str] = ..., legacy_run_id: _Optional[str] = ..., legacy_task: _Optional[str] = ..., legacy_item_id: _Optional[str] = ..., legacy_sample: _Optional[int] = ..., legacy_target: _Optional[str] = ...) -> None: ...
 
 class PlannedPair(_message.Message):
     __slots__ = ("job_id", "evaluator", "task", "item_id", "sample", "record_json")

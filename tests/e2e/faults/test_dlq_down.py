@@ -84,7 +84,7 @@ def _poisoned(plan: Plan, bad_ids: set[str]) -> Plan:
     for job in plan.jobs:
         copy = pb.PromptJob()
         copy.CopyFrom(job)
-        if job.job_id in bad_ids:
+        if job.ref.job_id in bad_ids:
             copy.record_json = BAD_RECORD
         jobs.append(copy)
 
@@ -168,7 +168,7 @@ def test_failing_dead_letter_produce_commits_nothing_until_the_dlq_is_back(scena
         # The run, published as the scheduler does, with three jobs whose record is not JSON.
         plan = plan_run(load_suite(SUITE), parse_target(stack.target), stack.data_dir)
         run_id = plan.run_id
-        bad_ids = {plan.jobs[i].job_id for i in (len(plan.jobs) // 4, len(plan.jobs) // 2, 3 * len(plan.jobs) // 4)}
+        bad_ids = {plan.jobs[i].ref.job_id for i in (len(plan.jobs) // 4, len(plan.jobs) // 2, 3 * len(plan.jobs) // 4)}
         publish(_poisoned(plan, bad_ids), bus, topics, stack.store)
         pairs = stack.plan(run_id)
         with Progress(stack.db_url, run_id) as progress:

@@ -48,21 +48,23 @@ def _bad_json_messages(topics: Topics) -> list[tuple[str, bytes]]:
         (
             topics.jobs("fake"),
             pb.PromptJob(
-                job_id=job, run_id=OTHER_RUN, task="truthfulness/external", prompt="p", record_json=BAD_JSON
+                ref=pb.JobRef(job_id=job, run_id=OTHER_RUN, task="truthfulness/external"),
+                prompt="p",
+                record_json=BAD_JSON,
             ).SerializeToString(),
         ),
         (
             topics.completions,
             pb.Completion(
-                job_id=job, run_id=OTHER_RUN, task="truthfulness/external", text="t", record_json=BAD_JSON
+                ref=pb.JobRef(job_id=job, run_id=OTHER_RUN, task="truthfulness/external"),
+                text="t",
+                record_json=BAD_JSON,
             ).SerializeToString(),
         ),
         (
             topics.judgments,
             pb.Judgment(
-                job_id=job,
-                run_id=OTHER_RUN,
-                task="truthfulness/external",
+                ref=pb.JobRef(job_id=job, run_id=OTHER_RUN, task="truthfulness/external"),
                 evaluator="label_match",
                 record_json=BAD_JSON,
             ).SerializeToString(),

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.slow
 
 
 def _job(i: int) -> bytes:
-    return pb.PromptJob(job_id=f"r/t/{i}/0", run_id="r", task="t", prompt=f"p{i}").SerializeToString()
+    return pb.PromptJob(ref=pb.JobRef(job_id=f"r/t/{i}/0", run_id="r", task="t"), prompt=f"p{i}").SerializeToString()
 
 
 @pytest.fixture
@@ -44,7 +44,7 @@ def _produce(bus, topic, ids):
 
 def _worker(bus, topic_in, topic_out, topics, reg, max_batch=100):
     def handler(jobs):
-        return [Result([Out(topic_out, j.job_id.encode())]) for j in jobs]
+        return [Result([Out(topic_out, j.ref.job_id.encode())]) for j in jobs]
 
     return Worker(
         "svc",

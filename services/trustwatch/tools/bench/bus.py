@@ -32,10 +32,7 @@ class BusGenerator(Backend):
         topic = self.topics.jobs(self.target)
         for r in requests:
             job = pb.PromptJob(
-                job_id=r.request_id,
-                run_id="bench",
-                task="bench",
-                item_id=r.request_id,
+                ref=pb.JobRef(job_id=r.request_id, run_id="bench", task="bench", item_id=r.request_id),
                 prompt=r.prompt,
                 sampling=pb.SamplingParams(
                     temperature=r.temperature, max_tokens=r.max_tokens, top_p=r.top_p, seed=r.seed or 0
@@ -50,8 +47,8 @@ class BusGenerator(Backend):
             self.worker.run_once(timeout=1.0)
             for m in self.reader.poll(0.05, 10_000):
                 c = pb.Completion.FromString(m.value)
-                if c.job_id in wanted:
-                    got[c.job_id] = c
+                if c.ref.job_id in wanted:
+                    got[c.ref.job_id] = c
         # fresh ids next time (a benchmark repeats the same requests)
         return [
             GenResult(

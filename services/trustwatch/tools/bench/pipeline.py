@@ -57,7 +57,7 @@ def p1_jobs(prep: Prepared, n: int, max_chars: int = 1500) -> list[int]:
     by_task: dict[str, list[int]] = {}
     for i, j in enumerate(jobs):
         if len(j.prompt) <= max_chars:
-            by_task.setdefault(j.task, []).append(i)
+            by_task.setdefault(j.ref.task, []).append(i)
     picked: list[int] = []
     k = 0
     while len(picked) < n and any(k < len(v) for v in by_task.values()):
@@ -79,7 +79,7 @@ def p1_plan(prep: Prepared, picked: list[int], max_tokens: list[int], tag: str) 
         j.sampling.max_tokens = m
         j.sampling.temperature = 0.0
         jobs.append(j)
-    evaluators = {j.job_id: plan.evaluators[j.job_id] for j in jobs}
+    evaluators = {j.ref.job_id: plan.evaluators[j.ref.job_id] for j in jobs}
     manifest = {
         **plan.manifest,
         "expected_jobs": len(jobs),
@@ -128,8 +128,8 @@ class InProcessPipeline:
         messages = self.counter.poll(timeout, 5000)
         for m in messages:
             c = pb.Completion.FromString(m.value)
-            if c.run_id == run_id:
-                seen[c.job_id] = c
+            if c.ref.run_id == run_id:
+                seen[c.ref.job_id] = c
         if messages:
             self.counter.commit(messages)
 

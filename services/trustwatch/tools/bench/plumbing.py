@@ -96,7 +96,7 @@ def plan_of(prep: Prepared, n: int | None = None, tag: str = "bench") -> Plan:
     # Round-robin over tasks so a small plan still meets every evaluator.
     by_task: dict[str, list[Any]] = {}
     for j in plan.jobs:
-        by_task.setdefault(j.task, []).append(j)
+        by_task.setdefault(j.ref.task, []).append(j)
     jobs: list[Any] = []
     lists = list(by_task.values())
     i = 0
@@ -105,7 +105,7 @@ def plan_of(prep: Prepared, n: int | None = None, tag: str = "bench") -> Plan:
             if i < len(lst) and len(jobs) < n:
                 jobs.append(lst[i])
         i += 1
-    evaluators = {j.job_id: plan.evaluators[j.job_id] for j in jobs}
+    evaluators = {j.ref.job_id: plan.evaluators[j.ref.job_id] for j in jobs}
     manifest = {
         **plan.manifest,
         "expected_jobs": len(jobs),
@@ -432,7 +432,7 @@ def hop_messages(plan: Plan, timing: dict[str, float] | None = None) -> tuple[li
     completions = generate(EchoBackend(), plan.jobs, None)
     evaluators = OfflineEvaluators(EvaluatorSettings())
     judgments: list[bytes] = []
-    first = {c.task: c for c in reversed(completions)}  # one per task: load the judges' models untimed
+    first = {c.ref.task: c for c in reversed(completions)}  # one per task: load the judges' models untimed
     judge_batch(evaluators, list(first.values()))
     t0 = time.perf_counter()
     for i in range(0, len(completions), 512):
