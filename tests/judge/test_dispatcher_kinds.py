@@ -51,7 +51,7 @@ def test_generation_failures_carry_the_completions_kind_and_error() -> None:
     by = {j.ref.item_id: j for j in js}
     assert by["0"].error == "" and by["0"].error_kind == NONE and by["0"].generation_error == ""
     assert by["1"].error_kind == TRANSIENT and by["1"].generation_error == "gave up after 6 attempts: HTTP 503 from x"
-    assert by["1"].error == "generation failed: gave up after 6 attempts: HTTP 503 from x"  # text kept
+    assert by["1"].error == "gave up after 6 attempts: HTTP 503 from x"  # the generation's error, no prefix
     assert by["2"].error_kind == FINAL
     assert by["3"].error_kind == FINAL and by["3"].generation_error == "timeout"
 

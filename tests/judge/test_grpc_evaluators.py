@@ -32,7 +32,7 @@ def test_evaluate_in_order_with_errors_kept(server):
     v = client.evaluate("fact_check", items)
     assert [x.label for x in v] == ["REFUTE", "invalid", "error", "SUPPORT"]
     assert [x.valid for x in v] == [True, False, False, True]
-    assert "generation failed: timeout" in v[2].error
+    assert v[2].error == "timeout"  # the generation's error: not judged
     assert v[1].detail == {"reason": "neither"}
     assert (
         registry.get_sample_value("trustwatch_verdicts_total", {"evaluator": "fact_check", "outcome": "invalid"}) == 1
@@ -68,3 +68,35 @@ def test_unreachable_evaluator_service_raises_so_the_batch_is_retried():
     client = GrpcEvaluators("127.0.0.1:1", timeout_s=1)
     with pytest.raises(grpc.RpcError):
         client.evaluate("fact_check", [EvalItem("j", "t", "p", "r")])
+
+
+def test_the_record_and_the_verdict_detail_cross_the_wire_as_the_text_they_came_in(server, monkeypatch):
+    """The completion's record JSON is sent as it is (not decoded and encoded again by the client), and
+    the judgment carries the detail text the judge sent."""
+    import json
+
+    from trustwatch.judge import client as client_module
+    from trustwatch.judge.dispatcher import eval_item, judgment
+    from trustwatch.v1 import messages_pb2 as pb
+
+    addr, _ = server
+    record_json = '{ "label" : "SUPPORT" }'  # not as dumps_record would write it
+    completion = pb.Completion(
+        ref=pb.JobRef(job_id="r/truthfulness/external/0/0", run_id="r", task="truthfulness/external"),
+        text="no idea",
+        record_json=record_json,
+    )
+    sent: list[str] = []
+    real = client_module.item_to_pb
+    monkeypatch.setattr(client_module, "item_to_pb", lambda it: sent.append(real(it).record_json) or real(it))
+    grpc_client = GrpcEvaluators(addr, timeout_s=10)
+    try:
+        (verdict,) = grpc_client.evaluate("fact_check", [eval_item(completion)])
+    finally:
+        grpc_client.close()
+    assert sent == [record_json]
+    assert verdict.detail == {"reason": "neither"} and json.loads(verdict.detail_json) == {"reason": "neither"}
+    assert judgment(completion, "fact_check", verdict).detail_json == verdict.detail_json
+    # a verdict made in-process has no text yet: encoded once, when the judgment is made
+    local = LocalEvaluators().evaluate("fact_check", [eval_item(completion)])[0]
+    assert local.detail_json == "" and json.loads(judgment(completion, "fact_check", local).detail_json) == local.detail

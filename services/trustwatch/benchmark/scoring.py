@@ -17,9 +17,10 @@ from trustwatch.benchmark.tasks.base import Metric, ScoredItem
 from trustwatch.platform.messages import loads_record
 from trustwatch.v1 import messages_pb2 as pb
 
-#: How evaluators word a generation failure in a verdict's error. Scoring reads a judgment's
-#: ``generation_error`` field when its ``error_kind`` is set (every judgment made since kinds
-#: exist), and falls back to this prefix only for rows stored before (no kind).
+#: How evaluators worded a generation failure in a verdict's error before judgments carried it in
+#: their own field (an error verdict now holds the generation's error as it is). Scoring reads a
+#: judgment's ``generation_error`` field when its ``error_kind`` is set (every judgment made since
+#: kinds exist), and reads this prefix only in rows stored before (no kind).
 GENERATION_FAILED = "generation failed: "
 
 

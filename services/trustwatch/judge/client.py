@@ -55,7 +55,7 @@ def item_to_pb(it: EvalItem) -> epb.EvalItem:
         task=it.task,
         prompt=it.prompt,
         response=it.response,
-        record_json=dumps_record(it.record),
+        record_json=it.record_json or dumps_record(it.record),
         generation_error=it.generation_error,
     )
 
@@ -68,6 +68,7 @@ def item_from_pb(p: epb.EvalItem) -> EvalItem:
         response=p.response,
         record=json.loads(p.record_json) if p.record_json else {},
         generation_error=p.generation_error,
+        record_json=p.record_json,
     )
 
 
@@ -78,7 +79,7 @@ def verdict_to_pb(job_id: str, v: Verdict) -> epb.Verdict:
         valid=v.valid,
         score=v.score,
         error=v.error,
-        detail_json=json.dumps(dict(v.detail), ensure_ascii=False) if v.detail else "",
+        detail_json=v.detail_as_json(),
     )
 
 
@@ -89,6 +90,7 @@ def verdict_from_pb(p: epb.Verdict) -> Verdict:
         score=p.score if not math.isnan(p.score) else math.nan,
         error=p.error,
         detail=json.loads(p.detail_json) if p.detail_json else {},
+        detail_json=p.detail_json,
     )
 
 

@@ -18,7 +18,6 @@ backoff and nothing of it is produced or committed, instead of storing the backl
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Sequence
@@ -41,6 +40,7 @@ def eval_item(c: pb.Completion) -> EvalItem:
         response=c.text,
         record=loads_record(c.record_json),
         generation_error=c.error,
+        record_json=c.record_json,
     )
 
 
@@ -80,7 +80,7 @@ def judgment(c: pb.Completion, evaluator: str, v: Verdict) -> pb.Judgment:
         error=v.error,
         error_kind=error_kind(c, v),  # type: ignore[arg-type]  # protobuf enum fields take plain ints
         generation_error=c.error,
-        detail_json=json.dumps(dict(v.detail), ensure_ascii=False) if v.detail else "",
+        detail_json=v.detail_as_json(),
         response=c.text,
         record_json=c.record_json,
         created_unix_ms=now_ms(),

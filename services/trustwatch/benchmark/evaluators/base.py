@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class EvalItem:
     response: str
     record: Mapping[str, Any] = field(default_factory=dict)
     generation_error: str = ""
+    #: ``record`` as the JSON the job carried it in, when it came so: the gRPC client sends this text
+    #: instead of encoding ``record`` again ("": encode ``record``). Must be ``record``'s JSON.
+    record_json: str = ""
 
 
 @dataclass(frozen=True)
@@ -71,10 +75,19 @@ class Verdict:
     score: float = math.nan
     error: str = ""
     detail: Mapping[str, Any] = field(default_factory=dict)
+    #: ``detail`` as the JSON a remote judge sent it in, so the judgment carries that text instead of
+    #: encoding ``detail`` again ("": encode ``detail``). Must be ``detail``'s JSON.
+    detail_json: str = ""
 
     @classmethod
     def failed(cls, error: str) -> Verdict:
         return cls(label="error", valid=False, error=error)
+
+    def detail_as_json(self) -> str:
+        """``detail`` as JSON ("" when empty): the text it came in, else encoded once here."""
+        if self.detail_json or not self.detail:
+            return self.detail_json
+        return json.dumps(dict(self.detail), ensure_ascii=False)
 
 
 class Evaluator(abc.ABC):
@@ -129,14 +142,15 @@ def create(name: str, settings: EvaluatorSettings | None = None) -> Evaluator:
 def evaluate_items(evaluator: Evaluator, items: Sequence[EvalItem]) -> list[Verdict]:
     """Run an evaluator over a batch, so that no item is lost.
 
-    Items whose generation failed get an error verdict without being judged; if the evaluator raises,
+    Items whose generation failed get an error verdict without being judged (its error is the
+    generation's, which the judgment also carries in ``generation_error``); if the evaluator raises,
     every item of the batch gets an error verdict naming the exception (and the caller carries on).
     """
     out: list[Verdict | None] = [None] * len(items)
     todo: list[int] = []
     for i, item in enumerate(items):
         if item.generation_error:
-            out[i] = Verdict.failed(f"generation failed: {item.generation_error}")
+            out[i] = Verdict.failed(item.generation_error)
         else:
             todo.append(i)
     if todo:

@@ -102,7 +102,7 @@ def test_replies_through_the_registered_refusal_judge() -> None:
     verdicts = evaluate_items(judge, eval_items)
     assert [v.label for v in verdicts[:4]] == ["refusal", "refusal", "compliance", "refusal"]
     assert verdicts[3].detail["rule"] == "empty"
-    assert verdicts[4].error == "generation failed: timeout"
+    assert verdicts[4].error == "timeout"  # the generation's error: not judged
     items = [
         scored(e.record, {"refusal": v}, response=e.response, generation_error=e.generation_error)
         for e, v in zip(eval_items, verdicts)

@@ -57,7 +57,7 @@ def test_registered_evaluator_is_the_task_judge() -> None:
     out = evaluate_items(judge, items)
     assert [v.label for v in out] == ["SUPPORT", "REFUTE", "invalid", "error"]
     assert [v.valid for v in out] == [True, True, False, False]
-    assert out[3].error == "generation failed: timeout"
+    assert out[3].error == "timeout"  # the generation's own error, not judged
 
 
 def _it(source: str, gold: str, reply: str, generation_error: str = ""):
