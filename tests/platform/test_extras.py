@@ -6,6 +6,8 @@ exactly as an uninstalled package does (``ModuleNotFoundError`` naming it).
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -25,6 +27,13 @@ JUDGE_EXTRA = "pip install 'trustwatch[judge]'"
 
 
 def _missing(monkeypatch: pytest.MonkeyPatch, *modules: str) -> None:
+    # The real packages are loaded first: transformers decides once, when it is first imported, whether
+    # torch is there, and importing it while torch is hidden here left it deciding "no" for every later
+    # test in the process (test_bench's HF loop then failed, in some test orders).
+    if "torch" in modules:
+        for name in ("torch", "transformers"):
+            with contextlib.suppress(ImportError):
+                importlib.import_module(name)
     for m in modules:
         monkeypatch.setitem(sys.modules, m, None)
 

@@ -52,7 +52,7 @@ def _fresh_upgrade_matches_the_store(url: str) -> None:
     result = schema.upgrade(engine)
     engine.dispose()
     assert (result.before, result.after, result.adopted) == (None, schema.head(), False)
-    assert _revision(url) == schema.head() == "0002"
+    assert _revision(url) == schema.head() == "0003"
     have = _tables(url)
     assert set(have) == set(store_module.metadata.tables) | {"alembic_version"}
     for name, table in store_module.metadata.tables.items():
@@ -139,7 +139,7 @@ def _pre_migration_database_opened_by_a_store(url: str) -> None:
 
 def _chain_goes_up_and_down(url: str) -> None:
     engine = sa.create_engine(url)
-    assert schema.revisions() == ["0001", "0002"]
+    assert schema.revisions() == ["0001", "0002", "0003"]
     schema.upgrade(engine, "0001")
     assert _revision(url) == "0001" and "pruned_unix_ms" not in _tables(url)["runs"]
     with engine.begin() as conn:
@@ -149,7 +149,7 @@ def _chain_goes_up_and_down(url: str) -> None:
                 "created_unix_ms) VALUES ('r', 'm', '{}', 1, 1, 7)"
             )
         )
-    assert schema.upgrade(engine).after == "0002"
+    assert schema.upgrade(engine, "0002").after == "0002"
     assert "pruned_unix_ms" in _tables(url)["runs"]
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE runs SET pruned_unix_ms = 9"))
@@ -161,11 +161,53 @@ def _chain_goes_up_and_down(url: str) -> None:
         assert conn.execute(sa.text("SELECT run_id, created_unix_ms FROM runs")).all() == [("r", 7)]
         idx = {ix["name"] for ix in sa.inspect(conn).get_indexes("runs")}
     assert "ix_runs_comparable_key" in idx
+    schema.upgrade(engine, "0002")
+    _records_move_to_job_records_and_back(engine)
     schema.downgrade(engine, "base")
     assert set(_tables(url)) <= {"alembic_version"} and _revision(url) is None
     schema.upgrade(engine)
     engine.dispose()
-    assert _revision(url) == "0002" and _diff(url) == []
+    assert _revision(url) == "0003" and _diff(url) == []
+
+
+_JUDGMENT = (
+    "INSERT INTO judgments (judgment_id, job_id, run_id, task, item_id, sample, target, evaluator, label, valid, "
+    "error, detail_json, response, record_json, created_unix_ms) VALUES "
+    "(:id, :job, 'r', 't', '0', 0, 'm', :ev, 'L', TRUE, '', '', 'reply', :rec, 1)"
+)
+_PAIR = (
+    "INSERT INTO plan_pairs (judgment_id, run_id, job_id, evaluator, task, item_id, sample, record_json) "
+    "VALUES (:id, 'r', :job, :ev, 't', '0', 0, :rec)"
+)
+
+
+def _records_move_to_job_records_and_back(engine: sa.Engine) -> None:
+    """0003 stores each job's record once (the plan's where there is one, else a judgment's) and drops
+    the per-row copies; its downgrade puts a copy back into every row."""
+    with engine.begin() as conn:
+        for job, ev, rec in [("a", "e1", '{"plan": 1}'), ("a", "e2", "")]:  # a plan: record on its first pair
+            conn.execute(sa.text(_PAIR), dict(id=f"{job}#{ev}", job=job, ev=ev, rec=rec))
+        for job, ev, rec in [("a", "e1", '{"copy": 1}'), ("a", "e2", '{"copy": 1}'), ("b", "e1", '{"b": 2}')]:
+            conn.execute(sa.text(_JUDGMENT), dict(id=f"{job}#{ev}", job=job, ev=ev, rec=rec))
+    assert schema.upgrade(engine).after == "0003"
+    tables = sa.inspect(engine).get_table_names()
+    assert "job_records" in tables
+    with engine.connect() as conn:
+        assert "record_json" not in {c["name"] for c in sa.inspect(conn).get_columns("judgments")}
+        assert "record_json" not in {c["name"] for c in sa.inspect(conn).get_columns("plan_pairs")}
+        moved = conn.execute(sa.text("SELECT job_id, run_id, record_json FROM job_records ORDER BY job_id")).all()
+        assert moved == [("a", "r", '{"plan": 1}'), ("b", "r", '{"b": 2}')]
+        assert conn.execute(sa.text("SELECT COUNT(*) FROM judgments")).scalar_one() == 3
+    assert (schema.downgrade(engine, "0002").after) == "0002"
+    with engine.connect() as conn:
+        back = conn.execute(sa.text("SELECT judgment_id, record_json FROM judgments ORDER BY judgment_id")).all()
+        assert back == [("a#e1", '{"plan": 1}'), ("a#e2", '{"plan": 1}'), ("b#e1", '{"b": 2}')]
+        pairs = conn.execute(sa.text("SELECT judgment_id, record_json FROM plan_pairs ORDER BY judgment_id")).all()
+        assert pairs == [("a#e1", '{"plan": 1}'), ("a#e2", '{"plan": 1}')]
+        assert "job_records" not in sa.inspect(conn).get_table_names()
+    with engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM judgments"))
+        conn.execute(sa.text("DELETE FROM plan_pairs"))
 
 
 def _migrate_off_checks_the_schema(url: str) -> None:
@@ -173,7 +215,7 @@ def _migrate_off_checks_the_schema(url: str) -> None:
         Store(url, migrate=False)
     engine = sa.create_engine(url)
     schema.upgrade(engine, "0001")
-    with pytest.raises(schema.MigrationError, match="at 0001.*needs revision 0002"):
+    with pytest.raises(schema.MigrationError, match="at 0001.*needs revision 0003"):
         Store(url, migrate=False)
     schema.upgrade(engine)
     engine.dispose()
@@ -222,11 +264,14 @@ def test_a_missing_not_null_column_is_not_adopted(tmp_path) -> None:
 def test_the_store_schema_needs_a_revision_for_every_change() -> None:
     """store.metadata minus what later revisions add is the frozen baseline: a column added to the
     store without a revision fails this (and _fresh_upgrade_matches_the_store)."""
-    later = {"runs": {"pruned_unix_ms"}}
+    later = {"runs": {"pruned_unix_ms"}}  # 0002
+    dropped = {"judgments": {"record_json"}, "plan_pairs": {"record_json"}}  # 0003
+    later_tables = {"job_records"}  # 0003
     base = v0001_baseline.baseline_metadata()
-    assert set(base.tables) == set(store_module.metadata.tables)
-    for name, table in store_module.metadata.tables.items():
-        assert {c.name for c in table.columns} - later.get(name, set()) == {c.name for c in base.tables[name].columns}
+    assert set(base.tables) == set(store_module.metadata.tables) - later_tables
+    for name, table in base.tables.items():
+        now = {c.name for c in store_module.metadata.tables[name].columns}
+        assert now - later.get(name, set()) == {c.name for c in table.columns} - dropped.get(name, set())
 
 
 # -- PostgreSQL -------------------------------------------------------------------------------------
@@ -270,5 +315,6 @@ def test_postgresql_replicas_starting_together_upgrade_once(pg_database: str) ->
     for t in threads:
         t.join(120)
     assert errors == []
-    assert sorted((r.before or "empty", r.after) for r in results) == [("0002", "0002")] * 3 + [("empty", "0002")]
+    head = schema.head()
+    assert sorted((r.before or "empty", r.after) for r in results) == [(head, head)] * 3 + [("empty", head)]
     assert _diff(pg_database) == []

@@ -8,6 +8,7 @@ import sqlalchemy as sa
 
 from trustwatch.benchmark.scoring import scored_items
 from trustwatch.platform import store as store_module
+from trustwatch.platform.migrations.versions import v0001_baseline
 from trustwatch.platform.store import Store
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -117,9 +118,10 @@ def _row(store: Store, i: int, run: str = "r3"):
 
 
 def _create_version_1_schema(url: str) -> None:
-    """The tables as versions before issue 8 created them: judgments without the added columns."""
+    """The tables as versions before issue 8 created them: judgments without the added columns (and
+    with a copy of the record in every row, as before revision 0003)."""
     old = sa.MetaData()
-    for table in store_module.metadata.tables.values():
+    for table in v0001_baseline.baseline_metadata().tables.values():
         added = store_module.ADDED_COLUMNS.get(table.name, ())
         sa.Table(
             table.name,
@@ -147,7 +149,7 @@ def _create_version_1_schema(url: str) -> None:
         error="generation failed: timeout",
         detail_json="",
         response="",
-        record_json="{}",
+        record_json='{"legacy": true}',
         created_unix_ms=1,
     )
     with engine.begin() as conn:
@@ -161,6 +163,7 @@ def _migrates_an_old_database(url: str) -> None:
     assert store.added_columns == ["judgments.error_kind", "judgments.generation_error", "runs.comparable_key"]
     (row,) = store.judgments("r5")
     assert row.error_kind is None and row.generation_error is None
+    assert row.record_json == '{"legacy": true}'  # moved into job_records
     # An old error row has no kind: it stays as it was (final, first write wins) and counts as done.
     legacy_id = row.judgment_id
     j = _j(0, run="r5")
@@ -227,7 +230,8 @@ def test_judgment_rows_are_typed_and_mirror_the_judgments_table(tmp_path):
 
     from trustwatch.platform.store import JudgmentRow, judgments
 
-    assert [f.name for f in fields(JudgmentRow)] == [c.name for c in judgments.columns]
+    # every column, and the job's record (stored once per job, in job_records)
+    assert [f.name for f in fields(JudgmentRow) if f.name != "record_json"] == [c.name for c in judgments.columns]
     store = Store(f"sqlite:///{tmp_path}/typed.db")
     try:
         store.store_judgments(
@@ -242,5 +246,30 @@ def test_judgment_rows_are_typed_and_mirror_the_judgments_table(tmp_path):
         (row,) = store.judgments("t")
         assert isinstance(row, JudgmentRow)
         assert (row.run_id, row.label, row.valid, row.sample) == ("t", "L", False, 0)
+    finally:
+        store.close()
+
+
+def test_a_jobs_record_is_stored_once_and_the_plans_copy_wins(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/records.db")
+    try:
+        ref = pb.JobRef(job_id="r/safety/misuse/0/0", run_id="r", task="safety/misuse", item_id="0", target="m")
+        copy = '{"from": "judgment"}'
+        store.store_judgments([pb.Judgment(ref=ref, evaluator=e, label="L", record_json=copy) for e in ("a", "b")])
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(store_module.job_records)).all() == [(ref.job_id, "r", copy)]
+        assert [r.record_json for r in store.judgments("r")] == [copy, copy]
+        # The plan's record is the scheduler's own: it replaces a judgment's copy stored before it ...
+        plan = '{"from": "plan"}'
+        pairs = [pb.PlannedPair(job_id=ref.job_id, evaluator="a", task=ref.task, item_id="0", record_json=plan)]
+        pairs.append(pb.PlannedPair(job_id=ref.job_id, evaluator="b", task=ref.task, item_id="0"))  # no copy
+        assert store.record_plan("r", pairs) == 2
+        assert [r.record_json for r in store.judgments("r")] == [plan, plan]
+        # ... and a later judgment's copy does not replace it.
+        late = pb.Judgment(ref=ref, evaluator="c", label="L", record_json='{"from": "late"}')
+        store.store_judgments([late])
+        assert {r.record_json for r in store.judgments("r")} == {plan}
+        with store.engine.connect() as conn:
+            assert conn.execute(sa.select(sa.func.count()).select_from(store_module.job_records)).scalar_one() == 1
     finally:
         store.close()

@@ -38,6 +38,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
 from trustwatch.platform import migrate as schema
 from trustwatch.platform.messages import judgment_id, now_ms
@@ -80,7 +81,6 @@ judgments = sa.Table(
     sa.Column("error", sa.Text, nullable=False),
     sa.Column("detail_json", sa.Text, nullable=False),
     sa.Column("response", sa.Text, nullable=False),
-    sa.Column("record_json", sa.Text, nullable=False),
     sa.Column("created_unix_ms", sa.BigInteger, nullable=False),
     # pb.ErrorKind of ``error``; NULL in rows stored before the column existed (treated as final).
     sa.Column("error_kind", sa.Integer, nullable=True),
@@ -101,10 +101,22 @@ plan_pairs = sa.Table(
     sa.Column("task", sa.String(100), nullable=False),
     sa.Column("item_id", sa.String(100), nullable=False),
     sa.Column("sample", sa.Integer, nullable=False),
-    # the job's dataset record, for the POISON judgment of a pair whose messages were dead-lettered
-    sa.Column("record_json", sa.Text, nullable=False),
     sa.Index("ix_plan_pairs_run", "run_id"),
     sa.Index("ix_plan_pairs_job", "job_id"),
+)
+
+#: The dataset record of each job (``PromptJob.record_json``), stored once per job however many
+#: judgments and planned pairs the job has (revision 0003; before it, every judgment and pair held a
+#: copy). Written by :meth:`Store.record_plan` (the scheduler's record: it replaces one stored
+#: before) and by :meth:`Store.store_judgments` (only where the job has none yet), read with the
+#: judgments and for the POISON judgment of a pair whose messages were dead-lettered.
+job_records = sa.Table(
+    "job_records",
+    metadata,
+    sa.Column("job_id", sa.String(500), primary_key=True),
+    sa.Column("run_id", sa.String(300), nullable=False),
+    sa.Column("record_json", sa.Text, nullable=False),
+    sa.Index("ix_job_records_run", "run_id"),
 )
 
 #: Messages a service sent to the dead-letter topic, once per source message (redelivery of the dead
@@ -176,6 +188,12 @@ _REPLACEABLE = (_TRANSIENT, _POISON)
 _REPLACEABLE_ROW = sa.or_(*(judgments.c.error_kind == k for k in _REPLACEABLE))
 # A judgment that counts as done: not a transient error (rows from before error_kind existed are final).
 _SETTLED = sa.or_(judgments.c.error_kind.is_(None), judgments.c.error_kind != _TRANSIENT)
+#: What each field of :class:`JudgmentRow` is read from: its ``judgments`` column, and the job's
+#: record from ``job_records`` ("" where the job has none stored).
+_JUDGMENT_COLUMNS: dict[str, Any] = {
+    **{c.name: c for c in judgments.c},
+    "record_json": sa.func.coalesce(job_records.c.record_json, "").label("record_json"),
+}
 #: The manifest's ``completion`` of runs whose completion is decided by their recorded plan.
 PLANNED_PAIRS = "planned_pairs"
 
@@ -215,7 +233,8 @@ class PlannedPairRow:
 
 @dataclass(frozen=True)
 class JudgmentRow:
-    """A stored judgment (see ``judgments``): one field per column of the ``judgments`` table."""
+    """A stored judgment (see ``judgments``): one field per column of the ``judgments`` table, and the
+    job's dataset record (``job_records``)."""
 
     judgment_id: str
     job_id: str
@@ -439,7 +458,13 @@ class Store:
         if not items:
             return 0
         rows: dict[str, dict[str, Any]] = {}
+        records: dict[str, dict[str, Any]] = {}
         for j in items:
+            if j.record_json:
+                record = _safe_row(
+                    job_records, dict(job_id=j.ref.job_id, run_id=j.ref.run_id, record_json=j.record_json)
+                )
+                records.setdefault(record["job_id"], record)
             row = _safe_row(
                 judgments,
                 dict(
@@ -457,7 +482,6 @@ class Store:
                     error=j.error,
                     detail_json=j.detail_json,
                     response=j.response,
-                    record_json=j.record_json,
                     created_unix_ms=j.created_unix_ms or now_ms(),
                     error_kind=int(j.error_kind),
                     generation_error=j.generation_error,
@@ -477,12 +501,28 @@ class Store:
                 ins.on_conflict_do_update(index_elements=["judgment_id"], set_=replace, where=_REPLACEABLE_ROW),
                 list(rows.values()),
             )
+            self._store_records(conn, list(records.values()), replace=False)
         return len(rows) - int(before)
+
+    def _store_records(self, conn: Connection, rows: list[dict[str, Any]], replace: bool) -> None:
+        """Store jobs' records (rows of ``job_records``); ``replace``: over one stored before (the
+        plan's record is the scheduler's own; a judgment's copy only fills a gap)."""
+        if not rows:
+            return
+        ins = self._insert(job_records)
+        stmt = (
+            ins.on_conflict_do_update(index_elements=["job_id"], set_={"record_json": ins.excluded.record_json})
+            if replace
+            else ins.on_conflict_do_nothing(index_elements=["job_id"])
+        )
+        for i in range(0, len(rows), 5000):
+            conn.execute(stmt, rows[i : i + 5000])
 
     def record_plan(self, run_id: str, pairs: Iterable[pb.PlannedPair]) -> int:
         """Record planned (job, evaluator) pairs of a run; idempotent (a pair stored before is left as
         it is). Returns how many were new."""
         rows: dict[str, dict[str, Any]] = {}
+        records: dict[str, dict[str, Any]] = {}
         for p in pairs:
             row = _safe_row(
                 plan_pairs,
@@ -494,10 +534,12 @@ class Store:
                     task=p.task,
                     item_id=p.item_id,
                     sample=p.sample,
-                    record_json=p.record_json,
                 ),
             )
             rows.setdefault(row["judgment_id"], row)
+            if p.record_json:  # a job's record rides on one of its pairs
+                record = _safe_row(job_records, dict(job_id=p.job_id, run_id=run_id, record_json=p.record_json))
+                records.setdefault(record["job_id"], record)
         if not rows:
             return 0
         before = self.planned_count(run_id)
@@ -506,6 +548,7 @@ class Store:
             values = list(rows.values())
             for i in range(0, len(values), 5000):
                 conn.execute(stmt, values[i : i + 5000])
+            self._store_records(conn, list(records.values()), replace=True)
         return self.planned_count(run_id) - before
 
     def store_dead_letters(self, items: Sequence[DeadLetterRow]) -> list[int]:
@@ -599,7 +642,11 @@ class Store:
     def judgments(self, run_id: str, task: str | None = None) -> list[JudgmentRow]:
         """A run's stored judgments (of one task, when given), by judgment id."""
         run_id = _run_key(run_id)
-        q = sa.select(*(judgments.c[f.name] for f in fields(JudgmentRow))).where(judgments.c.run_id == run_id)
+        q = (
+            sa.select(*(_JUDGMENT_COLUMNS[f.name] for f in fields(JudgmentRow)))
+            .select_from(judgments.outerjoin(job_records, job_records.c.job_id == judgments.c.job_id))
+            .where(judgments.c.run_id == run_id)
+        )
         if task:
             q = q.where(judgments.c.task == task)
         with self.engine.connect() as conn:
@@ -765,7 +812,7 @@ class Store:
 
         A pair with several such dead letters is listed once per dead letter.
         """
-        dl, pp, j = dead_letters, plan_pairs, judgments
+        dl, pp, j, rec = dead_letters, plan_pairs, judgments, job_records
         joined = (
             dl.join(
                 pp,
@@ -773,6 +820,7 @@ class Store:
             )
             .outerjoin(j, j.c.judgment_id == pp.c.judgment_id)
             .outerjoin(runs, runs.c.run_id == pp.c.run_id)
+            .outerjoin(rec, rec.c.job_id == pp.c.job_id)
         )
         q = (
             sa.select(
@@ -786,8 +834,9 @@ class Store:
                 dl.c.id,
                 dl.c.service,
                 dl.c.reason,
-                # the plan's record (the dataset's), not the dead-lettered message's copy: that may be the poison
-                pp.c.record_json,
+                # the job's stored record (the plan's: the dataset's), not the dead-lettered message's copy,
+                # which may be the poison
+                rec.c.record_json,
             )
             .select_from(joined)
             .where(

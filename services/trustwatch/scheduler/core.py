@@ -58,7 +58,8 @@ class Plan:
         return int(self.manifest.get("deadline_unix_ms") or 0)
 
     def pairs(self) -> list[pb.PlannedPair]:
-        """Every (job, evaluator) pair the run expects a judgment for, in job order."""
+        """Every (job, evaluator) pair the run expects a judgment for, in job order; the job's record
+        rides on its first pair only (it is stored once per job)."""
         return [
             pb.PlannedPair(
                 job_id=j.ref.job_id,
@@ -66,10 +67,10 @@ class Plan:
                 task=j.ref.task,
                 item_id=j.ref.item_id,
                 sample=j.ref.sample,
-                record_json=j.record_json,
+                record_json=j.record_json if k == 0 else "",
             )
             for j in self.jobs
-            for name in self.evaluators.get(j.ref.job_id, ())
+            for k, name in enumerate(self.evaluators.get(j.ref.job_id, ()))
         ]
 
 

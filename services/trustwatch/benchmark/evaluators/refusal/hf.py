@@ -28,14 +28,15 @@ class HfBackend:
 
     def _pipeline(self) -> Any:
         if self._pipe is None:
-            # lazy: heavy, and only this back-end needs it
+            # lazy: heavy, and only this back-end needs it. torch first: with transformers installed and
+            # torch not, reading transformers.pipeline fails with an error that names neither.
+            torch = require("torch", _NEEDED_BY, install_hint("judge"))
             pipeline = require("transformers", _NEEDED_BY, install_hint("judge")).pipeline
 
             kwargs: dict[str, Any] = {"task": "text-classification", "model": self.model}
             if self.device:
                 kwargs["device"] = self.device
             else:
-                torch = require("torch", _NEEDED_BY, install_hint("judge"))
                 kwargs["device"] = 0 if torch.cuda.is_available() else -1
             pipe = pipeline(**kwargs)
             labels = {str(v) for v in (getattr(pipe.model.config, "id2label", None) or {}).values()}
