@@ -264,7 +264,7 @@ def _aggregator_comparison_series(*days: tuple[str, int, float, float, int]) -> 
 def _current_verdicts(series: list[dict[str, str]]) -> dict[str, str]:
     """task -> the verdict whose state-set series is 1, of the input series above."""
     return {
-        re.search(r'task="([^"]+)"', s["series"])[1]: re.search(r'verdict="([^"]+)"', s["series"])[1]  # type: ignore[index]
+        re.search(r'task="([^"]+)"', s["series"])[1]: re.search(r'verdict="([^"]+)"', s["series"])[1]  # type: ignore[index]  # the series always has both labels
         for s in series
         if s["series"].startswith("trustwatch_comparison_verdict{") and s["values"].startswith("1.0x")
     }

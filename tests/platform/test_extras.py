@@ -66,7 +66,7 @@ def test_require_leaves_a_broken_install_alone(tmp_path: Path, monkeypatch: pyte
 
 
 def _refusal_hf() -> Any:
-    return create("refusal", EvaluatorSettings(refusal_backend="hf", refusal_model="/no/model"))._pipeline()  # type: ignore[attr-defined]
+    return create("refusal", EvaluatorSettings(refusal_backend="hf", refusal_model="/no/model"))._pipeline()  # type: ignore[attr-defined]  # the hf back-end's method
 
 
 def _toxicity_hf() -> Any:

@@ -134,7 +134,7 @@ def test_a_pruned_run_reports_and_compares_exactly_as_before(store: Store) -> No
     before_cmp = _comparison(store, "base", "new")
     before = {r: _report_json(store, r) for r in ("base", "new")}
     assert before_cmp["comparable"] and before_cmp["regressed"] == 1  # misuse RtA fell: a real comparison
-    adv = before["base"]["tasks"][ADV]["metrics"]["similarity"]  # type: ignore[index]
+    adv = before["base"]["tasks"][ADV]["metrics"]["similarity"]  # type: ignore[index]  # report JSON, untyped
     assert adv["extra"]["empty_reply_pairs"] == 6  # 3 of group 0 (empty original) + 3; pruning must keep it
 
     result = store.prune(30, now=NOW)

@@ -142,7 +142,7 @@ def worker(bus: MemoryBus, streams: list[FakeStream], make=None, **kw) -> Stream
 
     reg = CollectorRegistry()
     w = StreamingWorker("svc", bus, ["in"], "g", decode, open_stream, ServiceMetrics(reg), TOPICS, **kw)
-    w.registry = reg  # type: ignore[attr-defined]
+    w.registry = reg  # type: ignore[attr-defined]  # attached for the test to read
     return w
 
 
@@ -168,7 +168,7 @@ def test_every_message_is_produced_once_and_committed_only_after_its_output(seed
     assert bus.committed() == ends
     assert len(streams) == 1 and streams[0].max_in_flight <= 5  # the bound held
     assert streams[0].max_in_flight == 5  # and was used
-    assert w.registry.get_sample_value(  # type: ignore[attr-defined]
+    assert w.registry.get_sample_value(  # type: ignore[attr-defined]  # attached above
         "trustwatch_messages_consumed_total", {"service": "svc", "topic": "in"}
     ) == len(sent)
 
@@ -287,7 +287,7 @@ def test_poison_and_undecodable_messages_are_dead_lettered_and_the_rest_goes_on(
     assert sorted(m.value for m in bus.messages("out")) == [b"m0000", b"m0003"]
     assert bus.committed() == {0: 4}
     assert (
-        w.registry.get_sample_value(  # type: ignore[attr-defined]
+        w.registry.get_sample_value(  # type: ignore[attr-defined]  # attached above
             "trustwatch_dead_letters_total", {"service": "svc", "reason_kind": "process"}
         )
         == 1

@@ -351,9 +351,10 @@ class VllmBackend(Backend):
         return self._stream
 
     def close(self) -> None:
-        if getattr(self, "_stream", None) is not None:
+        stream = getattr(self, "_stream", None)  # absent when __init__ failed early
+        if stream is not None:
             with contextlib.suppress(Exception):
-                self._stream.close()  # type: ignore[union-attr]
+                stream.close()
         llm = getattr(self, "_llm", None)
         if llm is None:
             return

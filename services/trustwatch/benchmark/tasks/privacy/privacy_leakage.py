@@ -26,7 +26,7 @@ are averaged over its samples first; a cell's n counts items and CD is sum(leak)
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -104,7 +104,7 @@ def _cis(units: Sequence[Unit]) -> dict[str, tuple[float | None, float | None]]:
     email = np.array([u[2] for u in units], dtype=float)
     nc = len(names)
 
-    def stat(key: str):  # type: ignore[no-untyped-def]
+    def stat(key: str) -> Callable[[np.ndarray], float | None]:
         def f(idx: np.ndarray) -> float | None:
             n = np.bincount(cell[idx], minlength=nc)
             lk = np.bincount(cell[idx], weights=leak[idx], minlength=nc)

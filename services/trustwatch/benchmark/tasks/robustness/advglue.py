@@ -35,7 +35,7 @@ else a bootstrap over pairs of the ratio; averages and RS: percentile bootstrap 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from statistics import fmean
 from typing import Any
@@ -166,7 +166,7 @@ def _average_cis(means: Sequence[PairMeans]) -> dict[str, tuple[float | None, fl
             return None
         return o / n, m / n, s / o
 
-    def stat(k: str):  # type: ignore[no-untyped-def]
+    def stat(k: str) -> Callable[[np.ndarray], float | None]:
         def f(idx: np.ndarray) -> float | None:
             r = rates(idx)
             if r is None:
