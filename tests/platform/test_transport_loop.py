@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from trustwatch.platform import wiring
 from trustwatch.platform.bus import MemoryBus, Topics
 from trustwatch.platform.messages import decode_job
-from trustwatch.platform.runtime import Backoff, Out, Result, TransientError, Worker
+from trustwatch.platform.runtime import LAG_EVERY_S, Backoff, Out, Result, TransientError, Worker
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -253,14 +253,25 @@ def test_liveness_limit_comes_from_the_declared_variable(monkeypatch):
 # -- 4. lag after every batch ---------------------------------------------------------------------
 
 
-def test_lag_is_exported_after_every_batch_not_only_on_empty_polls():
+def test_lag_is_exported_after_batches_at_most_every_few_seconds_and_on_every_empty_poll():
     bus, reg = MemoryBus(), CollectorRegistry()
     _fill(bus, 10)
     w = _worker(bus, _ok, reg, max_batch=4)
-    assert w.run_once(0) == 4
-    assert reg.get_sample_value("trustwatch_consumer_lag", {"service": "svc"}) == 6
-    assert w.run_once(0) == 4
-    assert reg.get_sample_value("trustwatch_consumer_lag", {"service": "svc"}) == 2
+
+    def lag() -> float | None:
+        return reg.get_sample_value("trustwatch_consumer_lag", {"service": "svc"})
+
+    assert w.run_once(0) == 4 and lag() == 6  # the first batch exports it
+    assert w.run_once(0) == 4 and lag() == 6  # not again so soon (a broker round trip per batch)
+    w._last_lag -= LAG_EVERY_S  # noqa: SLF001 - as if the interval had passed
+    assert w.run_once(0) == 2 and lag() == 0
+    _fill(bus, 5, start=10)
+    w.max_batch = 2
+    assert w.run_once(0) == 2 and lag() == 0  # within the interval the gauge is stale
+    w._last_lag -= LAG_EVERY_S  # noqa: SLF001
+    assert w.run_once(0) == 2 and lag() == 1
+    assert w.run_once(0) == 1 and lag() == 1
+    assert w.run_once(0) == 0 and lag() == 0  # an empty poll exports at once
 
 
 def test_a_failing_lag_query_does_not_fail_a_committed_batch():

@@ -23,6 +23,10 @@ from trustwatch.v1 import messages_pb2 as pb
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+#: Least time (s) between two lag exports after batches (an idle poll always exports); the Kafka bus
+#: asks the broker for the lag.
+LAG_EVERY_S = 5.0
+
 # gRPC status codes (by name, so this module does not import grpc) that mean "try again later".
 _TRANSIENT_GRPC_CODES = frozenset({"UNAVAILABLE", "DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED", "ABORTED"})
 
@@ -140,6 +144,7 @@ class ConsumerLoop:
         self._failing_since = 0.0
         self._last_error = ""
         self.heartbeat = time.monotonic()
+        self._last_lag = -LAG_EVERY_S  # the first turn exports it
         self.metrics.worker_healthy.labels(service).set(1)
 
     def run_once(self, timeout: float = 1.0) -> int:
@@ -175,6 +180,15 @@ class ConsumerLoop:
         )
         self.producer.produce(self.topic_names.dlq, dl.SerializeToString(), key=m.key)
         self.metrics.dead_letters.labels(self.service, kind).inc()
+
+    def _maybe_export_lag(self, consumer: Consumer, force: bool = False) -> None:
+        """Export the lag gauge when ``force`` or at least ``LAG_EVERY_S`` after the last export: the
+        Kafka bus asks the broker for it (end offsets and the group's committed ones), round trips
+        that after every batch were a tenth of the dispatcher's time."""
+        now = time.monotonic()
+        if force or now - self._last_lag >= LAG_EVERY_S:
+            self._last_lag = now
+            self._export_lag(consumer)
 
     def _export_lag(self, consumer: Consumer) -> None:
         try:
@@ -350,7 +364,7 @@ class Worker(ConsumerLoop, Generic[T]):
             self._restart_consumer()
             raise
         if not messages:
-            self._export_lag(consumer)
+            self._maybe_export_lag(consumer, force=True)  # drained: the gauge shows it at once
             self.beat()
             return 0
         started = time.perf_counter()
@@ -383,7 +397,7 @@ class Worker(ConsumerLoop, Generic[T]):
         for m in messages:
             self.metrics.consumed.labels(self.service, m.topic).inc()
         self.metrics.batch_seconds.labels(self.service).observe(time.perf_counter() - started)
-        self._export_lag(consumer)
+        self._maybe_export_lag(consumer)
         self.beat()
         return len(messages)
 

@@ -45,8 +45,6 @@ T = TypeVar("T")
 _RESULT_WAIT_S = 0.05
 #: Least time between two keep-alives while the loop is at its bound.
 _KEEPALIVE_S = 1.0
-#: Least time between two lag exports (the Kafka bus asks the broker for it).
-_LAG_S = 5.0
 
 
 class ItemStream(abc.ABC, Generic[T]):
@@ -125,7 +123,6 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
         self._tracks: dict[tuple[str, int], _Track] = {}
         self._next_token = 0
         self._last_keepalive = time.monotonic()
-        self._last_lag = 0.0
 
     # -- state -------------------------------------------------------------------------------------
     @property
@@ -310,12 +307,6 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
             if top is not None:
                 last.append(top)
         return last, count
-
-    def _maybe_export_lag(self, consumer: Consumer, force: bool = False) -> None:
-        now = time.monotonic()
-        if force or now - self._last_lag >= _LAG_S:
-            self._last_lag = now
-            self._export_lag(consumer)
 
     # -- stopping ------------------------------------------------------------------------------------
     def drain(self, timeout: float) -> None:

@@ -585,15 +585,19 @@ class _KafkaConsumer(Consumer):
 
     def keepalive(self) -> None:
         """Poll with every assigned partition paused: resets the max.poll.interval clock and lets a
-        rebalance happen, without returning (or skipping) any message. The poll waits up to
-        ``KEEPALIVE_POLL_MS``: with no wait at all a rebalance's join and sync round trips never
-        completed, and the member kept a partition the group had given to another."""
+        rebalance happen, without returning (or skipping) any message. While a re-join is due or in
+        flight the poll waits up to ``KEEPALIVE_POLL_MS``: with no wait at all a rebalance's join and
+        sync round trips never completed, and the member kept a partition the group had given to
+        another. Otherwise it does not wait: with every partition paused there is nothing to wait for,
+        and a dispatcher keeps alive between the sub-batches of every poll (a 100 ms wait there was
+        most of its time: 512 completions took about a second, its CPU idle)."""
         assigned = list(self._consumer.assignment())
         if not assigned:
             return
         self._consumer.pause(*assigned)
         try:
-            self._consumer.poll(timeout_ms=KEEPALIVE_POLL_MS, update_offsets=False)
+            wait_ms = KEEPALIVE_POLL_MS if self._rejoining() else 0
+            self._consumer.poll(timeout_ms=wait_ms, update_offsets=False)
             self._last_poll = time.monotonic()
             self._resume_dropped_join()
         finally:
