@@ -98,7 +98,7 @@ CASES: list[tuple[str, tuple[str, ...], Callable[[], Any], str, str]] = [
     ("vllm", ("vllm",), _vllm_backend, "the vllm generation back-end", "pip install vllm"),
     (
         "openai-gen",
-        ("openai",),
+        ("aiohttp",),
         _openai_backend,
         "the openai generation back-end",
         "pip install -r requirements/base.txt",
