@@ -132,8 +132,11 @@ def test_the_servers_own_rpm_limit_is_survived(backend_factory: Any) -> None:
         log = ep.log
     assert all(not r.error for r in out), [r.error for r in out if r.error]
     assert backend.rate_limited >= 1 and backend.held_s > 0
-    # The holds keep refusals few: far fewer than one per request.
-    assert sum(e.status == 429 for e in log) <= 10
+    # The holds keep refusals few. The server admits 5 a second; at most 7 are refused in the first
+    # second (8 go on the wire before the first reply's "remaining: 0" is read) and at most 5 when
+    # the hold ends (the 10 requests left go out together, 5 are admitted): 12 at most, against
+    # 55 here with the holds taken out (each refused request retrying on its own).
+    assert sum(e.status == 429 for e in log) <= 12
 
 
 def test_aimd_shrinks_the_window_under_a_burst_of_429s_and_recovers_after(backend_factory: Any) -> None:

@@ -177,7 +177,7 @@ def test_out_of_order_results_commit_up_to_the_first_unfinished() -> None:
     bus = CheckedBus()
     fill(bus, 6)
     streams: list[FakeStream] = []
-    w = worker(bus, streams, make=lambda: FakeStream(capacity=10, hold=True))
+    w = worker(bus, streams, make=lambda: FakeStream(capacity=10, hold=True), flush_every_s=0)
     w.run_once(0)
     s = streams[0]
     order = [["m0002", "m0004"], ["m0000"], ["m0001", "m0005"], ["m0003"]]
@@ -187,6 +187,43 @@ def test_out_of_order_results_commit_up_to_the_first_unfinished() -> None:
         w.run_once(0)
         assert bus.committed() == committed
     assert sorted(m.value for m in bus.messages("out")) == [f"m{i:04d}".encode() for i in range(6)]
+
+
+def test_while_items_are_in_flight_finished_ones_are_flushed_and_committed_at_most_every_interval() -> None:
+    bus = CheckedBus()
+    fill(bus, 3)
+    streams: list[FakeStream] = []
+    w = worker(bus, streams, make=lambda: FakeStream(capacity=10, hold=True), flush_every_s=3600)
+    flushes = []
+    producer_flush = w.producer.flush
+    w.producer.flush = lambda timeout=30.0: (flushes.append(1), producer_flush(timeout))[1]  # type: ignore[method-assign]  # counted
+    assert w.run_once(0) == 3
+    s = streams[0]
+    s.collect = lambda timeout=0.0: s.finish(["m0000"])  # type: ignore[method-assign]  # one result per turn
+    assert w.run_once(0) == 1
+    assert bus.committed() == {} and flushes == [] and w.busy  # produced, not flushed: not committed
+    s.collect = lambda timeout=0.0: []  # type: ignore[method-assign]
+    w._last_flush -= 3600  # noqa: SLF001 - as if the interval had passed
+    w.run_once(0)
+    assert bus.committed() == {0: 1} and len(flushes) == 1
+    s.collect = lambda timeout=0.0: s.finish(["m0001", "m0002"])  # type: ignore[method-assign]
+    w.run_once(0)
+    assert bus.committed() == {0: 3} and len(flushes) == 2 and not w.busy  # none left in flight: at once
+
+
+def test_closing_flushes_and_commits_what_finished() -> None:
+    bus = CheckedBus()
+    fill(bus, 2)
+    streams: list[FakeStream] = []
+    w = worker(bus, streams, make=lambda: FakeStream(capacity=10, hold=True), flush_every_s=3600)
+    w.run_once(0)
+    s = streams[0]
+    s.collect = lambda timeout=0.0: s.finish(["m0001"])  # type: ignore[method-assign]
+    w.run_once(0)
+    assert bus.committed() == {}
+    s.collect = lambda timeout=0.0: s.finish(["m0000"])  # type: ignore[method-assign]
+    w.close()
+    assert bus.committed() == {0: 2}
 
 
 def test_at_the_bound_the_loop_stops_polling_and_keeps_the_consumer_alive() -> None:

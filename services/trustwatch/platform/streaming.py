@@ -45,6 +45,9 @@ T = TypeVar("T")
 _RESULT_WAIT_S = 0.05
 #: Least time between two keep-alives while the loop is at its bound.
 _KEEPALIVE_S = 1.0
+#: Longest time (s) a finished item's outputs wait for the flush that makes them durable (and lets
+#: its offset be committed) while other items are in flight; see ``StreamingWorker.flush_every_s``.
+FLUSH_EVERY_S = 0.1
 
 
 class ItemStream(abc.ABC, Generic[T]):
@@ -94,7 +97,11 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
     ``open_stream`` makes a stream; one is opened on the first turn and again after a failure.
     ``max_in_flight`` (0: the stream's capacity, which also caps it) bounds the messages taken and
     not finished. ``drain_s``: on :meth:`close`, how long to wait for the items in flight to finish
-    (and be committed) before abandoning them.
+    (and be committed) before abandoning them. ``flush_every_s``: while items are in flight, the
+    outputs of finished ones are flushed (and their offsets committed) at most this often, so that
+    a stream whose results come back a few at a time (HTTP replies) does not pay a flush and a
+    commit round trip for each few (two thirds of the generator's main thread at 900 replies/s);
+    when nothing is left in flight, or on draining, they are flushed at once.
     """
 
     def __init__(
@@ -111,8 +118,10 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
         poison_attempts: int = 2,
         backoff: Backoff | None = None,
         drain_s: float = 10.0,
+        flush_every_s: float = FLUSH_EVERY_S,
     ) -> None:
         super().__init__(service, bus, topics, group_id, metrics, topic_names, backoff)
+        self.flush_every_s = max(0.0, flush_every_s)
         self.decode = decode
         self.open_stream = open_stream
         self.max_in_flight = max(0, max_in_flight)
@@ -123,6 +132,8 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
         self._tracks: dict[tuple[str, int], _Track] = {}
         self._next_token = 0
         self._last_keepalive = time.monotonic()
+        self._unflushed: list[_Entry] = []  # finished, outputs produced, not flushed yet
+        self._last_flush = time.monotonic()
 
     # -- state -------------------------------------------------------------------------------------
     @property
@@ -132,8 +143,9 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
 
     @property
     def busy(self) -> bool:
-        """Whether work is in flight (a caller driving :meth:`run_once` must not stop yet)."""
-        return bool(self._pending)
+        """Whether work is in flight or not flushed yet (a caller driving :meth:`run_once` must not
+        stop yet)."""
+        return bool(self._pending or self._unflushed)
 
     def bound(self, stream: ItemStream[T]) -> int:
         cap = max(1, int(stream.capacity))
@@ -151,6 +163,7 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
             log.info("%s: abandoning %d item(s) in flight; they will be delivered again", self.service, self.in_flight)
         self._pending.clear()
         self._tracks.clear()
+        self._unflushed.clear()
         if stream is not None:
             try:
                 stream.close()
@@ -190,13 +203,19 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
             if self._pending:
                 wait = 0.0 if messages else (timeout if room <= 0 else min(timeout, _RESULT_WAIT_S))
                 finished.extend(self._finish(stream.collect(wait)))
-            if finished:
+            self._unflushed.extend(finished)
+            flushed: list[_Entry] = []
+            if self._unflushed and (
+                not take or not self._pending or time.monotonic() - self._last_flush >= self.flush_every_s
+            ):
                 self.producer.flush()
+                self._last_flush = time.monotonic()
+                flushed, self._unflushed = self._unflushed, []
         except Exception as exc:
             log.debug("%s: streaming turn failed (%s); work in flight will be delivered again", self.service, exc)
             self._fail()
             raise
-        for e in finished:
+        for e in flushed:
             e.done = True  # flushed: its outputs are durable
         to_commit, count = self._committable()
         if to_commit:
@@ -312,7 +331,7 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
     def drain(self, timeout: float) -> None:
         """Take nothing new; finish, produce and commit the work in flight for up to ``timeout`` s."""
         deadline = time.monotonic() + timeout
-        while self._pending and self._stream is not None:
+        while (self._pending or self._unflushed) and self._stream is not None:
             left = deadline - time.monotonic()
             if left <= 0:
                 break
@@ -320,7 +339,7 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
 
     def close(self) -> None:
         try:
-            if self._pending and self._consumer is not None:
+            if (self._pending or self._unflushed) and self._consumer is not None:
                 self.drain(self.drain_s)
         except Exception as exc:  # noqa: BLE001 - what is not committed is delivered again
             log.warning("%s: draining the work in flight failed: %s", self.service, exc)
