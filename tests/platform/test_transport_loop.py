@@ -253,7 +253,7 @@ def test_liveness_limit_comes_from_the_declared_variable(monkeypatch):
 # -- 4. lag after every batch ---------------------------------------------------------------------
 
 
-def test_lag_is_exported_after_batches_at_most_every_few_seconds_and_on_every_empty_poll():
+def test_lag_is_exported_at_most_every_few_seconds_and_at_once_when_drained():
     bus, reg = MemoryBus(), CollectorRegistry()
     _fill(bus, 10)
     w = _worker(bus, _ok, reg, max_batch=4)
@@ -271,7 +271,13 @@ def test_lag_is_exported_after_batches_at_most_every_few_seconds_and_on_every_em
     w._last_lag -= LAG_EVERY_S  # noqa: SLF001
     assert w.run_once(0) == 2 and lag() == 1
     assert w.run_once(0) == 1 and lag() == 1
-    assert w.run_once(0) == 0 and lag() == 0  # an empty poll exports at once
+    queries = []
+    real_lag = w.consumer.lag
+    w.consumer.lag = lambda: (queries.append(1), real_lag())[1]
+    assert w.run_once(0) == 0 and lag() == 0 and len(queries) == 1  # drained: exported at once
+    assert w.run_once(0) == 0 and len(queries) == 1  # idle again: no query until the interval passes
+    w._last_lag -= LAG_EVERY_S  # noqa: SLF001
+    assert w.run_once(0) == 0 and len(queries) == 2
 
 
 def test_a_failing_lag_query_does_not_fail_a_committed_batch():

@@ -227,7 +227,7 @@ class StreamingWorker(ConsumerLoop, Generic[T]):
             for topic, n in count.items():
                 self.metrics.consumed.labels(self.service, topic).inc(n)
         if to_commit or (not messages and not self._pending):
-            self._maybe_export_lag(consumer, force=not self._pending)
+            self._maybe_export_lag(consumer, moved=bool(to_commit), idle=not self._pending)
         self.beat()
         return len(messages) + len(finished)
 
