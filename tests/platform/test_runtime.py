@@ -217,4 +217,9 @@ def test_set_sub_batch_sets_batch_workers_only_and_refuses_a_negative_size():
     assert not hasattr(other, "sub_batch")
     with pytest.raises(ValueError, match="TRUSTWATCH_TEST_SUB_BATCH=-2"):
         set_sub_batch([w], -2, "TRUSTWATCH_TEST_SUB_BATCH")
-    assert w.sub_batch == 3
+    assert w.sub_batch == 3 and w.sub_batch_s == 0
+    set_sub_batch([w], 3, "TRUSTWATCH_TEST_SUB_BATCH", seconds=2.5)
+    assert (w.sub_batch, w.sub_batch_s) == (3, 2.5)
+    with pytest.raises(ValueError, match="TRUSTWATCH_TEST_SUB_BATCH_S=-1"):
+        set_sub_batch([w], 3, "TRUSTWATCH_TEST_SUB_BATCH", seconds=-1.0)
+    assert w.sub_batch_s == 2.5

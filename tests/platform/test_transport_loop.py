@@ -312,6 +312,36 @@ def test_sub_batches_keep_the_consumer_alive_between_handler_calls():
     assert len(bus.messages("out")) == 10 and w.consumer.lag() == 0
 
 
+def test_sub_batches_sized_by_time_grow_for_a_fast_handler_and_shrink_for_a_slow_one():
+    bus, reg = MemoryBus(), CollectorRegistry()
+    _fill(bus, 40)
+    sizes: list[int] = []
+    now = [0.0]
+    per_message = [0.01]  # seconds of fake time each message costs the handler
+
+    def handler(jobs):
+        sizes.append(len(jobs))
+        now[0] += per_message[0] * len(jobs)
+        return _ok(jobs)
+
+    w = _worker(bus, handler, reg, sub_batch=4, sub_batch_s=1.0, max_batch=20)
+    w._clock = lambda: now[0]  # noqa: SLF001 - fake time
+    kept = []
+    w.consumer.keepalive = lambda: kept.append(len(sizes))
+    assert w.run_once(0) == 20
+    # first call: sub_batch; then 1 s / 0.01 s = 100 messages fit: the rest of the poll in one call
+    assert sizes == [4, 16] and kept == [1]
+    per_message[0] = 0.25  # the handler turns slow: 1 s holds 4 messages at that pace
+    sizes.clear()
+    assert w.run_once(0) == 20
+    assert sizes[0] == 20  # sized at the fast pace seen so far; the slow call is then measured
+    _fill(bus, 20, start=40)
+    sizes.clear()
+    assert w.run_once(0) == 20
+    assert sizes[0] < 20 and sum(sizes) == 20 and max(sizes[1:]) <= 8, sizes
+    assert len(bus.messages("out")) == 60 and w.consumer.lag() == 0
+
+
 def test_a_poison_search_keeps_the_consumer_alive_between_steps():
     bus, reg = MemoryBus(), CollectorRegistry()
     _fill(bus, 4)

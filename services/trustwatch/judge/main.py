@@ -90,7 +90,12 @@ def dispatch_main(
         metrics,
         outage_after=config.env_int("TRUSTWATCH_DISPATCHER_OUTAGE_AFTER"),
     )
-    set_sub_batch([worker], config.env_int("TRUSTWATCH_DISPATCHER_SUB_BATCH"), "TRUSTWATCH_DISPATCHER_SUB_BATCH")
+    set_sub_batch(
+        [worker],
+        config.env_int("TRUSTWATCH_DISPATCHER_SUB_BATCH"),
+        "TRUSTWATCH_DISPATCHER_SUB_BATCH",
+        seconds=config.env_float("TRUSTWATCH_DISPATCHER_SUB_BATCH_S", zero_ok=True),
+    )
     liveness.watch(worker)
     install_signal_handlers(worker)
     worker.run_forever()

@@ -249,8 +249,16 @@ VARIABLES: dict[str, Var] = {
         Var(
             "TRUSTWATCH_DISPATCHER_SUB_BATCH",
             "64",
-            "Most completions per evaluator call of the dispatcher (a polled batch is split, the consumer "
-            "kept alive between the parts, so no batch outlives max.poll.interval); 0: the whole poll.",
+            "Completions in the dispatcher's first evaluator call (a polled batch is split, the consumer "
+            "kept alive between the parts, so no batch outlives max.poll.interval); later calls are sized "
+            "by TRUSTWATCH_DISPATCHER_SUB_BATCH_S. 0: the whole poll.",
+        ),
+        Var(
+            "TRUSTWATCH_DISPATCHER_SUB_BATCH_S",
+            "5",
+            "Seconds an evaluator call of the dispatcher should take: after the first call, each is sized "
+            "at the seconds per completion seen so far (fast judges get whole polls, an LLM judge small "
+            "calls). 0: every call has TRUSTWATCH_DISPATCHER_SUB_BATCH completions.",
         ),
         Var(
             "TRUSTWATCH_AGGREGATOR_SUB_BATCH",
@@ -330,14 +338,17 @@ def env_int(name: str) -> int:
         raise SystemExit(f"{name}={raw!r} is not an integer; set it to a whole number") from None
 
 
-def env_float(name: str) -> float:
+def env_float(name: str, zero_ok: bool = False) -> float:
+    """A positive, finite number (``zero_ok``: or 0, where the variable's 0 means "off")."""
     raw = env(name)
     try:
         value = float(raw)
     except ValueError:
         raise SystemExit(f"{name}={raw!r} is not a number; set it to e.g. 30 or 2.5") from None
+    if zero_ok and value == 0:
+        return 0.0
     if not value > 0 or value == float("inf"):
-        raise SystemExit(f"{name}={raw!r} must be a positive, finite number")
+        raise SystemExit(f"{name}={raw!r} must be a positive, finite number" + (" or 0" if zero_ok else ""))
     return value
 
 

@@ -330,6 +330,13 @@ class Worker(ConsumerLoop, Generic[T]):
     messages; between them (and between the steps of a poison search) the consumer is kept alive in
     its group (:meth:`Consumer.keepalive`), so a long batch does not outlive ``max.poll.interval``.
     The services set it from TRUSTWATCH_<SERVICE>_SUB_BATCH with :func:`set_sub_batch`.
+
+    ``sub_batch_s`` (0: off): with a ``sub_batch``, only the first handler call has ``sub_batch``
+    messages; each later one (in this poll and the next ones) is sized to take about
+    ``sub_batch_s`` seconds at the seconds per message the calls so far took (an exponentially
+    weighted mean), at least one message and at most the rest of the poll. Fast handlers then get
+    whole polls (the dispatcher with offline judges: a poll in 64-message calls took 1.5 times as
+    long as in one call) and slow ones (an LLM judge) small calls, kept alive between them.
     """
 
     def __init__(
@@ -346,6 +353,7 @@ class Worker(ConsumerLoop, Generic[T]):
         poison_attempts: int = 2,
         sub_batch: int = 0,
         backoff: Backoff | None = None,
+        sub_batch_s: float = 0.0,
     ) -> None:
         super().__init__(service, bus, topics, group_id, metrics, topic_names, backoff)
         self.decode = decode
@@ -353,6 +361,9 @@ class Worker(ConsumerLoop, Generic[T]):
         self.max_batch = max_batch
         self.poison_attempts = max(1, poison_attempts)
         self.sub_batch = max(0, sub_batch)
+        self.sub_batch_s = max(0.0, sub_batch_s)
+        self._per_message_s: float | None = None  # seconds per message of the handler calls so far
+        self._clock: Callable[[], float] = time.perf_counter  # replaceable in tests
 
     def run_once(self, timeout: float = 1.0) -> int:
         """Process at most one batch; returns how many messages it took (0: nothing to do).
@@ -380,12 +391,16 @@ class Worker(ConsumerLoop, Generic[T]):
                     decoded.append((m, self.decode(m.value)))
                 except Exception as exc:  # noqa: BLE001 - any decode failure is the message's fault
                     self._dead_letter(m, f"undecodable message on {m.topic}: {type(exc).__name__}: {exc}", "decode")
-            step = self.sub_batch or len(decoded) or 1
             processed: list[tuple[Message, Result]] = []
-            for i in range(0, len(decoded), step):
+            i = 0
+            while i < len(decoded):
                 if i:
                     consumer.keepalive()
-                processed.extend(self._process(decoded[i : i + step]))
+                part = decoded[i : i + self._step(len(decoded) - i)]
+                t0 = self._clock()
+                processed.extend(self._process(part))
+                self._observe_call(len(part), self._clock() - t0)
+                i += len(part)
             for m, r in processed:
                 if r.failed:
                     self._dead_letter(m, r.failed, "process")
@@ -405,6 +420,20 @@ class Worker(ConsumerLoop, Generic[T]):
         self._maybe_export_lag(consumer, moved=True)
         self.beat()
         return len(messages)
+
+    def _step(self, left: int) -> int:
+        """Messages for the next handler call, of ``left`` still to handle in this poll."""
+        if not self.sub_batch:
+            return max(1, left)
+        if not self.sub_batch_s or self._per_message_s is None:
+            return max(1, min(self.sub_batch, left))
+        fits = int(self.sub_batch_s / self._per_message_s) if self._per_message_s > 0 else left
+        return max(1, min(fits, left))
+
+    def _observe_call(self, messages: int, seconds: float) -> None:
+        per = seconds / max(1, messages)
+        old = self._per_message_s
+        self._per_message_s = per if old is None else 0.5 * old + 0.5 * per
 
     def _process(self, items: list[tuple[Message, T]]) -> list[tuple[Message, Result]]:
         """Run the handler; when it raises a non-transient error, find the poison by halves.
@@ -454,16 +483,21 @@ class Worker(ConsumerLoop, Generic[T]):
         return first + self._process(items[mid:])
 
 
-def set_sub_batch(loops: Iterable[ConsumerLoop], size: int, setting: str = "sub_batch") -> None:
+def set_sub_batch(loops: Iterable[ConsumerLoop], size: int, setting: str = "sub_batch", seconds: float = 0.0) -> None:
     """Give every batch :class:`Worker` among ``loops`` handler calls of at most ``size`` messages (0:
-    the whole poll; see :class:`Worker`). A streaming loop (:mod:`trustwatch.platform.streaming`) has
-    no batch to split: its work in flight has its own bound and it keeps itself alive while busy, so
-    it is left as it is. ``setting`` names where ``size`` came from, for the error a negative one raises."""
+    the whole poll; see :class:`Worker`), or, with ``seconds``, a first call of ``size`` and later
+    ones sized to take about ``seconds`` (``Worker.sub_batch_s``). A streaming loop
+    (:mod:`trustwatch.platform.streaming`) has no batch to split: its work in flight has its own bound
+    and it keeps itself alive while busy, so it is left as it is. ``setting`` names where ``size``
+    came from, for the error a negative one raises."""
     if size < 0:
         raise ValueError(f"{setting}={size}: set it to 0 (whole polls) or a positive number of messages")
+    if seconds < 0:
+        raise ValueError(f"{setting}_S={seconds}: set it to 0 (fixed sizes) or a positive number of seconds")
     for loop in loops:
         if isinstance(loop, Worker):
             loop.sub_batch = size
+            loop.sub_batch_s = seconds
 
 
 def install_signal_handlers(*workers: ConsumerLoop) -> None:
