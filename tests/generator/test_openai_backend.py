@@ -350,6 +350,36 @@ def test_http_200_not_json_every_time_ends_transient(backend_factory: Any) -> No
     assert error_kind_of(r) == pb.ERROR_KIND_TRANSIENT
 
 
+def test_http_200_with_a_json_body_that_is_not_an_object_ends_transient(backend_factory: Any) -> None:
+    from trustwatch.generator.backends._kinds import error_kind_of
+    from trustwatch.v1 import messages_pb2 as pb
+
+    with FakeServer(lambda n, b, h: (200, {}, b'["choices"]')) as srv:
+        [r] = backend_factory(base_url=srv.base_url, max_retries=1).generate(reqs(1))
+    assert len(srv.requests) == 2
+    assert "JSON body that is not an object" in r.error and error_kind_of(r) == pb.ERROR_KIND_TRANSIENT, r.error
+
+
+def test_odd_fields_in_a_reply_give_empty_values_not_errors(backend_factory: Any) -> None:
+    # usage counts that are not numbers, a message that is not an object, a null finish_reason
+    odd = {
+        "choices": [{"message": "not an object", "finish_reason": None}],
+        "usage": {"prompt_tokens": "12", "completion_tokens": True},
+    }
+    with FakeServer(lambda n, b, h: (200, {}, odd)) as srv:
+        [r] = backend_factory(base_url=srv.base_url, max_retries=0).generate(reqs(1))
+    assert not r.error, r.error
+    assert (r.text, r.finish_reason, r.prompt_tokens, r.completion_tokens) == ("", "", 0, 0)
+
+
+def test_an_error_body_that_is_not_json_is_quoted_in_the_error(backend_factory: Any) -> None:
+    page = b"<html>" + b"x" * 2000 + b"</html>"
+    with FakeServer(lambda n, b, h: (403, {"content-type": "text/html"}, page)) as srv:
+        [r] = backend_factory(base_url=srv.base_url, max_retries=0).generate(reqs(1))
+    assert r.error.startswith(f"HTTP 403 from {srv.base_url}: <html>xxx"), r.error
+    assert len(r.error) < 800  # the body is cut, not copied whole
+
+
 @pytest.mark.parametrize(
     ("status", "kind"),
     [
