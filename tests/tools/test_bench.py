@@ -19,7 +19,16 @@ from trustwatch.scheduler.core import Prepared, build_plan
 from trustwatch.tools.bench.__main__ import _only
 from trustwatch.tools.bench.endpoint import bench_p2, endpoint_args
 from trustwatch.tools.bench.hf_loop import hf_one_at_a_time_step
-from trustwatch.tools.bench.pipeline import InProcessPipeline, heavy_tailed_max_tokens, p1_jobs, p1_plan
+from trustwatch.tools.bench.pipeline import (
+    KAFKA,
+    MEMORY,
+    RAW,
+    InProcessPipeline,
+    bench_p1,
+    heavy_tailed_max_tokens,
+    p1_jobs,
+    p1_plan,
+)
 from trustwatch.tools.bench.plumbing import (
     HashEmbeddings,
     PlumbingEvaluators,
@@ -175,3 +184,16 @@ def test_p3_and_scale_run_through_kafka_postgres_and_service_processes(data_dir:
     assert {"aggregator-1", "dispatcher-1"} <= set(s["rows"][1]["peak_rss_mb"])
     assert s["rss"]["long"]["prompts"] == 2 * s["rss"]["short"]["prompts"]
     assert set(s["rss"]["growth"]) == set(s["rss"]["short"]["peak_rss_mb"])
+
+
+@pytest.mark.slow
+def test_p1_runs_the_engine_the_memory_bus_pipeline_and_the_services_on_the_same_work(data_dir: Path) -> None:
+    # vLLM's CPU build, the tiny random model, a KRaft broker, PostgreSQL and four service processes.
+    r = bench_p1("tiny-random", data_dir, n=12, repeats=1, model_judges=False)
+    rows = {row["label"]: row for row in r["runs"]}
+    assert list(rows) == [RAW, MEMORY, KAFKA] and set(r["over_raw"]) == {MEMORY, KAFKA}
+    assert all(row["n"] == 12 and row["errors"] == 0 for row in rows.values())
+    # Greedy decoding of the same prompts with the same max_tokens: each path generated the same
+    # tokens (the Kafka path's are read back from its completions topic).
+    assert rows[MEMORY]["completion_tokens"] == rows[KAFKA]["completion_tokens"] == rows[RAW]["completion_tokens"] > 12
+    assert r["untargeted_over_raw"] == {}
