@@ -132,11 +132,14 @@ def test_p1_pipeline_runs_a_plan_to_completion_on_the_memory_bus(echo_prep: Prep
 def test_p2_measures_stream_and_bare_client_with_and_without_429s() -> None:
     assert "--no-redraw-repeats" in endpoint_args()
     assert "--no-redraw-repeats" not in endpoint_args(p_429=0.2)  # a retry must get a fresh draw
+    assert "--no-quota-429" in endpoint_args(p_429=0.2)  # the spec'd 429s: Retry-After alone
+    assert "--quota-429" in endpoint_args(p_429=0.2, quota_429=True)
     r = bench_p2(n=20, concurrency=4, repeats=1, median_s=0.005, retry_after_s=0.05)
     assert len(r["latency"]["runs"]) == 3  # bare, batched, stream
     assert len(r["latency+429"]["runs"]) == 3  # bare, stream, stream with the adaptive window off
+    assert len(r["latency+429, quota spent"]["runs"]) == 2  # bare, stream
     assert r["latency+429"]["fixed_window_over_bare"] > 0
-    for case in ("latency", "latency+429"):
+    for case in ("latency", "latency+429", "latency+429, quota spent"):
         assert all(row["n"] == 20 and row["errors"] == 0 for row in r[case]["runs"])
         assert r[case]["stream_over_bare"] > 0
 

@@ -99,6 +99,25 @@ def test_the_same_seed_gives_the_same_replies_whatever_the_arrival_order() -> No
     assert sum(first[i] != other[i] for i in order) > 30  # another seed, other draws
 
 
+def test_a_request_draws_by_its_content_not_by_how_a_client_serialized_it() -> None:
+    """Two clients sending the same model, messages and max_tokens (one with its keys in another order
+    and a sampling default the other leaves out) meet the same latency and reply; another max_tokens
+    is another request."""
+    cfg = EndpointConfig(seed=5, latency="lognormal", median_s=0.002, redraw_repeats=False)
+    plain = [body(i) for i in range(20)]
+    other_client = [{"temperature": 0.0, "top_p": 1.0, **dict(reversed(list(b.items())))} for b in plain]
+    longer = [body(i, max_tokens=65) for i in range(20)]
+    drawn: list[dict[str, float]] = []
+    with FakeEndpoint(cfg) as ep:
+        replies = []
+        for bodies in (plain, other_client, longer):
+            replies.append(post_all(ep.base_url, bodies))
+            drawn.append({e.prompt_head: e.latency_s for e in ep.log[-len(bodies) :]})
+    said = [[content(text) for _status, _h, text in r] for r in replies]
+    assert said[0] == said[1] and drawn[0] == drawn[1]
+    assert said[0] != said[2] and sum(drawn[0][p] != drawn[2][p] for p in drawn[0]) >= 18
+
+
 def test_a_repeated_request_gets_a_fresh_draw_unless_told_otherwise() -> None:
     cfg = EndpointConfig(seed=0)
     with FakeEndpoint(cfg) as ep:

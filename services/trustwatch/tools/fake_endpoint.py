@@ -6,21 +6,24 @@ It answers ``POST /v1/chat/completions`` and ``GET /v1/models`` from one asyncio
 to cost (the latency draw), not its own overhead.
 
 Every random choice for a request (latency, reply length and text, fault) is drawn from a generator
-seeded with ``(seed, the request body, how many times that body has arrived before)``: the same
-requests get the same replies whatever order they arrive in, and a retry of a request (the same
-body again) gets a fresh draw (with ``redraw_repeats=False``, the same draw: a benchmark's repeated
-runs then meet the same latencies). Rate limits depend on time and are not seeded.
+seeded with ``(seed, the request, how many times that request has arrived before)``, where the
+request is its model, messages and max_tokens (not its bytes: two clients that serialize the same
+request differently, or add sampling defaults such as ``top_p``, meet the same draws): the same
+requests get the same replies whatever order they arrive in, and a retry of a request gets a fresh
+draw (with ``redraw_repeats=False``, the same draw: a benchmark's repeated runs, and its different
+clients, then meet the same latencies). Rate limits depend on time and are not seeded.
 
 * **Latency**: ``lognormal`` (``median_s``, ``sigma``), ``constant`` (``median_s``) or ``zero``.
 * **Replies**: ``completion_tokens`` = a lognormal draw (``reply_median_tokens``,
   ``reply_sigma``) cut at the request's ``max_tokens`` (``finish_reason`` then ``length``, else
   ``stop``); the text has that many word-tokens; ``prompt_tokens`` ~ characters / 4 + overhead.
 * **Faults**, by seeded fractions of requests: ``p_400`` (a final error: the prompt is too long
-  for the window), ``p_429`` (with ``Retry-After``, ``retry-after-ms``
-  and ``x-ratelimit-*`` headers), ``p_500``, ``p_503``, ``p_hang`` (no reply for ``hang_s``: the
-  client times out), ``p_drop`` (the connection is closed without a reply), ``p_not_json`` (an
-  HTTP 200 whose body is an HTML page, JSON cut short, or empty), ``p_odd`` (an HTTP 200 whose
-  text holds a NUL, an escaped lone surrogate, or is ``long_reply_chars`` long).
+  for the window), ``p_429`` (with ``Retry-After`` and ``retry-after-ms``, and, unless
+  ``quota_429`` is off, ``x-ratelimit-*`` headers saying the quota is spent), ``p_500``,
+  ``p_503``, ``p_hang`` (no reply for ``hang_s``: the client times out), ``p_drop`` (the
+  connection is closed without a reply), ``p_not_json`` (an HTTP 200 whose body is an HTML page,
+  JSON cut short, or empty), ``p_odd`` (an HTTP 200 whose text holds a NUL, an escaped lone
+  surrogate, or is ``long_reply_chars`` long).
 * **Refusals**: a share of prompts (``refusal_share``; ``refusal_match_share`` for the prompts the
   regex ``refusal_match`` finds) is answered with the plain refusal :data:`REFUSAL`. Whether a prompt is
   refused is decided by its text and the seed alone (a uniform draw below the share), like a model with
@@ -91,6 +94,10 @@ class EndpointConfig:
     p_not_json: float = 0.0
     p_odd: float = 0.0
     retry_after_s: float = 1.0  # the Retry-After of an injected 429
+    # An injected 429 also says the request quota is spent (x-ratelimit-remaining-requests: 0 until
+    # Retry-After), as a provider's quota refusal does; False: Retry-After alone, as an overloaded
+    # server or a gateway refusing a share of requests answers.
+    quota_429: bool = True
     hang_s: float = 300.0
     long_reply_chars: int = 200_000
     rpm: float = 0.0  # requests per minute (0: no limit)
@@ -241,8 +248,14 @@ class _Server:
             {"object": "list", "data": [{"id": self.config.model, "object": "model", "owned_by": "fake"}]}
         )
 
-    def _rng(self, raw: bytes) -> random.Random:
-        digest = hashlib.blake2b(raw, digest_size=16).digest()
+    def _rng(self, body: dict[str, Any]) -> random.Random:
+        # The request's content, not its bytes: clients that serialize the same request differently
+        # (key order, spacing, sampling defaults such as top_p) meet the same draws.
+        key = json.dumps(
+            [body.get("model"), body.get("messages"), body.get("max_tokens"), body.get("max_completion_tokens")],
+            sort_keys=True,
+        )
+        digest = hashlib.blake2b(key.encode(), digest_size=16).digest()
         k = 0
         if self.config.redraw_repeats:
             k = self.seen.get(digest, 0)
@@ -304,7 +317,7 @@ class _Server:
             prompt_tokens=prompt_tokens,
             prompt_head=(last if isinstance(last, str) else json.dumps(last))[:80],
         )
-        rng = self._rng(raw)
+        rng = self._rng(body)
 
         limit_headers: dict[str, str] = {}
         if self.buckets:
@@ -332,12 +345,13 @@ class _Server:
         elif latency > 0:
             await asyncio.sleep(latency)
         if fault == "429":
-            headers = {
-                "x-ratelimit-limit-requests": "1",
-                "x-ratelimit-remaining-requests": "0",
-                "x-ratelimit-reset-requests": go_duration(cfg.retry_after_s),
-                **_retry_after(cfg.retry_after_s),
-            }
+            headers = _retry_after(cfg.retry_after_s)
+            if cfg.quota_429:
+                headers |= {
+                    "x-ratelimit-limit-requests": "1",
+                    "x-ratelimit-remaining-requests": "0",
+                    "x-ratelimit-reset-requests": go_duration(cfg.retry_after_s),
+                }
             entry["status"] = 429
             return _error(429, "Rate limit reached (injected)", "rate_limit_exceeded", headers)
         if fault == "400":

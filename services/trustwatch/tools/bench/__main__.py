@@ -95,6 +95,13 @@ def run(args: argparse.Namespace) -> int:
         for case in ("latency", "latency+429"):
             print(f"  {case} (429 fraction {r[case]['p_429']}):\n{_table(r[case]['runs'])}")
             figures.append(Figure("P2", f"stream / bare client, {case}", r[case]["stream_over_bare"], 0.95, "x bare"))
+        quota = r.get("latency+429, quota spent")
+        if quota:
+            print(
+                "  the same 429s saying the quota is spent (x-ratelimit-remaining-requests: 0):\n"
+                f"{_table(quota['runs'])}\n  stream / bare: {quota['stream_over_bare']:.3f} "
+                "(no target: the back-end honours the headers, the bare client ignores them)"
+            )
         if "fixed_window_over_bare" in r["latency+429"]:
             print(
                 f"  adaptive window off / bare, with 429s: {r['latency+429']['fixed_window_over_bare']:.3f} (diagnosis)"

@@ -132,13 +132,20 @@ def compare_streaming(
 
 
 def endpoint_args(
-    seed: int = 0, median_s: float = 0.2, sigma: float = 1.0, p_429: float = 0.0, retry_after_s: float = 1.0
+    seed: int = 0,
+    median_s: float = 0.2,
+    sigma: float = 1.0,
+    p_429: float = 0.0,
+    retry_after_s: float = 1.0,
+    quota_429: bool = False,
 ) -> list[str]:
     """The fake endpoint's command line: lognormal latency; the same draw for a repeated request
-    (runs meet the same latencies), except with injected 429s, where a retry must get a fresh draw."""
+    (runs meet the same latencies), except with injected 429s, where a retry must get a fresh draw.
+    The 429s carry Retry-After; with ``quota_429`` they also say the request quota is spent."""
     args = ["--seed", str(seed), "--latency", "lognormal", "--median-s", str(median_s), "--sigma", str(sigma)]
     if p_429:
-        return [*args, "--p-429", str(p_429), "--retry-after-s", str(retry_after_s)]
+        quota = "--quota-429" if quota_429 else "--no-quota-429"
+        return [*args, "--p-429", str(p_429), "--retry-after-s", str(retry_after_s), quota]
     return [*args, "--no-redraw-repeats"]
 
 
@@ -150,18 +157,34 @@ def bench_p2(
     batched: bool = True,
     median_s: float = 0.2,
     retry_after_s: float = 1.0,
+    quota_case: bool = True,
 ) -> dict[str, Any]:
     """P2: ``OpenAIBackend.stream`` (what the generator service drives) over a bare asyncio client
     at equal concurrency, against the fake endpoint (lognormal latency, median 0.2 s, sigma 1,
     seed 0) in a process of its own; then again with ``p_429`` of the requests answered 429 with
     Retry-After ``retry_after_s``. The batched path is measured in the first case only (what streaming
-    gains); in the second, a stream with the adaptive (AIMD) window off is measured too."""
+    gains); in the second, a stream with the adaptive (AIMD) window off is measured too. With
+    ``quota_case``, a third case (no target) has those 429s also say the request quota is spent
+    (``x-ratelimit-remaining-requests: 0``): the back-end then holds new requests until a later
+    success lifts the hold, which the bare client, ignoring the headers, does not."""
     out: dict[str, Any] = {"n": n, "concurrency": concurrency, "repeats": repeats, "median_s": median_s}
-    for case, fraction in (("latency", 0.0), ("latency+429", p_429)):
-        proc, base_url = start_endpoint(endpoint_args(median_s=median_s, p_429=fraction, retry_after_s=retry_after_s))
+    for case, fraction, quota in (
+        ("latency", 0.0, False),
+        ("latency+429", p_429, False),
+        ("latency+429, quota spent", p_429 if quota_case else 0.0, True),
+    ):
+        if quota and not fraction:
+            continue
+        args = endpoint_args(median_s=median_s, p_429=fraction, retry_after_s=retry_after_s, quota_429=quota)
+        proc, base_url = start_endpoint(args)
         try:
             rows = compare_streaming(
-                base_url, n, concurrency, repeats=repeats, batched=batched and not fraction, fixed_window=bool(fraction)
+                base_url,
+                n,
+                concurrency,
+                repeats=repeats,
+                batched=batched and not fraction,
+                fixed_window=bool(fraction) and not quota,
             )
         finally:
             proc.terminate()
@@ -169,7 +192,7 @@ def bench_p2(
         bare = rows[0]["prompts_per_s"]
         stream = next(r for r in rows if r["label"] == f"{STREAM_LABEL}, {concurrency} in flight")
         out[case] = {"p_429": fraction, "runs": rows, "stream_over_bare": stream["prompts_per_s"] / bare}
-        if fraction:  # a diagnosis, not a target: how much of the gap the shrinking window makes
+        if fraction and not quota:  # a diagnosis, not a target: how much of the gap the shrinking window makes
             out[case]["fixed_window_over_bare"] = rows[-1]["prompts_per_s"] / bare
     return out
 
