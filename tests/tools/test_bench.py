@@ -38,7 +38,7 @@ from trustwatch.tools.bench.plumbing import (
     plan_of,
     prepare_full,
 )
-from trustwatch.tools.bench.report import Figure, write
+from trustwatch.tools.bench.report import Figure, ratio_interval, write
 
 #: Judges that run an embedding model: slow to load, and not what these tests are about; left out.
 MODEL_JUDGES = {"embedding", "persona_similarity"}
@@ -163,6 +163,47 @@ def test_report_marks_targets_and_writes_json_and_plot(tmp_path: Path) -> None:
     assert [f["passed"] for f in data["figures"]] == [True, False, False]
     assert len(data["figures"][0]["load"]) == 3
     assert png is not None and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_ratio_interval_covers_the_true_ratio_about_95_times_in_100_and_narrows_with_runs() -> None:
+    rng = np.random.default_rng(0)
+
+    def row(n: int, median_s: float, runs: int) -> dict[str, object]:
+        return {"n": n, "walls": list(median_s * np.exp(rng.normal(0, 0.1, runs)))}
+
+    def coverage(true: float, base: tuple[int, float], other: tuple[int, float], runs: int) -> tuple[float, float]:
+        hits, widths = 0, []
+        for _ in range(400):
+            ci = ratio_interval(row(base[0], base[1], runs), row(other[0], other[1], runs))
+            assert ci is not None
+            hits += ci[0] < true < ci[1]
+            widths.append(ci[1] - ci[0])
+        return hits / 400, float(np.mean(widths))
+
+    # the second side takes 25% longer for the same prompts: its throughput is 0.8 of the first's
+    hit3, width3 = coverage(0.8, (100, 10.0), (100, 12.5), 3)
+    hit10, width10 = coverage(0.8, (100, 10.0), (100, 12.5), 10)
+    assert 0.91 <= hit3 <= 0.99 and 0.91 <= hit10 <= 0.99
+    assert width10 < width3 / 2
+    # twice the prompts in the same time is twice the throughput
+    hit, _ = coverage(2.0, (100, 10.0), (200, 10.0), 5)
+    assert 0.91 <= hit <= 0.99
+    # one run a side, or runs without any spread: nothing to estimate the noise from
+    assert ratio_interval({"n": 1, "walls": [1.0]}, {"n": 1, "walls": [2.0, 2.1]}) is None
+    assert ratio_interval({"n": 1, "walls": [1.0, 1.0]}, {"n": 1, "walls": [2.0, 2.0]}) is None
+
+
+def test_a_figure_whose_interval_holds_the_target_is_marked_unsettled(tmp_path: Path) -> None:
+    sure = Figure("P1", "pipeline / raw", 0.93, 0.90, "x raw", interval=(0.91, 0.95))
+    unsure = Figure("P1", "pipeline / raw", 0.93, 0.90, "x raw", interval=(0.85, 1.01))
+    bare = Figure("P3", "prompts/s", 2500.0, 2000, "prompts/s")
+    assert sure.settled and not unsure.settled and bare.settled
+    assert "PASS " in sure.line() and "PASS?" in unsure.line() and "[0.85, 1.01]" in unsure.line()
+    json_path, png = write(tmp_path, [sure, unsure, bare], {})
+    data = json.loads(json_path.read_text())
+    assert [f["settled"] for f in data["figures"]] == [True, False, True]
+    assert data["figures"][1]["interval"] == [0.85, 1.01]
+    assert png is not None
 
 
 def test_only_accepts_parts_in_any_case_and_names_the_choices() -> None:

@@ -26,6 +26,7 @@ from typing import Any
 
 from trustwatch.generator.backends.base import GenRequest, GenResult
 from trustwatch.tools.bench.generation import _measure, _requests, _table, bare_openai_step
+from trustwatch.tools.bench.report import ratio_interval
 
 
 def start_endpoint(args: Sequence[str]) -> tuple[subprocess.Popen[str], str]:
@@ -191,7 +192,12 @@ def bench_p2(
             proc.wait(timeout=30)
         bare = rows[0]["prompts_per_s"]
         stream = next(r for r in rows if r["label"] == f"{STREAM_LABEL}, {concurrency} in flight")
-        out[case] = {"p_429": fraction, "runs": rows, "stream_over_bare": stream["prompts_per_s"] / bare}
+        out[case] = {
+            "p_429": fraction,
+            "runs": rows,
+            "stream_over_bare": stream["prompts_per_s"] / bare,
+            "interval": ratio_interval(rows[0], stream),
+        }
         if fraction and not quota:  # a diagnosis, not a target: how much of the gap the shrinking window makes
             out[case]["fixed_window_over_bare"] = rows[-1]["prompts_per_s"] / bare
     return out

@@ -78,6 +78,7 @@ def _summary(label: str, n: int, walls: list[float], tokens: int, errors: int) -
         "n": n,
         "runs": len(walls),
         "wall_s": wall,
+        "walls": list(walls),
         "prompts_per_s": n / wall,
         "tokens_per_s": tokens / wall,
         "completion_tokens": tokens,

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from trustwatch.tools.bench.generation import _measure, vllm_bench_step
+from trustwatch.tools.bench.report import ratio_interval
 
 
 def hf_one_at_a_time_step(model_dir: str, prompts: Sequence[str], max_tokens: int) -> Callable[[], tuple[int, int]]:
@@ -41,7 +42,7 @@ def hf_one_at_a_time_step(model_dir: str, prompts: Sequence[str], max_tokens: in
     return step
 
 
-def bench_p4(model_dir: str, prompts: Sequence[str], max_tokens: int = 32, repeats: int = 3) -> dict[str, Any]:
+def bench_p4(model_dir: str, prompts: Sequence[str], max_tokens: int = 128, repeats: int = 3) -> dict[str, Any]:
     """The HF loop and ``VllmBackend.generate`` (one batch of every prompt), alternating."""
     from trustwatch.generator.backends.vllm_engine import VllmBackend
 
@@ -61,5 +62,6 @@ def bench_p4(model_dir: str, prompts: Sequence[str], max_tokens: int = 32, repea
         "max_tokens": max_tokens,
         "runs": rows,
         "speedup": rows[1]["prompts_per_s"] / rows[0]["prompts_per_s"],
+        "speedup_interval": ratio_interval(rows[0], rows[1]),
         "token_speedup": rows[1]["tokens_per_s"] / rows[0]["tokens_per_s"] if rows[0]["tokens_per_s"] else None,
     }

@@ -50,6 +50,7 @@ from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.scheduler.core import Plan, Prepared, build_plan
 from trustwatch.scheduler.service import publish
 from trustwatch.tools.bench.generation import _summary
+from trustwatch.tools.bench.report import ratio_interval
 from trustwatch.v1 import messages_pb2 as pb
 
 RAW = "vllm.LLM.generate (raw)"
@@ -288,6 +289,7 @@ def bench_p1(
         "max_tokens": {"median": float(np.median(max_tokens)), "max": max(max_tokens), "sum": sum(max_tokens)},
         "runs": rows,
         "over_raw": {r["label"]: r["prompts_per_s"] / base for r in rows[1:] if r["label"] in TARGETED},
+        "intervals": {r["label"]: ratio_interval(rows[0], r) for r in rows[1:]},
         "untargeted_over_raw": {r["label"]: r["prompts_per_s"] / base for r in rows[1:] if r["label"] not in TARGETED},
     }
 
