@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from trustwatch.platform.bus import MemoryBus
 from trustwatch.scheduler.core import Prepared, build_plan
 from trustwatch.tools.bench.__main__ import _only
 from trustwatch.tools.bench.endpoint import bench_p2, endpoint_args
+from trustwatch.tools.bench.generation import _summary
 from trustwatch.tools.bench.hf_loop import hf_one_at_a_time_step
 from trustwatch.tools.bench.pipeline import (
     KAFKA,
@@ -25,6 +27,7 @@ from trustwatch.tools.bench.pipeline import (
     RAW,
     InProcessPipeline,
     bench_p1,
+    cpu_decomposition,
     heavy_tailed_max_tokens,
     p1_jobs,
     p1_plan,
@@ -193,6 +196,19 @@ def test_ratio_interval_covers_the_true_ratio_about_95_times_in_100_and_narrows_
     assert ratio_interval({"n": 1, "walls": [1.0, 1.0]}, {"n": 1, "walls": [2.0, 2.0]}) is None
 
 
+def test_cpu_decomposition_splits_a_ratio_into_extra_cpu_and_idle_cores() -> None:
+    cores = os.cpu_count() or 1
+    # raw: 10 s with 90% of the cores busy; the pipeline: 20 s with 60% busy, on the same prompts
+    raw = _summary("raw", 100, [10.0], 0, 0, busy=[10.0 * cores * 0.9])
+    pipe = _summary("pipeline", 100, [20.0], 0, 0, busy=[20.0 * cores * 0.6])
+    assert raw["utilization"] == pytest.approx(0.9) and pipe["machine_cpu_s"] == pytest.approx(12.0 * cores)
+    d = cpu_decomposition(raw, pipe)
+    assert d["cpu"] == pytest.approx(9.0 / 12.0) and d["idle"] == pytest.approx(0.6 / 0.9)
+    assert d["cpu"] * d["idle"] == pytest.approx(pipe["prompts_per_s"] / raw["prompts_per_s"])
+    # without CPU figures a row has none
+    assert "utilization" not in _summary("raw", 100, [10.0], 0, 0)
+
+
 def test_a_figure_whose_interval_holds_the_target_is_marked_unsettled(tmp_path: Path) -> None:
     sure = Figure("P1", "pipeline / raw", 0.93, 0.90, "x raw", interval=(0.91, 0.95))
     unsure = Figure("P1", "pipeline / raw", 0.93, 0.90, "x raw", interval=(0.85, 1.01))
@@ -241,3 +257,6 @@ def test_p1_runs_the_engine_the_memory_bus_pipeline_and_the_services_on_the_same
     # tokens (the Kafka path's are read back from its completions topic).
     assert rows[MEMORY]["completion_tokens"] == rows[KAFKA]["completion_tokens"] == rows[RAW]["completion_tokens"] > 12
     assert r["untargeted_over_raw"] == {}
+    # the machine's CPU over each run, and each pipeline's ratio split into its two factors
+    assert all(row["machine_cpu_s"] > 0 and row["utilization"] > 0 for row in rows.values())
+    assert set(r["decomposition"]) == {MEMORY, KAFKA}

