@@ -239,6 +239,10 @@ def test_p3_and_scale_run_through_kafka_postgres_and_service_processes(data_dir:
     assert (r["echo"]["judges"], r["echo_offline_judges"]["judges"]) == ("plumbing", "offline")
     assert set(r["echo"]["peak_rss_mb"]) == {"judge", "aggregator-0", "dispatcher-0", "generator"}
     assert all(v > 0 for v in r["echo"]["peak_rss_mb"].values())
+    # CPU over the timed run: the machine's, each service's, and the fake endpoint's own
+    assert set(r["fake_endpoint"]["cpu_s"]) == {"judge", "aggregator-0", "dispatcher-0", "generator", "fake endpoint"}
+    assert r["fake_endpoint"]["cpu_s"]["fake endpoint"] > 0 and r["fake_endpoint"]["cpu_s"]["generator"] > 0
+    assert r["echo"]["machine_cpu_s"] >= r["echo"]["cpu_s"]["generator"] > 0
     s = bench_scale(data_dir, n=20, sizes=(1, 2), rss_factor=2, warm=10)
     assert [row["partitions"] for row in s["rows"]] == [1, 2]
     assert {"aggregator-1", "dispatcher-1"} <= set(s["rows"][1]["peak_rss_mb"])

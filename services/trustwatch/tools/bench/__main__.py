@@ -129,6 +129,12 @@ def run(args: argparse.Namespace) -> int:
         for k in ("echo", "fake_endpoint", "echo_offline_judges", "raw_kafka", "judging_in_process"):
             if k in r:
                 print(f"  {k:<20} {r[k]['wall_s']:>8.1f} s {r[k]['prompts_per_s']:>9.1f} prompts/s")
+        print(f"  machine CPU per prompt ({os.cpu_count()} cores, every process) and where it went:")
+        for k in ("echo", "fake_endpoint", "echo_offline_judges"):
+            if "machine_cpu_s" in r.get(k, {}):
+                ms = 1000 * r[k]["machine_cpu_s"] / r["prompts"]
+                parts = ", ".join(f"{name} {1000 * v / r['prompts']:.2f}" for name, v in sorted(r[k]["cpu_s"].items()))
+                print(f"    {k:<20} {ms:.2f} ms ({parts}; the rest: broker, database, the bench)")
         for k, label in (
             ("echo", "echo back-end, plumbing judges"),
             ("fake_endpoint", "fake endpoint 0 latency, plumbing judges"),

@@ -364,10 +364,30 @@ def summarize_py_spy(path: Path, top: int = 8) -> list[tuple[str, float]]:
     return [(k, v / total) for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:top]] if total else []
 
 
-def run_plans(infra: Infra, services: Services, plans: Sequence[Plan], timeout: float = 1800.0) -> dict[str, Any]:
+def _cpu_s(procs: dict[str, Any]) -> dict[str, float]:
+    """User + system CPU seconds of each process so far (0 for one that is gone)."""
+    out: dict[str, float] = {}
+    for name, p in procs.items():
+        try:
+            out[name] = float(sum(p.cpu_times()[:2]))
+        except psutil.Error:
+            out[name] = 0.0
+    return out
+
+
+def run_plans(
+    infra: Infra,
+    services: Services,
+    plans: Sequence[Plan],
+    timeout: float = 1800.0,
+    extra_pids: dict[str, int] | None = None,
+) -> dict[str, Any]:
     """Publish ``plans`` as the scheduler does (recording them in the store) and wait until every
-    planned judgment is stored; wall time from the first publish to the last run complete."""
+    planned judgment is stored; wall time from the first publish to the last run complete, the
+    machine's busy CPU seconds over that time (every process, :func:`machine_busy_s`) and each
+    service's (and ``extra_pids``', e.g. a fake endpoint's) own."""
     from trustwatch.platform.store import Store
+    from trustwatch.tools.bench.generation import machine_busy_s
 
     store = Store(infra.db_url)
     bus = kafka_bus(infra.bootstrap, partitions=services.partitions)
@@ -376,6 +396,8 @@ def run_plans(infra: Infra, services: Services, plans: Sequence[Plan], timeout: 
         with RssSampler(services.pids()) as rss:
             profiler = cProfile.Profile() if services.profile else None
             spies = py_spy(services.pids(), services.workdir, plans[0].run_id) if services.profile else []
+            procs = {name: psutil.Process(pid) for name, pid in {**services.pids(), **(extra_pids or {})}.items()}
+            busy0, cpu0 = machine_busy_s(), _cpu_s(procs)  # the machine's window holds the processes
             t0 = time.perf_counter()
             if profiler is not None:
                 profiler.enable()
@@ -394,6 +416,8 @@ def run_plans(infra: Infra, services: Services, plans: Sequence[Plan], timeout: 
                 time.sleep(0.25)
                 pending = [r for r in pending if not store.is_complete(r)]
             wall = time.perf_counter() - t0
+            cpu = {name: used - cpu0[name] for name, used in _cpu_s(procs).items()}
+            busy = machine_busy_s() - busy0
             for spy in spies:
                 spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
             for spy in spies:
@@ -410,6 +434,8 @@ def run_plans(infra: Infra, services: Services, plans: Sequence[Plan], timeout: 
         "quiesce_s": quiet_s,
         "judges": services.judges,
         "prompts_per_s": prompts / wall,
+        "machine_cpu_s": busy,
+        "cpu_s": cpu,
         "peak_rss_mb": {k: v / 2**20 for k, v in rss.peak.items()},
         "load": load_average(),
     }
@@ -547,7 +573,9 @@ def bench_p3(
                     prep_http = prepare_full(data_dir, target)
                     with Services(infra, work, target, generator_args=["--concurrency", "64"]) as svc:
                         run_plans(infra, svc, [plan_of(prep_http, warm, "warm")])
-                        out["fake_endpoint"] = run_plans(infra, svc, [plan_of(prep_http, n)])
+                        out["fake_endpoint"] = run_plans(
+                            infra, svc, [plan_of(prep_http, n)], extra_pids={"fake endpoint": proc.pid}
+                        )
                 finally:
                     proc.terminate()
                     proc.wait(timeout=30)
