@@ -241,8 +241,12 @@ def test_p3_and_scale_run_through_kafka_postgres_and_service_processes(data_dir:
     assert all(v > 0 for v in r["echo"]["peak_rss_mb"].values())
     # CPU over the timed run: the machine's, each service's, and the fake endpoint's own
     assert set(r["fake_endpoint"]["cpu_s"]) == {"judge", "aggregator-0", "dispatcher-0", "generator", "fake endpoint"}
-    assert r["fake_endpoint"]["cpu_s"]["fake endpoint"] > 0 and r["fake_endpoint"]["cpu_s"]["generator"] > 0
-    assert r["echo"]["machine_cpu_s"] >= r["echo"]["cpu_s"]["generator"] > 0
+    # (20 prompts can take a process less than one 10 ms clock tick, so a process may show 0; the
+    # machine's window holds the processes' windows, so it holds their CPU, within a tick each)
+    for k in ("echo", "fake_endpoint"):
+        cpu = r[k]["cpu_s"]
+        assert all(v >= 0 for v in cpu.values()) and r[k]["machine_cpu_s"] > 0
+        assert r[k]["machine_cpu_s"] >= sum(cpu.values()) - 0.01 * len(cpu)
     s = bench_scale(data_dir, n=20, sizes=(1, 2), rss_factor=2, warm=10)
     assert [row["partitions"] for row in s["rows"]] == [1, 2]
     assert {"aggregator-1", "dispatcher-1"} <= set(s["rows"][1]["peak_rss_mb"])

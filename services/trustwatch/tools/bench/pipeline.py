@@ -276,10 +276,9 @@ def bench_p1(
                 run_plans(infra, svc, [p1_plan(prep, picked[:64], max_tokens[:64], "warm")])  # engine start
                 walls[label], busy[label] = [], []
                 for plan in [p1_plan(prep, picked, max_tokens, "p1") for _ in range(repeats)]:
-                    b0 = machine_busy_s()
-                    walls[label].append(run_plans(infra, svc, [plan])["wall_s"])
-                    # over the run and run_plans' wait for idle services before it (little CPU)
-                    busy[label].append(machine_busy_s() - b0)
+                    timed = run_plans(infra, svc, [plan])
+                    walls[label].append(timed["wall_s"])
+                    busy[label].append(timed["machine_cpu_s"])  # over the same timed window
                     done[label] = completion_totals(infra.bootstrap, svc.topics, plan)
         finally:
             infra.close()
@@ -313,6 +312,9 @@ def cpu_decomposition(raw: dict[str, Any], row: dict[str, Any]) -> dict[str, flo
     seconds and core utilization: wall = CPU / (utilization x cores), so for the same prompts
 
         pipeline / raw = (raw CPU / pipeline CPU) x (pipeline utilization / raw utilization)
+
+    exactly for single runs; from the medians of several runs, the product is close to the ratio
+    of median wall times, not equal to it.
 
     ``cpu``: the first factor, what the pipeline's extra CPU work (broker, database, services and
     the engine's own slowdown) leaves; ``idle``: the second, what cores left idle by waits cost. On
