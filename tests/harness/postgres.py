@@ -78,6 +78,11 @@ class PostgresCluster:
         return f"postgresql+psycopg://{SUPERUSER}@127.0.0.1:{self.port}/{self.database}"
 
     @property
+    def data_dir(self) -> Path | None:
+        """The cluster's data folder (its ``postmaster.pid`` names the server's process), once started."""
+        return self._dir / "data" if self._dir else None
+
+    @property
     def log_path(self) -> Path | None:
         return self._dir / "postgres.log" if self._dir else None
 

@@ -240,7 +240,15 @@ def test_p3_and_scale_run_through_kafka_postgres_and_service_processes(data_dir:
     assert set(r["echo"]["peak_rss_mb"]) == {"judge", "aggregator-0", "dispatcher-0", "generator"}
     assert all(v > 0 for v in r["echo"]["peak_rss_mb"].values())
     # CPU over the timed run: the machine's, each service's, and the fake endpoint's own
-    assert set(r["fake_endpoint"]["cpu_s"]) == {"judge", "aggregator-0", "dispatcher-0", "generator", "fake endpoint"}
+    assert set(r["fake_endpoint"]["cpu_s"]) == {
+        "judge",
+        "aggregator-0",
+        "dispatcher-0",
+        "generator",
+        "fake endpoint",
+        "broker",
+        "database",
+    }
     # (20 prompts can take a process less than one 10 ms clock tick, so a process may show 0; the
     # machine's window holds the processes' windows, so it holds their CPU, within a tick each)
     for k in ("echo", "fake_endpoint"):

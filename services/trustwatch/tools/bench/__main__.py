@@ -134,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
             if "machine_cpu_s" in r.get(k, {}):
                 ms = 1000 * r[k]["machine_cpu_s"] / r["prompts"]
                 parts = ", ".join(f"{name} {1000 * v / r['prompts']:.2f}" for name, v in sorted(r[k]["cpu_s"].items()))
-                print(f"    {k:<20} {ms:.2f} ms ({parts}; the rest: broker, database, the bench)")
+                print(f"    {k:<20} {ms:.2f} ms ({parts}; the rest: the bench process, the kernel)")
         for k, label in (
             ("echo", "echo back-end, plumbing judges"),
             ("fake_endpoint", "fake endpoint 0 latency, plumbing judges"),
