@@ -399,6 +399,23 @@ def _cpu_used(before: dict[str, dict[int, float]], after: dict[str, dict[int, fl
     }
 
 
+def _settle(store: Any, services: Services, run_ids: list[str], deadline: float) -> float:
+    """After a timed run (untimed): wait until the aggregator has marked every run complete, which it
+    does on its next refresh and then builds and exports the run's report (seconds of its CPU for the
+    full suite), and until the services are idle again; returns the wait. Without it the report's
+    work fell into the next timed run: a one-second idle window right after completion missed it."""
+    t0 = time.monotonic()
+    pending = list(run_ids)
+    while pending:
+        services.check()
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"runs {pending} complete but not marked so; logs in {services.workdir}")
+        time.sleep(0.1)
+        pending = [r for r in pending if (row := store.run(r)) is None or row.completed_unix_ms is None]
+    services.quiesce()
+    return time.monotonic() - t0
+
+
 def run_plans(
     infra: Infra,
     services: Services,
@@ -407,10 +424,11 @@ def run_plans(
     extra_pids: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     """Publish ``plans`` as the scheduler does (recording them in the store) and wait until every
-    planned judgment is stored; wall time from the first publish to the last run complete, the
-    machine's busy CPU seconds over that time (every process, :func:`machine_busy_s`) and each
-    service's, the broker's, the database's (with its backends) and ``extra_pids``' (e.g. a fake
-    endpoint's) own."""
+    planned judgment is stored, then (untimed) until the aggregator has marked them complete and the
+    services are idle again (:func:`_settle`). Returns the wall time from the first publish to the
+    last run complete, the machine's busy CPU seconds over that time (every process,
+    :func:`machine_busy_s`) and each service's, the broker's, the database's (with its backends) and
+    ``extra_pids``' (e.g. a fake endpoint's) own."""
     from trustwatch.platform.store import Store
     from trustwatch.tools.bench.generation import machine_busy_s
 
@@ -452,6 +470,7 @@ def run_plans(
                 spy.send_signal(signal.SIGINT)  # py-spy writes its samples on SIGINT
             for spy in spies:
                 spy.wait(timeout=60)
+            settle_s = _settle(store, services, list(expected), deadline)
     finally:
         bus.close()
         store.close()
@@ -462,6 +481,7 @@ def run_plans(
         "wall_s": wall,
         "publish_s": published,
         "quiesce_s": quiet_s,
+        "settle_s": settle_s,
         "judges": services.judges,
         "prompts_per_s": prompts / wall,
         "machine_cpu_s": busy,
