@@ -424,3 +424,33 @@ def test_reply_timeout_comes_from_its_setting(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setenv("TRUSTWATCH_OPENAI_TIMEOUT_S", "soon")
     with pytest.raises(SystemExit, match="TRUSTWATCH_OPENAI_TIMEOUT_S='soon' is not a number"):
         OpenAIBackend.from_target(spec)
+
+
+def _proxy_env(monkeypatch: pytest.MonkeyPatch, proxy: str, no_proxy: str = "") -> None:
+    for name in ("http_proxy", "https_proxy", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("http_proxy", proxy)
+    if no_proxy:
+        monkeypatch.setenv("no_proxy", no_proxy)
+
+
+def test_requests_go_through_the_proxy_the_environment_names(
+    backend_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scripted server plays the proxy: the endpoint's host does not resolve, so a reply can
+    # only have come through it.
+    with FakeServer(ok) as proxy:
+        _proxy_env(monkeypatch, proxy.base_url.removesuffix("/v1"))
+        results = backend_factory(base_url="http://endpoint.invalid/v1").generate(reqs(3))
+    assert [r.text for r in results] == [f"reply to prompt {i}" for i in range(3)]
+    assert len(proxy.requests) == 3
+
+
+def test_no_proxy_sends_requests_straight_to_the_endpoint(
+    backend_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with FakeServer(ok) as srv:
+        _proxy_env(monkeypatch, f"http://127.0.0.1:{free_port()}", no_proxy="127.0.0.1")  # nothing listens
+        results = backend_factory(base_url=srv.base_url).generate(reqs(2))
+    assert [r.text for r in results] == ["reply to prompt 0", "reply to prompt 1"] and len(srv.requests) == 2

@@ -127,6 +127,20 @@ def _server_message(body: Any) -> str:
     return ""
 
 
+def env_proxy(url: str) -> tuple[str | None, Any]:
+    """The proxy for ``url`` from HTTP_PROXY / HTTPS_PROXY / NO_PROXY (as other HTTP clients honour
+    them), with its credentials from the proxy URL or ~/.netrc: (None, None) for none. Looked up once
+    per back-end, by aiohttp's own rule."""
+    from aiohttp.helpers import get_env_proxy_for_url
+    from yarl import URL
+
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(url))
+    except LookupError:  # no proxy for this scheme, or NO_PROXY names the host
+        return None, None
+    return str(proxy), auth
+
+
 @register
 class OpenAIBackend(Backend):
     """Chat completions from an OpenAI-compatible endpoint, with bounded concurrency and retries."""
@@ -211,6 +225,8 @@ class OpenAIBackend(Backend):
         self._closed = False
         # The client and the limits belong to the loop, so they are created on it.
         self._client: Any = None
+        self._proxy: str | None = None  # see env_proxy
+        self._proxy_auth: Any = None
         self._window: AimdWindow | None = None
         #: The server's x-ratelimit holds (a spent quota holds new attempts until its reset).
         self.quota = QuotaHold()
@@ -230,9 +246,11 @@ class OpenAIBackend(Backend):
             connector=aiohttp.TCPConnector(limit=self.concurrency),
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
             headers={"Authorization": f"Bearer {self._key}", "Accept": "application/json"},
-            trust_env=True,  # HTTP(S)_PROXY / NO_PROXY, as other HTTP clients honour them
+            # No trust_env: it looks the proxy and ~/.netrc up again for every request, each time in
+            # a worker thread (a fifth of the generator's samples against an instant endpoint).
         )
         self._url = f"{self.base_url}/chat/completions"
+        self._proxy, self._proxy_auth = env_proxy(self._url)
         self._window = AimdWindow(self.concurrency, adaptive=self.adaptive)
         self._rpm = TokenBucket(self.rpm) if self.rpm else None
         self._tpm = TokenBucket(self.tpm) if self.tpm else None
@@ -336,7 +354,9 @@ class OpenAIBackend(Backend):
             self.attempts += 1
             seq = self.quota.sent()
             try:
-                async with self._client.post(self._url, json=body) as resp:
+                async with self._client.post(
+                    self._url, json=body, proxy=self._proxy, proxy_auth=self._proxy_auth
+                ) as resp:
                     status, headers = resp.status, resp.headers
                     raw = await resp.read()
             except TimeoutError as e:
