@@ -223,3 +223,74 @@ def test_set_sub_batch_sets_batch_workers_only_and_refuses_a_negative_size():
     with pytest.raises(ValueError, match="TRUSTWATCH_TEST_SUB_BATCH_S=-1"):
         set_sub_batch([w], 3, "TRUSTWATCH_TEST_SUB_BATCH", seconds=-1.0)
     assert w.sub_batch_s == 2.5
+
+
+def test_linger_gathers_messages_that_trickle_in_into_one_batch(monkeypatch):
+    """With linger_s, a batch loop keeps polling after its first message: messages that arrive one
+    by one (completions finishing) share one handler call, flush and commit."""
+    import threading
+    import time
+
+    from trustwatch.platform import runtime
+
+    monkeypatch.setattr(runtime, "LINGER_GAP_S", 2.0)  # a stalled feeder thread must not end the batch
+    bus, calls = MemoryBus(), []
+
+    def trickle():
+        p = bus.producer()
+        for i in range(6):
+            p.produce("in", _job(i))
+            p.flush()
+            time.sleep(0.02)
+
+    def handler(jobs):
+        calls.append(len(jobs))
+        return [Result() for _ in jobs]
+
+    w = Worker(
+        "svc",
+        bus,
+        ["in"],
+        "g",
+        decode_job,
+        handler,
+        ServiceMetrics(CollectorRegistry()),
+        Topics("tw"),
+        max_batch=6,
+        linger_s=30.0,
+    )
+    feeder = threading.Thread(target=trickle)
+    feeder.start()
+    assert w.run_once(5.0) == 6
+    feeder.join()
+    assert calls == [6] and w.consumer.lag() == 0
+
+
+def test_linger_ends_at_a_full_batch_or_a_quiet_gap():
+    import time
+
+    bus, calls = MemoryBus(), []
+    p = bus.producer()
+    for i in range(25):
+        p.produce("in", _job(i))
+    p.flush()
+
+    def handler(jobs):
+        calls.append(len(jobs))
+        return [Result() for _ in jobs]
+
+    w = Worker(
+        "svc",
+        bus,
+        ["in"],
+        "g",
+        decode_job,
+        handler,
+        ServiceMetrics(CollectorRegistry()),
+        Topics("tw"),
+        max_batch=10,
+        linger_s=30.0,
+    )
+    t0 = time.monotonic()
+    assert [w.run_once(1.0) for _ in range(3)] == [10, 10, 5]
+    assert calls == [10, 10, 5] and time.monotonic() - t0 < 5  # full batches at once; the last after a gap

@@ -47,7 +47,7 @@ from trustwatch.platform.messages import (
     now_ms,
     parse_message,
 )
-from trustwatch.platform.runtime import Result, Worker, is_transient
+from trustwatch.platform.runtime import BATCH_LINGER_S, Result, Worker, is_transient
 from trustwatch.platform.store import DeadLetterRow, PoisonCandidate, RunRow, Store
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
@@ -651,6 +651,7 @@ def aggregator_workers(bus: Bus, topics: Topics, agg: Aggregator, metrics: Servi
             metrics=metrics,
             topic_names=topics,
             max_batch=2000,
+            linger_s=BATCH_LINGER_S,
         ),
         Worker(
             service="aggregator-runs",

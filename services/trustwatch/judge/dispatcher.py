@@ -27,7 +27,7 @@ from trustwatch.benchmark.evaluators.base import EvalItem, Verdict
 from trustwatch.judge.client import EvaluatorClient
 from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.platform.messages import decode_completion, loads_record, now_ms
-from trustwatch.platform.runtime import Out, Result, TransientError, Worker
+from trustwatch.platform.runtime import BATCH_LINGER_S, Out, Result, TransientError, Worker
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -171,4 +171,5 @@ def dispatcher_worker(
         metrics=metrics,
         topic_names=topics,
         max_batch=max_batch,
+        linger_s=BATCH_LINGER_S,
     )
