@@ -226,19 +226,6 @@ VARIABLES: dict[str, Var] = {
             "500",
             "Most messages one poll returns (caps every service's batch size).",
         ),
-        Var(
-            "TRUSTWATCH_KAFKA_FETCH_MIN_BYTES",
-            "65536",
-            "Least data the broker gathers before it answers a consumer's fetch (or until "
-            "TRUSTWATCH_KAFKA_FETCH_MAX_WAIT_MS): a trickle of messages reaches a service in batches, "
-            "not one by one (kafka-python's default, 1, cost each service its per-batch work per message).",
-        ),
-        Var(
-            "TRUSTWATCH_KAFKA_FETCH_MAX_WAIT_MS",
-            "100",
-            "Longest time the broker holds a consumer's fetch waiting for TRUSTWATCH_KAFKA_FETCH_MIN_BYTES: "
-            "what a message may wait at each hop when traffic is light.",
-        ),
         Var("TRUSTWATCH_KAFKA_REQUEST_TIMEOUT_MS", "30000", "Timeout of one Kafka client request."),
         Var(
             "TRUSTWATCH_KAFKA_RECONNECT_BACKOFF_MAX_MS",

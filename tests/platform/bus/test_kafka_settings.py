@@ -19,8 +19,6 @@ def test_defaults_shorten_the_session_and_keep_kafka_poll_defaults():
         "heartbeat_interval_ms": 3000,
         "max_poll_interval_ms": 300000,
         "max_poll_records": 500,
-        "fetch_min_bytes": 65536,
-        "fetch_max_wait_ms": 100,
         "request_timeout_ms": 30000,
         "reconnect_backoff_max_ms": 2000,
     }
@@ -34,8 +32,6 @@ def test_every_setting_comes_from_its_variable():
                 "TRUSTWATCH_KAFKA_MAX_POLL_INTERVAL_MS": "600000",
                 "TRUSTWATCH_KAFKA_MAX_POLL_RECORDS": "64",
                 "TRUSTWATCH_KAFKA_REQUEST_TIMEOUT_MS": "40000",
-                "TRUSTWATCH_KAFKA_FETCH_MIN_BYTES": "1",
-                "TRUSTWATCH_KAFKA_FETCH_MAX_WAIT_MS": "500",
                 "TRUSTWATCH_KAFKA_RECONNECT_BACKOFF_MAX_MS": "5000",
                 "TRUSTWATCH_INSTANCE_ID": "gen-0",
             }
@@ -46,7 +42,6 @@ def test_every_setting_comes_from_its_variable():
     assert s["max_poll_interval_ms"] == 600000 and s["max_poll_records"] == 64
     assert s["request_timeout_ms"] == 40000 and s["group_instance_id"] == "gen-0"
     assert s["reconnect_backoff_max_ms"] == 5000
-    assert s["fetch_min_bytes"] == 1 and s["fetch_max_wait_ms"] == 500
 
 
 def test_every_client_gets_the_short_reconnect_backoff(monkeypatch):

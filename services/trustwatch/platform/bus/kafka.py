@@ -121,9 +121,7 @@ def instance_id(env: Callable[[str], str] = config.env, environ: Mapping[str, st
 
 def client_settings(env: Callable[[str], str] = config.env, environ: Mapping[str, str] = os.environ) -> dict[str, Any]:
     """Kafka consumer settings from the declared variables, as kafka-python configs: session timeout
-    (with a heartbeat a third of it, at most 3 s), max poll interval, max poll records, the fetch's
-    least bytes and longest wait (measured in ``make bench`` P3 against an instant endpoint, where
-    completions trickle: 846 -> 1,036-1,172 prompts/s with 64 KiB / 100 ms; 200 ms was no better), request
+    (with a heartbeat a third of it, at most 3 s), max poll interval, max poll records, request
     timeout, the longest reconnect backoff (producers, consumers and the admin client: kafka-python's
     30 s default left services idle for half a minute after a broker came back), and
     ``group_instance_id`` when static membership is on (see :func:`instance_id`)."""
@@ -133,8 +131,6 @@ def client_settings(env: Callable[[str], str] = config.env, environ: Mapping[str
         "heartbeat_interval_ms": max(100, min(3000, session // 3)),
         "max_poll_interval_ms": _positive(env, "TRUSTWATCH_KAFKA_MAX_POLL_INTERVAL_MS"),
         "max_poll_records": _positive(env, "TRUSTWATCH_KAFKA_MAX_POLL_RECORDS"),
-        "fetch_min_bytes": _positive(env, "TRUSTWATCH_KAFKA_FETCH_MIN_BYTES"),
-        "fetch_max_wait_ms": _positive(env, "TRUSTWATCH_KAFKA_FETCH_MAX_WAIT_MS"),
         "request_timeout_ms": _positive(env, "TRUSTWATCH_KAFKA_REQUEST_TIMEOUT_MS"),
         "reconnect_backoff_max_ms": _positive(env, "TRUSTWATCH_KAFKA_RECONNECT_BACKOFF_MAX_MS"),
     }
