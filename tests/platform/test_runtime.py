@@ -225,6 +225,19 @@ def test_set_sub_batch_sets_batch_workers_only_and_refuses_a_negative_size():
     assert w.sub_batch_s == 2.5
 
 
+def _lingering_worker(bus, calls, max_batch):
+    """A worker with a long linger whose handler records each call's batch size in ``calls``."""
+
+    def handler(jobs):
+        calls.append(len(jobs))
+        return [Result() for _ in jobs]
+
+    metrics = ServiceMetrics(CollectorRegistry())
+    return Worker(
+        "svc", bus, ["in"], "g", decode_job, handler, metrics, Topics("tw"), max_batch=max_batch, linger_s=30.0
+    )
+
+
 def test_linger_gathers_messages_that_trickle_in_into_one_batch(monkeypatch):
     """With linger_s, a batch loop keeps polling after its first message: messages that arrive one
     by one (completions finishing) share one handler call, flush and commit."""
@@ -243,22 +256,7 @@ def test_linger_gathers_messages_that_trickle_in_into_one_batch(monkeypatch):
             p.flush()
             time.sleep(0.02)
 
-    def handler(jobs):
-        calls.append(len(jobs))
-        return [Result() for _ in jobs]
-
-    w = Worker(
-        "svc",
-        bus,
-        ["in"],
-        "g",
-        decode_job,
-        handler,
-        ServiceMetrics(CollectorRegistry()),
-        Topics("tw"),
-        max_batch=6,
-        linger_s=30.0,
-    )
+    w = _lingering_worker(bus, calls, max_batch=6)
     feeder = threading.Thread(target=trickle)
     feeder.start()
     assert w.run_once(5.0) == 6
@@ -275,22 +273,7 @@ def test_linger_ends_at_a_full_batch_or_a_quiet_gap():
         p.produce("in", _job(i))
     p.flush()
 
-    def handler(jobs):
-        calls.append(len(jobs))
-        return [Result() for _ in jobs]
-
-    w = Worker(
-        "svc",
-        bus,
-        ["in"],
-        "g",
-        decode_job,
-        handler,
-        ServiceMetrics(CollectorRegistry()),
-        Topics("tw"),
-        max_batch=10,
-        linger_s=30.0,
-    )
+    w = _lingering_worker(bus, calls, max_batch=10)
     t0 = time.monotonic()
     assert [w.run_once(1.0) for _ in range(3)] == [10, 10, 5]
     assert calls == [10, 10, 5] and time.monotonic() - t0 < 5  # full batches at once; the last after a gap
