@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from trustwatch.generator.backends._kinds import ClassifiedResult, error_kind_of
 from trustwatch.generator.backends.base import Backend, GenRequest, GenResult
-from trustwatch.generator.backends.vllm_engine import VllmBackend
+from trustwatch.generator.backends.vllm_engine import VllmBackend, _EngineThread
 from trustwatch.generator.core import cut_reply, generate, to_completion
 from trustwatch.generator.service import generator_worker
 from trustwatch.platform.bus import MemoryBus, Topics
@@ -108,6 +108,8 @@ def _stub_vllm(window: int = 10) -> VllmBackend:
     b._sampling_params_cls = _SamplingParams
     b._llm = _Llm()
     b.max_model_len = window
+    b._stream = None
+    b._engine_thread = _EngineThread("stub-engine")
     return b
 
 

