@@ -277,3 +277,32 @@ def test_linger_ends_at_a_full_batch_or_a_quiet_gap():
     t0 = time.monotonic()
     assert [w.run_once(1.0) for _ in range(3)] == [10, 10, 5]
     assert calls == [10, 10, 5] and time.monotonic() - t0 < 5  # full batches at once; the last after a gap
+
+
+def test_the_loops_fed_by_trickles_linger_and_the_others_do_not():
+    """The dispatcher and the aggregator's judgments loop get completions and judgments one by one
+    from streaming generators, so they linger; the run-event and dead-letter loops answer at once."""
+    from trustwatch.aggregator.service import Aggregator, aggregator_workers
+    from trustwatch.judge.dispatcher import dispatcher_worker
+    from trustwatch.platform.runtime import BATCH_LINGER_S
+    from trustwatch.platform.store import Store
+
+    bus, topics, metrics = MemoryBus(), Topics("tw"), ServiceMetrics(CollectorRegistry())
+    store = Store("sqlite:///:memory:")
+    try:
+        workers = {
+            w.service: w.linger_s
+            for w in [
+                dispatcher_worker(bus, topics, None, metrics),  # the client is not called here
+                *aggregator_workers(bus, topics, Aggregator(store, metrics, topics), metrics),
+            ]
+        }
+    finally:
+        store.close()
+    assert BATCH_LINGER_S > 0
+    assert workers == {
+        "dispatcher": BATCH_LINGER_S,
+        "aggregator": BATCH_LINGER_S,
+        "aggregator-runs": 0.0,
+        "aggregator-dlq": 0.0,
+    }
