@@ -26,6 +26,8 @@ def test_calls_run_in_order_on_one_thread_and_errors_reach_the_caller() -> None:
         assert worker.submit(sum, [1, 2], start=3).result(timeout=10) == 6  # still working after an error
     finally:
         worker.shutdown()
+    with pytest.raises(RuntimeError, match="stopped"):  # refused, not queued for no one to run
+        worker.submit(sum, [1])
 
 
 def test_a_call_that_never_ends_does_not_hold_up_the_exit() -> None:

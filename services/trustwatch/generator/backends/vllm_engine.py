@@ -109,6 +109,7 @@ class _EngineThread:
 
     def __init__(self, name: str) -> None:
         self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
+        self._stopped = False
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
@@ -117,6 +118,8 @@ class _EngineThread:
         return self._thread.ident
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
+        if self._stopped:  # nothing would ever run it: the caller would wait for ever
+            raise RuntimeError("the vLLM engine's thread is stopped (the back-end was closed)")
         done: Future[T] = Future()
         self._calls.put((functools.partial(fn, *args, **kwargs), done))
         return done
@@ -133,6 +136,7 @@ class _EngineThread:
 
     def shutdown(self) -> None:
         """Stop after the calls already submitted (waits for them, unless called on this thread)."""
+        self._stopped = True
         self._calls.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join()
