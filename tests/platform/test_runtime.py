@@ -279,30 +279,38 @@ def test_linger_ends_at_a_full_batch_or_a_quiet_gap():
     assert calls == [10, 10, 5] and time.monotonic() - t0 < 5  # full batches at once; the last after a gap
 
 
-def test_the_loops_fed_by_trickles_linger_and_the_others_do_not():
-    """The dispatcher and the aggregator's judgments loop get completions and judgments one by one
-    from streaming generators, so they linger; the run-event and dead-letter loops answer at once."""
+def _lingers():
+    """Each of the dispatcher's and the aggregator's loops: its linger (s)."""
     from trustwatch.aggregator.service import Aggregator, aggregator_workers
     from trustwatch.judge.dispatcher import dispatcher_worker
-    from trustwatch.platform.runtime import BATCH_LINGER_S
     from trustwatch.platform.store import Store
 
     bus, topics, metrics = MemoryBus(), Topics("tw"), ServiceMetrics(CollectorRegistry())
     store = Store("sqlite:///:memory:")
     try:
-        workers = {
-            w.service: w.linger_s
-            for w in [
-                dispatcher_worker(bus, topics, None, metrics),  # the client is not called here
-                *aggregator_workers(bus, topics, Aggregator(store, metrics, topics), metrics),
-            ]
-        }
+        workers = [
+            dispatcher_worker(bus, topics, None, metrics),  # the client is not called here
+            *aggregator_workers(bus, topics, Aggregator(store, metrics, topics), metrics),
+        ]
     finally:
         store.close()
-    assert BATCH_LINGER_S > 0
-    assert workers == {
-        "dispatcher": BATCH_LINGER_S,
-        "aggregator": BATCH_LINGER_S,
-        "aggregator-runs": 0.0,
-        "aggregator-dlq": 0.0,
-    }
+    return {w.service: w.linger_s for w in workers}
+
+
+@pytest.mark.parametrize("value", [None, "2", "0"])
+def test_the_loops_fed_by_trickles_linger_as_set_and_the_others_do_not(monkeypatch, value):
+    """The dispatcher and the aggregator's judgments loop get completions and judgments one by one
+    from streaming generators, so they linger (TRUSTWATCH_BATCH_LINGER_S, default 0.5 s); the
+    run-event and dead-letter loops answer at once."""
+    if value is None:
+        monkeypatch.delenv("TRUSTWATCH_BATCH_LINGER_S", raising=False)
+    else:
+        monkeypatch.setenv("TRUSTWATCH_BATCH_LINGER_S", value)
+    expected = 0.5 if value is None else float(value)
+    assert _lingers() == {"dispatcher": expected, "aggregator": expected, "aggregator-runs": 0.0, "aggregator-dlq": 0.0}
+
+
+def test_a_bad_linger_setting_says_what_to_set(monkeypatch):
+    monkeypatch.setenv("TRUSTWATCH_BATCH_LINGER_S", "-1")
+    with pytest.raises(SystemExit, match="TRUSTWATCH_BATCH_LINGER_S='-1' must be a positive, finite number or 0"):
+        _lingers()

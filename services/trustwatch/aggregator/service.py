@@ -47,7 +47,7 @@ from trustwatch.platform.messages import (
     now_ms,
     parse_message,
 )
-from trustwatch.platform.runtime import BATCH_LINGER_S, Result, Worker, is_transient
+from trustwatch.platform.runtime import Result, Worker, batch_linger_s, is_transient
 from trustwatch.platform.store import DeadLetterRow, PoisonCandidate, RunRow, Store
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
@@ -639,7 +639,11 @@ def _same_values(payload: dict[str, Any], report: Report) -> bool:
     return all(stored.get(k) == now.get(k) for k in keys)
 
 
-def aggregator_workers(bus: Bus, topics: Topics, agg: Aggregator, metrics: ServiceMetrics) -> list[Worker[Any]]:
+def aggregator_workers(
+    bus: Bus, topics: Topics, agg: Aggregator, metrics: ServiceMetrics, linger_s: float | None = None
+) -> list[Worker[Any]]:
+    """The judgments loop (``linger_s``: see ``Worker``; None: TRUSTWATCH_BATCH_LINGER_S), the run
+    events' and the dead letters'."""
     return [
         Worker(
             service="aggregator",
@@ -651,7 +655,7 @@ def aggregator_workers(bus: Bus, topics: Topics, agg: Aggregator, metrics: Servi
             metrics=metrics,
             topic_names=topics,
             max_batch=2000,
-            linger_s=BATCH_LINGER_S,
+            linger_s=batch_linger_s() if linger_s is None else linger_s,
         ),
         Worker(
             service="aggregator-runs",

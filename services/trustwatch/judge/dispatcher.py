@@ -27,7 +27,7 @@ from trustwatch.benchmark.evaluators.base import EvalItem, Verdict
 from trustwatch.judge.client import EvaluatorClient
 from trustwatch.platform.bus.base import Bus, Topics
 from trustwatch.platform.messages import decode_completion, loads_record, now_ms
-from trustwatch.platform.runtime import BATCH_LINGER_S, Out, Result, TransientError, Worker
+from trustwatch.platform.runtime import Out, Result, TransientError, Worker, batch_linger_s
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
 from trustwatch.v1 import messages_pb2 as pb
 
@@ -149,9 +149,11 @@ def dispatcher_worker(
     metrics: ServiceMetrics,
     max_batch: int = 512,
     outage_after: int = 0,
+    linger_s: float | None = None,
 ) -> Worker[pb.Completion]:
     """``outage_after``: transient error verdicts in a row of one evaluator that pause the dispatcher
-    (0: never; the embedded mode stores them as transient rows, which the next invocation retries)."""
+    (0: never; the embedded mode stores them as transient rows, which the next invocation retries).
+    ``linger_s``: see ``Worker`` (None: TRUSTWATCH_BATCH_LINGER_S)."""
     breaker = JudgeBreaker(outage_after)
 
     def handle(batch: Sequence[pb.Completion]) -> list[Result]:
@@ -171,5 +173,5 @@ def dispatcher_worker(
         metrics=metrics,
         topic_names=topics,
         max_batch=max_batch,
-        linger_s=BATCH_LINGER_S,
+        linger_s=batch_linger_s() if linger_s is None else linger_s,
     )

@@ -203,6 +203,14 @@ VARIABLES: dict[str, Var] = {
             "back-end can; `off`: always polls, generates and commits whole batches.",
         ),
         Var(
+            "TRUSTWATCH_BATCH_LINGER_S",
+            "0.5",
+            "Seconds the judge dispatcher and the aggregator keep gathering a batch after its first "
+            "message (until it is full or 0.25 s pass without one), so completions that trickle in "
+            "one by one share one judge call and one transaction; 0: off (each poll's messages at once). "
+            "Longer: less CPU per message, judgments stored later.",
+        ),
+        Var(
             "TRUSTWATCH_GENERATOR_IN_FLIGHT",
             "0",
             "Most jobs a streaming generator keeps in flight (taken but not yet committed); "

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+from trustwatch.platform import config
 from trustwatch.platform.bus.base import Bus, Consumer, Message, Producer, Topics
 from trustwatch.platform.messages import now_ms
 from trustwatch.platform.telemetry.metrics import ServiceMetrics
@@ -23,11 +24,16 @@ from trustwatch.v1 import messages_pb2 as pb
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: How long (s) a batch loop of the services whose per-batch work is heavy (the dispatcher's judge
-#: call, the aggregator's transaction) keeps gathering a batch after its first message, and the
-#: quiet gap that ends the gathering sooner; see ``Worker.linger_s``.
-BATCH_LINGER_S = 0.5
+#: The quiet gap (s) that ends a batch loop's gathering before its ``linger_s``; see ``Worker.linger_s``.
 LINGER_GAP_S = 0.25
+
+
+def batch_linger_s() -> float:
+    """How long (s) a batch loop of the services whose per-batch work is heavy (the dispatcher's
+    judge call, the aggregator's transaction) keeps gathering a batch after its first message:
+    TRUSTWATCH_BATCH_LINGER_S (0: off)."""
+    return config.env_float("TRUSTWATCH_BATCH_LINGER_S", zero_ok=True)
+
 
 #: Least time (s) between two lag exports, except the first idle turn after messages moved (see
 #: ``ConsumerLoop._maybe_export_lag``); the Kafka bus asks the broker for the lag.
