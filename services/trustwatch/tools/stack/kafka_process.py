@@ -121,8 +121,13 @@ def _java() -> str:
 
 
 def _cluster_id() -> str:
-    # Kafka's cluster ids are 16 random bytes in unpadded URL-safe base64 (22 characters).
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    """A cluster id as Kafka makes them: 16 random bytes in unpadded URL-safe base64 (22 characters),
+    drawn again when it starts with "-" (one in 64), which the storage tool would read as an option
+    (its "-t" then has no value and formatting fails; Kafka's own ``Uuid.randomUuid`` redraws too)."""
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cid.startswith("-"):
+            return cid
 
 
 def write_config(data_dir: Path, port: int, controller_port: int, overrides: Mapping[str, str] | None = None) -> Path:
