@@ -214,7 +214,9 @@ def test_failing_dead_letter_produce_commits_nothing_until_the_dlq_is_back(scena
             resumed = progress.resumed_after(restored)
         audited = audit(stack.store, run_id, pairs)
         same, duplicates, errors, rows = audited
-        letters = stack.store.dead_letters()
+        # The run can complete before a service whose retry backs off has tried its dead letter again
+        # (seen: the generator's next try came 3.5 s after the run completed), so wait for the three.
+        letters = _wait_letters(stack, {(t, KEY) for t in (jobs_topic, topics.completions, topics.judgments)})
         poison_rows = {(r.job_id, r.evaluator) for r in rows if r.error_kind == pb.ERROR_KIND_POISON}
         record(
             SCENARIO,
@@ -250,6 +252,17 @@ def test_failing_dead_letter_produce_commits_nothing_until_the_dlq_is_back(scena
     for topic in (jobs_topic, topics.completions, topics.judgments):
         assert (topic, KEY) in by_source, f"the undecodable message on {topic} was not dead-lettered: {by_source}"
     assert {d.job_id for d in letters if d.source_topic == topics.completions and d.key != KEY} == bad_ids
+
+
+def _wait_letters(stack: Stack, sources: set[tuple[str, bytes]], timeout: float = 120.0) -> list[DeadLetterRow]:
+    """The stored dead letters, once those of every (source topic, key) in ``sources`` are among them or
+    ``timeout`` passed (the assertions then say what is missing)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        letters = stack.store.dead_letters()
+        if sources <= {(d.source_topic, d.key) for d in letters} or time.monotonic() > deadline:
+            return letters
+        time.sleep(0.5)
 
 
 def _by_service(letters: list[DeadLetterRow]) -> str:
