@@ -1,7 +1,10 @@
 """Every environment variable trustwatch reads, declared once with its default and meaning.
 
-Services read settings through :func:`env` (or the typed helpers) at start-up in their ``main`` and
-pass plain values down; nothing below a service's entry point reads the environment. Secrets (API
+Settings are read through :func:`env` (or the typed helpers) once, where a service or command is
+put together: its ``main``, the worker builders both modes share (``generator_worker``,
+``dispatcher_worker``, ``aggregator_workers``: the embedded mode gets the same settings as the
+services), and a bus or back-end when it is built. Each of these takes an explicit value that wins
+over the variable, and the logic below them gets plain values, not the environment. Secrets (API
 keys) are not declared here with values: a target names the variable that holds its key, and only
 the generator that calls the endpoint reads it.
 
