@@ -1,10 +1,10 @@
 """Every environment variable trustwatch reads, declared once with its default and meaning.
 
-Settings are read through :func:`env` (or the typed helpers) once, where a service or command is
-put together: its ``main``, the worker builders both modes share (``generator_worker``,
+Settings are read through :func:`env` (or the typed helpers) where something is put together: a
+service's or command's ``main``, the worker builders both modes share (``generator_worker``,
 ``dispatcher_worker``, ``aggregator_workers``: the embedded mode gets the same settings as the
-services), and a bus or back-end when it is built. Each of these takes an explicit value that wins
-over the variable, and the logic below them gets plain values, not the environment. Secrets (API
+services), a bus or back-end being built, the dataset folder being resolved. Where such a builder
+takes the setting as an argument too, the argument wins over the variable. Secrets (API
 keys) are not declared here with values: a target names the variable that holds its key, and only
 the generator that calls the endpoint reads it.
 
