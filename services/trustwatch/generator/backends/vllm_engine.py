@@ -110,6 +110,9 @@ class _EngineThread:
     def __init__(self, name: str) -> None:
         self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = queue.SimpleQueue()
         self._stopped = False
+        # The stop and a submit are each one step under this lock: a call is either queued before the
+        # stop (and run) or refused, never queued behind it where no one would run it.
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name=name, daemon=True)
         self._thread.start()
 
@@ -118,10 +121,11 @@ class _EngineThread:
         return self._thread.ident
 
     def submit(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> Future[T]:
-        if self._stopped:  # nothing would ever run it: the caller would wait for ever
-            raise RuntimeError("the vLLM engine's thread is stopped (the back-end was closed)")
         done: Future[T] = Future()
-        self._calls.put((functools.partial(fn, *args, **kwargs), done))
+        with self._lock:
+            if self._stopped:  # nothing would ever run it: the caller would wait for ever
+                raise RuntimeError("the vLLM engine's thread is stopped (the back-end was closed)")
+            self._calls.put((functools.partial(fn, *args, **kwargs), done))
         return done
 
     def _work(self) -> None:
@@ -136,8 +140,9 @@ class _EngineThread:
 
     def shutdown(self) -> None:
         """Stop after the calls already submitted (waits for them, unless called on this thread)."""
-        self._stopped = True
-        self._calls.put(None)
+        with self._lock:
+            self._stopped = True
+            self._calls.put(None)
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
